@@ -1,0 +1,364 @@
+//! The Pulsar side: a client per tenant role that authenticates with the
+//! role's *current* token on every (re)connect, producers, and broker errors
+//! classified into what the caller can act on.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulsar::error::{AuthenticationError, ConnectionError, ProducerError, ServiceDiscoveryError};
+use pulsar::message::proto::{MessageIdData, ServerError};
+use pulsar::producer::Message;
+use pulsar::{ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecutor};
+use url::Url;
+
+use crate::secrets::SecretValue;
+
+/// Hands out the Pulsar token a client should present *now*. Asked on every
+/// connect and on every broker auth challenge, so a rotated token is picked up
+/// when the broker drops a connection whose token expired.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// The token to authenticate with.
+    async fn token(&self) -> Result<SecretValue, TokenError>;
+}
+
+/// A token that never changes (tests, and tokens a caller manages itself).
+#[async_trait]
+impl TokenSource for SecretValue {
+    async fn token(&self) -> Result<SecretValue, TokenError> {
+        Ok(self.clone())
+    }
+}
+
+/// The token source could not produce a token.
+#[derive(Debug, thiserror::Error)]
+#[error("no Pulsar token available: {reason}")]
+pub struct TokenError {
+    /// What went wrong (never contains a token).
+    pub reason: String,
+}
+
+/// pulsar-rs's authentication hook, backed by a [`TokenSource`].
+struct CurrentToken(Arc<dyn TokenSource>);
+
+#[async_trait]
+impl pulsar::authentication::Authentication for CurrentToken {
+    fn auth_method_name(&self) -> String {
+        "token".into()
+    }
+
+    async fn initialize(&mut self) -> Result<(), AuthenticationError> {
+        Ok(())
+    }
+
+    async fn auth_data(&mut self) -> Result<Vec<u8>, AuthenticationError> {
+        let token = self
+            .0
+            .token()
+            .await
+            .map_err(|e| AuthenticationError::Custom(e.to_string()))?;
+        Ok(token.expose().as_bytes().to_vec())
+    }
+}
+
+/// Bounds on how long broker operations may take. Derived from the Lambda
+/// deadline by the handlers; the defaults suit tools and tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Establishing a TCP/TLS connection and the Pulsar handshake.
+    pub connect: Duration,
+    /// One broker operation (lookup, producer creation).
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            operation: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What went wrong talking to the broker, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker rejected the credentials (bad signature, expired, unknown).
+    #[error("the broker rejected the credentials")]
+    Unauthenticated(#[source] pulsar::Error),
+    /// Authenticated, but the role may not do this on this topic.
+    #[error("the broker refused the operation for this role")]
+    Forbidden(#[source] pulsar::Error),
+    /// The topic (or its namespace / tenant) does not exist.
+    #[error("the topic does not exist")]
+    TopicNotFound(#[source] pulsar::Error),
+    /// The payload does not fit the topic's schema or size limits.
+    #[error("the broker rejected the message")]
+    Rejected(#[source] pulsar::Error),
+    /// The broker did not answer in time.
+    #[error("the broker did not answer in time")]
+    Timeout,
+    /// The broker is unreachable or not ready; retrying later may succeed.
+    #[error("the broker is unavailable")]
+    Unavailable(#[source] pulsar::Error),
+}
+
+impl BrokerError {
+    /// Maps a pulsar-rs error onto the cases above.
+    pub fn classify(err: pulsar::Error) -> Self {
+        match server_error(&err) {
+            Some(ServerError::AuthenticationError) => Self::Unauthenticated(err),
+            Some(ServerError::AuthorizationError) => Self::Forbidden(err),
+            Some(ServerError::TopicNotFound) => Self::TopicNotFound(err),
+            Some(ServerError::IncompatibleSchema | ServerError::InvalidTopicName) => {
+                Self::Rejected(err)
+            }
+            _ if is_auth_failure(&err) => Self::Unauthenticated(err),
+            _ => Self::Unavailable(err),
+        }
+    }
+
+    /// True when a fresh token might fix it (the cached one was rotated or expired).
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, Self::Unauthenticated(_))
+    }
+}
+
+fn connection_server_error(err: &ConnectionError) -> Option<ServerError> {
+    match err {
+        ConnectionError::PulsarError(Some(code), _) => Some(*code),
+        _ => None,
+    }
+}
+
+fn server_error(err: &pulsar::Error) -> Option<ServerError> {
+    match err {
+        pulsar::Error::Connection(c) => connection_server_error(c),
+        pulsar::Error::Producer(ProducerError::Connection(c)) => connection_server_error(c),
+        pulsar::Error::Consumer(pulsar::error::ConsumerError::Connection(c)) => {
+            connection_server_error(c)
+        }
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(Some(code), _)) => Some(*code),
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => {
+            connection_server_error(c)
+        }
+        _ => None,
+    }
+}
+
+// The broker answers a bad CONNECT with an AuthenticationError frame, but
+// pulsar-rs 6.9 folds every non-retryable CONNECT failure into one
+// `io::Error` ("fatal error when connecting to the Pulsar server") and logs the
+// real cause. Refused and timed-out connections stay retryable and surface as
+// themselves, so against a reachable plain-TCP broker that folded error is the
+// broker refusing the credentials. (A TLS handshake failure would fold the same
+// way; TLS set-up is validated before the first connect.)
+const PULSAR_RS_FATAL_CONNECT: &str = "fatal error when connecting to the Pulsar server";
+
+fn is_auth_failure(err: &pulsar::Error) -> bool {
+    let connection = match err {
+        pulsar::Error::Connection(c) => c,
+        pulsar::Error::Producer(ProducerError::Connection(c)) => c,
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => c,
+        pulsar::Error::Authentication(_) => return true,
+        _ => return false,
+    };
+    match connection {
+        ConnectionError::Authentication(_) => true,
+        ConnectionError::Io(e) => {
+            e.kind() == std::io::ErrorKind::Other && e.to_string() == PULSAR_RS_FATAL_CONNECT
+        }
+        ConnectionError::PulsarError(_, Some(message)) => {
+            let m = message.to_ascii_lowercase();
+            m.contains("authentication") || m.contains("unauthorized")
+        }
+        _ => false,
+    }
+}
+
+/// A message's position in Pulsar, `ledger:entry:partition:batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageId {
+    pub ledger_id: u64,
+    pub entry_id: u64,
+    pub partition: i32,
+    pub batch_index: i32,
+}
+
+impl From<&MessageIdData> for MessageId {
+    fn from(id: &MessageIdData) -> Self {
+        Self {
+            ledger_id: id.ledger_id,
+            entry_id: id.entry_id,
+            partition: id.partition.unwrap_or(-1),
+            batch_index: id.batch_index.unwrap_or(-1),
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.ledger_id, self.entry_id, self.partition, self.batch_index
+        )
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    pub payload: Vec<u8>,
+    /// Message key (ordering and partition routing).
+    pub key: Option<String>,
+    /// Event time, milliseconds since the Unix epoch.
+    pub event_time_ms: Option<u64>,
+    pub properties: HashMap<String, String>,
+}
+
+/// A connected Pulsar client acting as one role.
+#[derive(Clone)]
+pub struct Broker {
+    client: Pulsar<TokioExecutor>,
+    timeouts: Timeouts,
+}
+
+impl Broker {
+    /// Connects to `service_url`, authenticating with whatever `tokens`
+    /// returns at each connect.
+    pub async fn connect(
+        service_url: &Url,
+        tokens: Arc<dyn TokenSource>,
+        timeouts: Timeouts,
+    ) -> Result<Self, BrokerError> {
+        let builder = Pulsar::builder(service_url.as_str(), TokioExecutor)
+            .with_auth_provider(Box::new(CurrentToken(tokens)))
+            // Fail fast: the handler, not the client, decides about retries,
+            // and an auth failure must not spin through 12 backoff rounds.
+            .with_connection_retry_options(ConnectionRetryOptions {
+                min_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                max_retries: 2,
+                connection_timeout: timeouts.connect,
+                ..ConnectionRetryOptions::default()
+            })
+            .with_operation_retry_options(OperationRetryOptions {
+                operation_timeout: timeouts.operation,
+                retry_delay: Duration::from_millis(200),
+                max_retries: Some(3),
+            });
+        let client = within(timeouts.connect + timeouts.operation, builder.build()).await?;
+        Ok(Self { client, timeouts })
+    }
+
+    /// Creates a producer on `topic` (a full `persistent://t/ns/name` name).
+    /// This is where the broker checks the role's `produce` permission.
+    pub async fn producer(&self, topic: &str) -> Result<Producer, BrokerError> {
+        let producer = within(
+            self.timeouts.operation,
+            self.client.producer().with_topic(topic).build(),
+        )
+        .await?;
+        Ok(Producer { inner: producer })
+    }
+
+    /// The underlying pulsar-rs client (consumers, in tests and tools).
+    pub fn client(&self) -> &Pulsar<TokioExecutor> {
+        &self.client
+    }
+}
+
+/// A producer on one topic.
+pub struct Producer {
+    inner: pulsar::Producer<TokioExecutor>,
+}
+
+impl Producer {
+    /// Sends one message and waits for the broker's receipt (the message is
+    /// persisted when this returns `Ok`).
+    pub async fn send(&mut self, message: OutgoingMessage) -> Result<MessageId, BrokerError> {
+        let OutgoingMessage {
+            payload,
+            key,
+            event_time_ms,
+            properties,
+        } = message;
+        let message = Message {
+            payload,
+            properties,
+            partition_key: key,
+            event_time: event_time_ms,
+            ..Message::default()
+        };
+        let receipt = self
+            .inner
+            .send_non_blocking(message)
+            .await
+            .map_err(BrokerError::classify)?
+            .await
+            .map_err(BrokerError::classify)?;
+        let id = receipt
+            .message_id
+            .as_ref()
+            .map(MessageId::from)
+            .ok_or_else(|| {
+                BrokerError::Unavailable(pulsar::Error::Custom(
+                    "send receipt without a message id".into(),
+                ))
+            })?;
+        Ok(id)
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, pulsar::Error>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(BrokerError::classify),
+        Err(_) => Err(BrokerError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_print_in_pulsar_order() {
+        let id = MessageId {
+            ledger_id: 12,
+            entry_id: 3,
+            partition: -1,
+            batch_index: -1,
+        };
+        assert_eq!(id.to_string(), "12:3:-1:-1");
+    }
+
+    #[test]
+    fn server_error_codes_are_classified() {
+        let err = |code| {
+            pulsar::Error::Connection(ConnectionError::PulsarError(Some(code), Some("x".into())))
+        };
+        assert!(matches!(
+            BrokerError::classify(err(ServerError::AuthorizationError)),
+            BrokerError::Forbidden(_)
+        ));
+        assert!(matches!(
+            BrokerError::classify(err(ServerError::AuthenticationError)),
+            BrokerError::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            BrokerError::classify(err(ServerError::TopicNotFound)),
+            BrokerError::TopicNotFound(_)
+        ));
+        assert!(matches!(
+            BrokerError::classify(err(ServerError::ServiceNotReady)),
+            BrokerError::Unavailable(_)
+        ));
+    }
+}

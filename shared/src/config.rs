@@ -1,0 +1,214 @@
+//! The functions' configuration: environment variables read once at cold
+//! start into one typed [`Config`]. A missing or malformed value fails
+//! start-up with an error that names the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+/// Where the policy comes from (`KP_POLICY_FILE` wins over `KP_POLICY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `KP_POLICY_FILE`: a path to a YAML or JSON file.
+    File(PathBuf),
+    /// `KP_POLICY`: the policy document itself.
+    Inline(String),
+}
+
+/// Everything a function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `KP_POLICY_FILE` / `KP_POLICY`.
+    pub policy: PolicySource,
+    /// `PULSAR_SERVICE_URL`: `pulsar://` or `pulsar+ssl://`.
+    pub pulsar_service_url: Url,
+    /// `PULSAR_ADMIN_URL`: the broker's admin REST API (rotate only).
+    pub pulsar_admin_url: Option<Url>,
+    /// `KP_ADMIN_TOKEN_SECRET`: the secret holding a super-user token (rotate only).
+    pub admin_token_secret: Option<String>,
+    /// `KP_SECRET_TTL`: how long a secret read stays cached (default 5 min).
+    pub secret_ttl: Duration,
+    /// `KP_MAX_BODY_BYTES`: largest accepted request body (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `KP_MAX_BATCH`: most events in one NDJSON batch (default 500).
+    pub max_batch: usize,
+}
+
+/// A configuration variable that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process
+    /// environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let policy = match (get("KP_POLICY_FILE"), get("KP_POLICY")) {
+            (Some(path), _) => PolicySource::File(PathBuf::from(path)),
+            (None, Some(doc)) => PolicySource::Inline(doc),
+            (None, None) => return Err(ConfigError::Missing("KP_POLICY_FILE or KP_POLICY")),
+        };
+        let pulsar_service_url = get("PULSAR_SERVICE_URL")
+            .ok_or(ConfigError::Missing("PULSAR_SERVICE_URL"))
+            .and_then(|v| parse_url("PULSAR_SERVICE_URL", &v, &["pulsar", "pulsar+ssl"]))?;
+        let pulsar_admin_url = get("PULSAR_ADMIN_URL")
+            .map(|v| parse_url("PULSAR_ADMIN_URL", &v, &["http", "https"]))
+            .transpose()?;
+        let secret_ttl = get("KP_SECRET_TTL")
+            .map(|v| {
+                parse_duration(&v).map_err(|reason| ConfigError::Invalid {
+                    name: "KP_SECRET_TTL",
+                    reason,
+                })
+            })
+            .transpose()?
+            .unwrap_or(Duration::from_secs(300));
+        let max_body_bytes = parse_count(get("KP_MAX_BODY_BYTES"), "KP_MAX_BODY_BYTES", 1 << 20)?;
+        let max_batch = parse_count(get("KP_MAX_BATCH"), "KP_MAX_BATCH", 500)?;
+
+        Ok(Self {
+            policy,
+            pulsar_service_url,
+            pulsar_admin_url,
+            admin_token_secret: get("KP_ADMIN_TOKEN_SECRET"),
+            secret_ttl,
+            max_body_bytes,
+            max_batch,
+        })
+    }
+}
+
+fn parse_url(name: &'static str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("scheme must be one of {}", schemes.join(", ")),
+        });
+    }
+    Ok(url)
+}
+
+fn parse_count(
+    value: Option<String>,
+    name: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected a positive whole number, got {v:?}"),
+            }),
+        },
+    }
+}
+
+/// Parses a duration written as a whole number with an optional unit:
+/// `90` or `90s`, `15m`, `24h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration like 90s, 15m, 24h or 7d, got {text:?}"))?;
+    let seconds_per_unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?} in {text:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("KP_POLICY_FILE", "/var/task/policy.yaml"),
+        ("PULSAR_SERVICE_URL", "pulsar://127.0.0.1:6650"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_the_required_variables_are_set() {
+        let c = config(&BASE).unwrap();
+        assert_eq!(c.policy, PolicySource::File("/var/task/policy.yaml".into()));
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_batch, 500);
+        assert!(c.pulsar_admin_url.is_none());
+    }
+
+    #[test]
+    fn missing_variables_are_named() {
+        let err = config(&[("PULSAR_SERVICE_URL", "pulsar://h:6650")]).unwrap_err();
+        assert_eq!(err.to_string(), "KP_POLICY_FILE or KP_POLICY is not set");
+        let err = config(&[("KP_POLICY", "version: 1")]).unwrap_err();
+        assert_eq!(err.to_string(), "PULSAR_SERVICE_URL is not set");
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        for (name, value) in [
+            ("PULSAR_SERVICE_URL", "http://h:8080"),
+            ("PULSAR_SERVICE_URL", "not a url"),
+            ("PULSAR_ADMIN_URL", "pulsar://h:6650"),
+            ("KP_SECRET_TTL", "5 fortnights"),
+            ("KP_MAX_BODY_BYTES", "-1"),
+            ("KP_MAX_BATCH", "0"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, value));
+            let err = config(&vars).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! A minimal client for Pulsar's admin REST API (v2), for setting up and
+//! inspecting test fixtures as the super-user. Product code has its own.
+
+use serde_json::{Value, json};
+use url::Url;
+
+/// Admin API calls as one role.
+pub struct Admin {
+    base: Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A tenant and namespace made for one test, removed when dropped is not
+/// needed: every stack start uses a fresh broker.
+#[derive(Debug, Clone)]
+pub struct TestNamespace {
+    pub tenant: String,
+    pub namespace: String,
+}
+
+impl TestNamespace {
+    /// `persistent://tenant/namespace/{topic}`.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("persistent://{}/{}/{topic}", self.tenant, self.namespace)
+    }
+}
+
+impl Admin {
+    pub fn new(base: Url, token: String) -> Self {
+        Self {
+            base,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = self.base.join(path).map_err(|e| e.to_string())?;
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status} {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, String> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a tenant (allowed on the `standalone` cluster).
+    pub async fn create_tenant(&self, tenant: &str, admin_roles: &[&str]) -> Result<(), String> {
+        self.put(
+            &format!("/admin/v2/tenants/{tenant}"),
+            json!({ "adminRoles": admin_roles, "allowedClusters": ["standalone"] }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Creates `tenant/namespace`.
+    pub async fn create_namespace(&self, tenant: &str, namespace: &str) -> Result<(), String> {
+        self.put(
+            &format!("/admin/v2/namespaces/{tenant}/{namespace}"),
+            json!({}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Grants `role` the `actions` (`produce`, `consume`, …) on `tenant/namespace`.
+    pub async fn grant(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        role: &str,
+        actions: &[&str],
+    ) -> Result<(), String> {
+        self.post(
+            &format!("/admin/v2/namespaces/{tenant}/{namespace}/permissions/{role}"),
+            json!(actions),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A fresh tenant with one namespace, both uniquely named.
+    pub async fn test_namespace(&self) -> TestNamespace {
+        let ns = TestNamespace {
+            tenant: crate::unique("t"),
+            namespace: crate::unique("ns"),
+        };
+        self.create_tenant(&ns.tenant, &[])
+            .await
+            .expect("create tenant");
+        self.create_namespace(&ns.tenant, &ns.namespace)
+            .await
+            .expect("create namespace");
+        ns
+    }
+}

@@ -1,0 +1,187 @@
+//! Test support: a handle on the running local stack (real Pulsar broker with
+//! authentication and authorization on, moto for AWS) that every integration
+//! test starts from, plus unique names so tests never interfere.
+//!
+//! The stack is started by `tests/stack/stack.sh` (`make test` does it); its
+//! coordinates come from the environment that script exports, or from the
+//! `stack.env` file it writes, so `cargo test` also works against a stack left
+//! running by `make run` or `tests/stack/stack.sh up`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kong_pulsar::broker::{Broker, BrokerError, Timeouts};
+use kong_pulsar::secrets::SecretValue;
+use serde_json::json;
+use url::Url;
+
+pub mod admin;
+
+pub use admin::Admin;
+
+/// Where the running stack is and how to act on it.
+pub struct Stack {
+    pub service_url: Url,
+    pub admin_url: Url,
+    pub superuser_role: String,
+    superuser_token: String,
+    token_secret: Vec<u8>,
+    pub aws_endpoint: String,
+    pub aws_region: String,
+}
+
+/// The stack, loaded once per test binary. Panics with instructions when no
+/// stack is running, because every integration test needs one.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| Stack::load().unwrap_or_else(|why| panic!("{why}")))
+}
+
+impl Stack {
+    fn load() -> Result<Self, String> {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let env_file = std::env::var("KP_STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target/stack"))
+            .join("stack.env");
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                if let Some((k, v)) = line.split_once('=') {
+                    vars.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        // The process environment (set by stack.sh test) wins over the file.
+        for key in [
+            "PULSAR_SERVICE_URL",
+            "PULSAR_ADMIN_URL",
+            "KP_STACK_SUPERUSER_ROLE",
+            "KP_STACK_SUPERUSER_TOKEN_FILE",
+            "KP_STACK_TOKEN_SECRET_FILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        ] {
+            if let Ok(v) = std::env::var(key) {
+                vars.insert(key.to_owned(), v);
+            }
+        }
+        let get = |k: &str| {
+            vars.get(k).cloned().ok_or_else(|| {
+                format!(
+                    "the local stack is not running ({k} unknown, no {}). \
+                     Run the tests with `make test`, or start the stack with \
+                     `tests/stack/stack.sh up` first.",
+                    env_file.display()
+                )
+            })
+        };
+        let read = |k: &str| -> Result<Vec<u8>, String> {
+            let path = get(k)?;
+            std::fs::read(&path).map_err(|e| format!("cannot read {path} ({k}): {e}"))
+        };
+        let url = |k: &str| -> Result<Url, String> {
+            Url::parse(&get(k)?).map_err(|e| format!("{k} is not a URL: {e}"))
+        };
+        Ok(Self {
+            service_url: url("PULSAR_SERVICE_URL")?,
+            admin_url: url("PULSAR_ADMIN_URL")?,
+            superuser_role: get("KP_STACK_SUPERUSER_ROLE")?,
+            superuser_token: String::from_utf8(read("KP_STACK_SUPERUSER_TOKEN_FILE")?)
+                .map_err(|_| "the super-user token is not UTF-8".to_owned())?
+                .trim()
+                .to_owned(),
+            token_secret: read("KP_STACK_TOKEN_SECRET_FILE")?,
+            aws_endpoint: get("AWS_ENDPOINT_URL")?,
+            aws_region: get("AWS_REGION")?,
+        })
+    }
+
+    /// The super-user's token (admin API, consumers that read anything).
+    pub fn superuser_token(&self) -> &str {
+        &self.superuser_token
+    }
+
+    /// The broker's HS256 signing key (what `tokenSecretKey` points at).
+    pub fn token_secret(&self) -> &[u8] {
+        &self.token_secret
+    }
+
+    /// A token for `role`, valid for an hour, signed with the broker's key.
+    pub fn mint_token(&self, role: &str) -> String {
+        self.mint_token_expiring(role, Duration::from_secs(3600), true)
+    }
+
+    /// A token for `role` expiring `ttl` from now (`future = true`) or `ttl`
+    /// ago (`future = false`).
+    pub fn mint_token_expiring(&self, role: &str, ttl: Duration, future: bool) -> String {
+        let now = unix_now();
+        let exp = if future {
+            now + ttl.as_secs()
+        } else {
+            now - ttl.as_secs()
+        };
+        sign_hs256(&self.token_secret, &json!({ "sub": role, "exp": exp }))
+    }
+
+    /// Connects a pulsar-rs client acting as whoever `token` names.
+    pub async fn broker_as(&self, token: &str) -> Result<Broker, BrokerError> {
+        Broker::connect(
+            &self.service_url,
+            Arc::new(SecretValue::new(token)),
+            Timeouts::default(),
+        )
+        .await
+    }
+
+    /// The broker's admin REST API as the super-user.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.admin_url.clone(), self.superuser_token.clone())
+    }
+
+    /// AWS SDK configuration pointed at moto through `AWS_ENDPOINT_URL`
+    /// (exactly as the functions find it), with dummy static credentials.
+    pub async fn aws_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.aws_endpoint)
+            .region(aws_config::Region::new(self.aws_region.clone()))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "testing", "testing", None, None, "kp-tests",
+            ))
+            .load()
+            .await
+    }
+}
+
+/// Signs `claims` as an HS256 JWT with `key`.
+pub fn sign_hs256(key: &[u8], claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// A name no other test (or earlier run) uses: `prefix-` plus 12 random hex digits.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+}

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# The Kong Pulsar local stack, without Docker: a real Apache Pulsar broker
+# (token authentication + authorization on) and moto for the AWS APIs.
+#
+#   stack.sh setup    install/resolve everything (idempotent, fast when done)
+#   stack.sh up       start the stack, or reuse the one already running
+#   stack.sh down     stop it; no process is left behind
+#   stack.sh status   what is running
+#   stack.sh test     setup + up + the whole test suite + down (if it started it)
+#   stack.sh run      setup + up + demo tenant/policy + `cargo lambda watch`
+#
+# Everything the stack writes lives under $KP_STACK_DIR (default target/stack);
+# tools live under .venv (Python) and Maven's own cache (~/.m2).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/stack
+STACK_DIR=${KP_STACK_DIR:-$ROOT/target/stack}
+TOOLS_DIR=$ROOT/.tools
+VENV=$ROOT/.venv
+
+PULSAR_PORT=${KP_PULSAR_PORT:-6650}
+PULSAR_HTTP_PORT=${KP_PULSAR_HTTP_PORT:-8080}
+BOOKIE_PORT=${KP_BOOKIE_PORT:-3181}
+MOTO_PORT=${KP_MOTO_PORT:-5000}
+LAMBDA_PORT=${KP_LAMBDA_PORT:-9000}
+SUPERUSER_ROLE=kp-superuser
+PULSAR_START_TIMEOUT=${KP_PULSAR_START_TIMEOUT:-180}
+
+say() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- set-up ---
+
+apt_install() { # apt_install <package>...: only as root on Debian-like hosts
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] ||
+    die "missing $*; install it with your package manager (Debian: apt-get install $*)"
+  if [ ! -f "$TOOLS_DIR/.apt-updated" ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    mkdir -p "$TOOLS_DIR" && touch "$TOOLS_DIR/.apt-updated"
+  fi
+  say "installing $* (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$TOOLS_DIR/apt.log" 2>&1 ||
+    die "apt-get install $* failed; see $TOOLS_DIR/apt.log"
+}
+
+# The JVM: $JAVA_HOME/bin/java when JAVA_HOME is set, else java on PATH.
+JAVA=java
+check_java() {
+  if [ -n "${JAVA_HOME:-}" ]; then
+    JAVA=$JAVA_HOME/bin/java
+    [ -x "$JAVA" ] || die "JAVA_HOME is set to $JAVA_HOME but there is no $JAVA; unset it or point it at a Java 17+ installation"
+  else
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  fi
+  local v
+  v=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  [ -n "$v" ] && [ "$v" -ge 17 ] ||
+    die "Apache Pulsar 4 needs Java 17 or newer; '$JAVA -version' says: $("$JAVA" -version 2>&1 | head -1)"
+}
+
+setup_python() {
+  local stamp="$VENV/.requirements.sha256" want
+  want=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>/dev/null ||
+    { apt_install python3-venv && python3 -m venv "$VENV"; } ||
+    die "could not create the Python virtualenv at $VENV"
+  say "installing Python tools into .venv (moto, cargo-lambda, pulsar-client)"
+  mkdir -p "$TOOLS_DIR"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt" \
+    >"$TOOLS_DIR/pip.log" 2>&1 || die "pip could not install tests/stack/requirements.txt; see $TOOLS_DIR/pip.log"
+  echo "$want" >"$stamp"
+}
+
+# Resolves the pinned pulsar-broker and its runtime dependencies with Maven
+# (into ~/.m2) and records the classpath; redone only when pom.xml changes or
+# a jar has gone missing from the cache.
+# KP_PULSAR_VERSION overrides the version pinned in pom.xml (to try another 4.x).
+PULSAR_VERSION=${KP_PULSAR_VERSION:-$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$HERE/pom.xml")}
+pulsar_classpath_file() { echo "$TOOLS_DIR/pulsar-$PULSAR_VERSION-$(sha256sum "$HERE/pom.xml" | cut -c1-12).classpath"; }
+
+setup_pulsar() {
+  check_java
+  local cp_file
+  cp_file=$(pulsar_classpath_file)
+  if [ -s "$cp_file" ]; then
+    local missing
+    missing=$(tr ':' '\n' <"$cp_file" | while read -r jar; do [ -f "$jar" ] || echo "$jar"; done | head -1)
+    [ -z "$missing" ] && return 0
+  fi
+  command -v mvn >/dev/null || apt_install maven
+  mkdir -p "$TOOLS_DIR"
+  say "resolving Apache Pulsar $PULSAR_VERSION from Maven Central (first time only)"
+  if ! mvn -q -B -f "$HERE/pom.xml" -Dpulsar.version="$PULSAR_VERSION" dependency:build-classpath \
+      -Dmdep.outputFile="$cp_file.tmp" -Dmdep.includeScope=runtime >"$TOOLS_DIR/mvn-$PULSAR_VERSION.log" 2>&1; then
+    rm -f "$cp_file.tmp"
+    local why
+    why=$(grep -m1 '\[ERROR\]' "$TOOLS_DIR/mvn-$PULSAR_VERSION.log" | sed -e 's/^.*\[ERROR\] //' -e 's/^Failed to execute goal on project [^:]*: //' | cut -c1-300)
+    die "Maven could not resolve Apache Pulsar $PULSAR_VERSION and its dependencies: ${why:-see the log}. Full log: $TOOLS_DIR/mvn-$PULSAR_VERSION.log"
+  fi
+  mv "$cp_file.tmp" "$cp_file"
+}
+
+setup_protoc() { command -v protoc >/dev/null || apt_install protobuf-compiler; }
+
+setup_rust() {
+  command -v cargo >/dev/null || die "Rust is not installed; install it with rustup (https://rustup.rs)"
+}
+
+cmd_setup() {
+  local t0=$SECONDS
+  setup_rust
+  setup_protoc
+  command -v curl >/dev/null || apt_install curl
+  command -v openssl >/dev/null || apt_install openssl
+  setup_python
+  setup_pulsar
+  say "set-up complete ($((SECONDS - t0))s)"
+}
+
+# ------------------------------------------------------------- processes ---
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+port_owner() {
+  command -v ss >/dev/null && ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' | head -1
+}
+
+require_free_port() { # require_free_port <port> <what>
+  if port_in_use "$1"; then
+    local who
+    who=$(port_owner "$1")
+    die "port $1 (needed for $2) is already in use${who:+ by $who}. Stop that process or choose another port (KP_PULSAR_PORT, KP_PULSAR_HTTP_PORT, KP_BOOKIE_PORT, KP_MOTO_PORT)."
+  fi
+}
+
+stop_pid() { # stop_pid <pidfile> <name>: TERM the process group, KILL after 20s
+  local pidfile=$1 name=$2 pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  pid=$(cat "$pidfile")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not stop in 20s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  say "$name stopped"
+}
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# mint_token <role> [ttl-seconds]: an HS256 Pulsar token signed with this
+# stack's key; without a TTL it never expires (the super-user's, for the
+# stack's lifetime).
+mint_token() {
+  local header payload sig hexkey
+  hexkey=$(od -An -vtx1 "$STACK_DIR/token-secret.key" | tr -d ' \n')
+  header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+  if [ -n "${2:-}" ]; then
+    payload=$(printf '{"sub":"%s","exp":%d}' "$1" "$(($(date +%s) + $2))" | b64url)
+  else
+    payload=$(printf '{"sub":"%s"}' "$1" | b64url)
+  fi
+  sig=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$hexkey" -binary | b64url)
+  printf '%s.%s.%s' "$header" "$payload" "$sig"
+}
+
+admin_get() { # admin_get <path>: GET on the admin API as the super-user; prints the body
+  curl -fsS --max-time 5 -H "Authorization: Bearer $(cat "$STACK_DIR/superuser.token")" \
+    "http://127.0.0.1:$PULSAR_HTTP_PORT$1"
+}
+
+pulsar_ready() { admin_get /admin/v2/namespaces/public 2>/dev/null | grep -q '"public/default"'; }
+
+start_pulsar() {
+  local pidfile=$STACK_DIR/pulsar.pid
+  if pid_alive "$pidfile"; then
+    pulsar_ready || die "a Pulsar started by this stack is running (pid $(cat "$pidfile")) but not answering; run '$0 down' and retry"
+    say "Pulsar already running (pid $(cat "$pidfile")); reusing it"
+    return 0
+  fi
+  require_free_port "$PULSAR_PORT" "Pulsar's binary protocol"
+  require_free_port "$PULSAR_HTTP_PORT" "Pulsar's admin API"
+  require_free_port "$BOOKIE_PORT" "Pulsar's embedded bookie"
+
+  # A fresh broker every start: new data directory, new signing key.
+  rm -rf "$STACK_DIR/pulsar"
+  mkdir -p "$STACK_DIR/pulsar/data" "$STACK_DIR/pulsar/logs"
+  head -c 32 /dev/urandom >"$STACK_DIR/token-secret.key"
+  chmod 600 "$STACK_DIR/token-secret.key"
+  mint_token "$SUPERUSER_ROLE" >"$STACK_DIR/superuser.token"
+  chmod 600 "$STACK_DIR/superuser.token"
+  sed -e "s|@BROKER_PORT@|$PULSAR_PORT|" -e "s|@WEB_PORT@|$PULSAR_HTTP_PORT|" \
+      -e "s|@TOKEN_SECRET_FILE@|$STACK_DIR/token-secret.key|" \
+      -e "s|@SUPERUSER_ROLE@|$SUPERUSER_ROLE|" \
+      -e "s|@SUPERUSER_TOKEN_FILE@|$STACK_DIR/superuser.token|" \
+      "$HERE/standalone.conf.in" >"$STACK_DIR/pulsar/standalone.conf"
+
+  local t0=$SECONDS
+  say "starting Apache Pulsar on 127.0.0.1:$PULSAR_PORT (admin :$PULSAR_HTTP_PORT)"
+  # JVM flags as Pulsar's own bin/pulsar sets them.
+  (cd "$STACK_DIR/pulsar" && exec setsid "$JAVA" \
+    -Xms128m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseG1GC -XX:TieredStopAtLevel=1 \
+    -Djava.net.preferIPv4Stack=true -Dio.netty.tryReflectionSetAccessible=true \
+    --add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED \
+    --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
+    --add-opens java.base/sun.net=ALL-UNNAMED --add-opens java.management/sun.management=ALL-UNNAMED \
+    -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver \
+    -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver \
+    -Dlog4j.configurationFile="$HERE/log4j2.properties" -Dpulsar.log.dir="$STACK_DIR/pulsar/logs" \
+    -Dlog4j2.is.webapp=false -Dlog4j.shutdownHookEnabled=false -Dzookeeper.snapshot.trust.empty=true \
+    -cp "$(cat "$(pulsar_classpath_file)")" \
+    org.apache.pulsar.PulsarStandaloneStarter --config "$STACK_DIR/pulsar/standalone.conf" \
+    --metadata-dir "$STACK_DIR/pulsar/data/metadata" --bookkeeper-dir "$STACK_DIR/pulsar/data/bookkeeper" \
+    --bookkeeper-port "$BOOKIE_PORT" --no-functions-worker --no-stream-storage \
+    >"$STACK_DIR/pulsar/logs/stdout.log" 2>&1) &
+  echo $! >"$pidfile"
+
+  while ! pulsar_ready; do
+    if ! pid_alive "$pidfile"; then
+      rm -f "$pidfile"
+      die "Pulsar exited during start-up. Last lines of its log:
+$(tail -n 15 "$STACK_DIR/pulsar/logs/stdout.log" "$STACK_DIR/pulsar/logs/pulsar.log" 2>/dev/null | grep -v '^$' | tail -n 15)"
+    fi
+    if [ $((SECONDS - t0)) -ge "$PULSAR_START_TIMEOUT" ]; then
+      stop_pid "$pidfile" Pulsar
+      die "Pulsar did not become ready within ${PULSAR_START_TIMEOUT}s; logs in $STACK_DIR/pulsar/logs"
+    fi
+    sleep 1
+  done
+  local rss
+  rss=$(ps -o rss= -p "$(cat "$pidfile")" 2>/dev/null | awk '{printf "%d MiB", $1/1024}')
+  say "Pulsar ready in $((SECONDS - t0))s (RSS ${rss:-?})"
+}
+
+moto_ready() { curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" 2>/dev/null; }
+
+start_moto() {
+  local pidfile=$STACK_DIR/moto.pid
+  if pid_alive "$pidfile"; then
+    say "moto already running (pid $(cat "$pidfile")); reusing it"
+    return 0
+  fi
+  require_free_port "$MOTO_PORT" "moto (AWS emulator)"
+  say "starting moto on 127.0.0.1:$MOTO_PORT"
+  setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STACK_DIR/moto.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 60); do
+    moto_ready && return 0
+    pid_alive "$pidfile" || die "moto exited during start-up: $(tail -n 5 "$STACK_DIR/moto.log")"
+    sleep 0.5
+  done
+  die "moto did not answer within 30s; see $STACK_DIR/moto.log"
+}
+
+write_env() {
+  cat >"$STACK_DIR/stack.env" <<ENV
+# Written by tests/stack/stack.sh up: how to reach the running local stack.
+PULSAR_SERVICE_URL=pulsar://127.0.0.1:$PULSAR_PORT
+PULSAR_ADMIN_URL=http://127.0.0.1:$PULSAR_HTTP_PORT
+KP_STACK_SUPERUSER_ROLE=$SUPERUSER_ROLE
+KP_STACK_SUPERUSER_TOKEN_FILE=$STACK_DIR/superuser.token
+KP_STACK_TOKEN_SECRET_FILE=$STACK_DIR/token-secret.key
+AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=testing
+AWS_SECRET_ACCESS_KEY=testing
+ENV
+}
+
+cmd_up() {
+  mkdir -p "$STACK_DIR"
+  start_moto
+  start_pulsar
+  write_env
+  say "stack up; environment in $STACK_DIR/stack.env"
+}
+
+cmd_down() {
+  stop_pid "$STACK_DIR/lambda.pid" "cargo lambda watch"
+  stop_pid "$STACK_DIR/moto.pid" moto
+  stop_pid "$STACK_DIR/pulsar.pid" Pulsar
+}
+
+cmd_status() {
+  local name
+  for name in pulsar moto lambda; do
+    if pid_alive "$STACK_DIR/$name.pid"; then echo "$name: running (pid $(cat "$STACK_DIR/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+}
+
+stack_running() { pid_alive "$STACK_DIR/pulsar.pid" && pid_alive "$STACK_DIR/moto.pid"; }
+
+load_env() { set -a; . "$STACK_DIR/stack.env"; set +a; }
+
+cmd_test() {
+  local t0=$SECONDS started=0
+  cmd_setup
+  stack_running || started=1
+  if [ "$started" = 1 ]; then trap 'cmd_down' EXIT; fi
+  cmd_up
+  load_env
+  PATH="$VENV/bin:$PATH"
+  cd "$ROOT"
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+  say "cargo test"
+  cargo test --workspace --no-fail-fast
+  say "all tests passed in $((SECONDS - t0))s"
+}
+
+cmd_run() {
+  cmd_setup
+  cmd_up
+  load_env
+  STACK_DIR=$STACK_DIR "$HERE/demo.sh"
+  cd "$ROOT"
+  say "serving the functions with cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (Ctrl-C stops; '$0 down' stops the stack)"
+  exec "$VENV/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
+    --env-file "$STACK_DIR/functions.env"
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  up) cmd_setup; cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  test) cmd_test ;;
+  run) cmd_run ;;
+  token) mint_token "${2:?usage: stack.sh token <role> [ttl-seconds]}" "${3:-}"; echo ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -16,6 +16,10 @@ use url::Url;
 
 use crate::secrets::SecretValue;
 
+mod pool;
+
+pub use pool::{SendError, TenantBrokers, TenantCredentials};
+
 /// Hands out the Pulsar token a client should present *now*. Asked on every
 /// connect and on every broker auth challenge, so a rotated token is picked up
 /// when the broker drops a connection whose token expired.
@@ -35,10 +39,17 @@ impl TokenSource for SecretValue {
 
 /// The token source could not produce a token.
 #[derive(Debug, thiserror::Error)]
-#[error("no Pulsar token available: {reason}")]
-pub struct TokenError {
-    /// What went wrong (never contains a token).
-    pub reason: String,
+pub enum TokenError {
+    #[error("the tenant token could not be read")]
+    Secret(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Malformed(#[from] crate::secrets::MalformedTokenSecret),
+    #[error("secret {secret} holds a token for role {found}, not {expected}")]
+    RoleMismatch {
+        secret: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// pulsar-rs's authentication hook, backed by a [`TokenSource`].

@@ -2,10 +2,16 @@
 //! behind Kong with real caller identity.
 //!
 //! Each module owns one domain concept; the functions' `main.rs` files only
-//! compose them. See `../shared/DESIGN.md` (kept beside the repository) for
+//! compose them. `DESIGN.md` (in the shared folder beside the repository) is
 //! the contract these modules implement.
 
 pub mod broker;
 pub mod config;
+pub mod identity;
+pub mod kong;
+pub mod policy;
+pub mod problem;
+pub mod publish;
 pub mod secrets;
 pub mod telemetry;
+pub mod topic;

@@ -62,6 +62,9 @@ pub enum SecretsError {
 pub trait SecretSource: Send + Sync {
     /// The current (`AWSCURRENT`) value of the secret called `name`.
     async fn get(&self, name: &str) -> Result<SecretValue, SecretsError>;
+
+    /// Forgets anything cached about `name` (a no-op for uncached sources).
+    async fn invalidate(&self, _name: &str) {}
 }
 
 /// AWS Secrets Manager, through the SDK (honours `AWS_ENDPOINT_URL`).
@@ -129,12 +132,6 @@ impl<S: SecretSource> CachedSecrets<S> {
             entries: Mutex::new(HashMap::new()),
         }
     }
-
-    /// Drops the cached value, so the next read goes to the source (used when
-    /// the broker rejects a token that may have been rotated).
-    pub async fn invalidate(&self, name: &str) {
-        self.entries.lock().await.remove(name);
-    }
 }
 
 #[async_trait]
@@ -152,6 +149,96 @@ impl<S: SecretSource> SecretSource for CachedSecrets<S> {
         entries.insert(name.to_owned(), (Instant::now(), value.clone()));
         Ok(value)
     }
+
+    /// Drops the cached value, so the next read goes to the source (used when
+    /// the broker rejects a token that may have been rotated).
+    async fn invalidate(&self, name: &str) {
+        self.entries.lock().await.remove(name);
+    }
+}
+
+/// A tenant's Pulsar token as stored in its secret: either
+/// `{"token":"<jwt>","role":"<role>","expires_at":"<RFC 3339>"}` or the bare JWT.
+#[derive(Debug, Clone)]
+pub struct TenantToken {
+    /// The JWT the broker authenticates.
+    pub token: SecretValue,
+    /// The Pulsar role it was minted for, when the secret says.
+    pub role: Option<String>,
+    /// When it expires, when the secret says.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A token secret whose content is neither form.
+#[derive(Debug, thiserror::Error)]
+#[error("secret {name} does not hold a Pulsar token (expected a JWT or {{\"token\":…}})")]
+pub struct MalformedTokenSecret {
+    pub name: String,
+}
+
+impl TenantToken {
+    /// Parses the secret `name`'s value.
+    pub fn parse(name: &str, value: &SecretValue) -> Result<Self, MalformedTokenSecret> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            token: String,
+            role: Option<String>,
+            expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        let text = value.expose().trim();
+        let malformed = || MalformedTokenSecret {
+            name: name.to_owned(),
+        };
+        if text.starts_with('{') {
+            let stored: Stored = serde_json::from_str(text).map_err(|_| malformed())?;
+            if !looks_like_jwt(&stored.token) {
+                return Err(malformed());
+            }
+            let expires_at = stored.expires_at.or_else(|| jwt_expiry(&stored.token));
+            return Ok(Self {
+                token: SecretValue::new(stored.token),
+                role: stored.role,
+                expires_at,
+            });
+        }
+        if looks_like_jwt(text) {
+            return Ok(Self {
+                token: SecretValue::new(text),
+                role: None,
+                expires_at: jwt_expiry(text),
+            });
+        }
+        Err(malformed())
+    }
+
+    /// True when the token expires within `margin` from now.
+    pub fn expires_within(&self, margin: Duration) -> bool {
+        self.expires_at.is_some_and(|at| {
+            let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::MAX);
+            at <= chrono::Utc::now() + margin
+        })
+    }
+}
+
+/// The `exp` claim of a JWT, read without verifying it: only to decide when
+/// to fetch the secret again, never to trust the token.
+fn jwt_expiry(token: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    chrono::DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+}
+
+fn looks_like_jwt(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() == 3
+        && parts[..2].iter().all(|p| !p.is_empty())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
 #[cfg(test)]
@@ -185,6 +272,63 @@ mod tests {
         cache.get("a").await.unwrap();
         cache.get("a").await.unwrap();
         assert_eq!(cache.source.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn tenant_tokens_parse_in_both_forms() {
+        let json = SecretValue::new(
+            r#"{"token":"aaa.bbb.ccc","role":"payments-gw","expires_at":"2030-01-01T00:00:00Z"}"#,
+        );
+        let t = TenantToken::parse("s", &json).unwrap();
+        assert_eq!(t.token.expose(), "aaa.bbb.ccc");
+        assert_eq!(t.role.as_deref(), Some("payments-gw"));
+        assert!(t.expires_at.is_some());
+        let bare = TenantToken::parse("s", &SecretValue::new(" aaa.bbb.ccc\n")).unwrap();
+        assert_eq!(bare.token.expose(), "aaa.bbb.ccc");
+        assert!(bare.role.is_none());
+    }
+
+    #[test]
+    fn expiry_comes_from_the_secret_or_the_jwt() {
+        use base64::Engine;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let soon = chrono::Utc::now().timestamp() + 5;
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(&format!(r#"{{"sub":"r","exp":{soon}}}"#))
+        );
+        let t = TenantToken::parse("s", &SecretValue::new(jwt.clone())).unwrap();
+        assert_eq!(t.expires_at.unwrap().timestamp(), soon);
+        assert!(t.expires_within(Duration::from_secs(10)));
+        assert!(!t.expires_within(Duration::ZERO));
+        let no_exp = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(r#"{"sub":"r"}"#)
+        );
+        let t = TenantToken::parse("s", &SecretValue::new(no_exp)).unwrap();
+        assert!(t.expires_at.is_none() && !t.expires_within(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn malformed_token_secrets_are_refused_without_echoing_them() {
+        for bad in [
+            "",
+            "hunter2",
+            r#"{"role":"r"}"#,
+            r#"{"token":"not a jwt"}"#,
+            "a.b",
+            "{",
+        ] {
+            let err = TenantToken::parse("kp/t", &SecretValue::new(bad)).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.starts_with("secret kp/t"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("not a jwt"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

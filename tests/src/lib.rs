@@ -19,6 +19,9 @@ use serde_json::json;
 use url::Url;
 
 pub mod admin;
+pub mod app;
+pub mod lambda;
+pub mod oidc;
 
 pub use admin::Admin;
 

@@ -311,6 +311,8 @@ cmd_test() {
   cargo fmt --all -- --check
   say "cargo clippy"
   cargo clippy --workspace --all-targets --quiet -- -D warnings
+  say "cargo build (the function binaries the end-to-end tests run)"
+  cargo build --workspace --bins --quiet
   say "cargo test"
   cargo test --workspace --no-fail-fast
   say "all tests passed in $((SECONDS - t0))s"

@@ -1,8 +1,10 @@
 //! The `publish` Lambda function: Kong invokes it with an HTTP request and it
 //! publishes the event into Pulsar. Composition root only: configuration and
-//! clients are built once per cold start; the behaviour lives in `kong_pulsar`.
+//! clients are built once per cold start; the behaviour lives in
+//! `kong_pulsar::publish`.
 
 use kong_pulsar::config::Config;
+use kong_pulsar::publish::Publisher;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -10,10 +12,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     kong_pulsar::telemetry::init();
     let config = Config::from_env()?;
-    tracing::info!(pulsar = %config.pulsar_service_url, "publish function starting");
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let _ = event;
-        Err::<Value, Error>("the publish handler is not implemented yet".into())
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let publisher = Publisher::build(&config, &aws)?;
+    let publisher = &publisher;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(publisher.handle(event).await)
     }))
     .await
 }

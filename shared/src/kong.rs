@@ -1,0 +1,1648 @@
+//! Kong's `aws-lambda` plugin payloads: this module owns turning whatever the
+//! plugin sent into one [`HttpRequest`], and the proxy-integration
+//! [`ProxyResponse`] every function answers with (DESIGN §1).
+//!
+//! Kong can invoke a function with four payload shapes, and the function has
+//! to cope with whichever the route's plugin configuration produces:
+//!
+//! * Kong's own format (`forward_request_method`, `_uri`, `_headers`, `_body`
+//!   on) → [`PayloadShape::Kong`];
+//! * `awsgateway_compatible: true` (API Gateway REST payload 1.0)
+//!   → [`PayloadShape::ApiGatewayV1`];
+//! * payload format 2.0 (Kong 3.12+'s `awsgateway_compatible_payload_version`,
+//!   Lambda function URLs, `cargo lambda watch`'s `/lambda-url/` route)
+//!   → [`PayloadShape::HttpApiV2`];
+//! * the legacy flat merge of query and body arguments, which carries no
+//!   method, path or headers and so no credentials → [`PayloadError::Legacy`].
+//!
+//! Detection looks at the payload alone: there is no configuration to consult,
+//! and one function may sit behind routes configured differently.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde_json::{Map, Value};
+
+/// Which shape Kong sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayloadShape {
+    /// Kong's own format, `forward_request_*` flags on.
+    Kong,
+    /// `awsgateway_compatible: true`: an API Gateway REST (payload 1.0) event.
+    ApiGatewayV1,
+    /// Payload format 2.0: HTTP API, Lambda function URL, `cargo lambda watch`.
+    HttpApiV2,
+}
+
+impl PayloadShape {
+    /// A short stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kong => "kong",
+            Self::ApiGatewayV1 => "apigateway-v1",
+            Self::HttpApiV2 => "http-v2",
+        }
+    }
+}
+
+impl fmt::Display for PayloadShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An HTTP request as Kong forwarded it, whatever the payload shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequest {
+    /// The payload shape it arrived in.
+    pub shape: PayloadShape,
+    /// Upper-case method, e.g. `POST`.
+    pub method: String,
+    /// Path only, without the query string, as sent (not percent-decoded).
+    pub path: String,
+    /// Request headers, names lower-cased.
+    pub headers: Headers,
+    /// Decoded query arguments in the order the payload gave them. A key with
+    /// no value (`?flag`) becomes `"true"`, as Kong reports it; a repeated key
+    /// becomes repeated pairs.
+    pub query: Vec<(String, String)>,
+    /// The body bytes, base64 already decoded when the payload flagged it.
+    pub body: Vec<u8>,
+    /// Kong's `kong-request-id` header (correlation-id plugin) if present,
+    /// else `requestContext.requestId`, else `x-kong-request-id`.
+    pub request_id: Option<String>,
+}
+
+/// Header names lower-cased; repeated headers kept in order.
+///
+/// `Debug` redacts credential-bearing headers so a request can be logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+/// Headers whose values are credentials: never printed by `Debug`.
+const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "apikey",
+    "x-amz-security-token",
+];
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds headers from `(name, value)` pairs, lower-casing the names.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut headers = Self::new();
+        for (name, value) in pairs {
+            headers.push(name.as_ref(), value);
+        }
+        headers
+    }
+
+    /// Appends one value, after any existing values of the same name.
+    pub fn push(&mut self, name: &str, value: impl Into<String>) {
+        self.0.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name` (case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + use<'a> {
+        let name = name.to_ascii_lowercase();
+        self.0
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `(name, value)` pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of `(name, value)` pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, v)| {
+                let shown = if SENSITIVE_HEADERS.contains(&n.as_str()) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (n.as_str(), shown)
+            }))
+            .finish()
+    }
+}
+
+/// Why a payload could not be turned into an [`HttpRequest`].
+///
+/// Messages are safe to show to the caller: they never echo header values.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Kong's legacy mode (no `forward_request_*` flag), or only some of the
+    /// flags on: the payload lacks the method, path or headers.
+    #[error(
+        "Kong's aws-lambda plugin did not forward the HTTP request (legacy payload: no method, \
+         path or headers, so no credentials); turn on forward_request_method, \
+         forward_request_uri, forward_request_headers and forward_request_body on the plugin"
+    )]
+    Legacy,
+    /// Not any shape we know (not an object, empty, another AWS event, ...).
+    #[error(
+        "the invocation payload is not an HTTP request from Kong's aws-lambda plugin (expected \
+         Kong's forward_request_* format, an awsgateway_compatible event or a payload 2.0 event)"
+    )]
+    Unrecognized,
+    /// A known shape, but a field is missing or has the wrong type.
+    #[error("malformed invocation payload: `{field}` {reason}")]
+    Malformed {
+        /// The payload field, e.g. `request_headers`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The body is flagged base64 but is not valid base64.
+    #[error("the request body is flagged as base64 but is not valid base64")]
+    InvalidBase64,
+    /// The body (decoded) is larger than the configured limit.
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client sent a body (`content-length` > 0) but Kong forwarded none.
+    #[error(
+        "the client sent a {content_length}-byte body but Kong forwarded none: turn on the \
+         aws-lambda plugin's forward_request_body, and raise Kong's \
+         nginx_http_client_body_buffer_size or turn off skip_large_bodies"
+    )]
+    BodyNotForwarded {
+        /// The `content-length` the client declared.
+        content_length: u64,
+    },
+}
+
+fn malformed(field: &'static str, reason: impl Into<String>) -> PayloadError {
+    PayloadError::Malformed {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Top-level keys only Kong's own format produces (request-util.lua,
+/// `build_request_payload`).
+const KONG_KEYS: &[&str] = &[
+    "request_method",
+    "request_uri",
+    "request_uri_args",
+    "request_headers",
+    "request_body",
+    "request_body_args",
+    "request_body_base64",
+];
+
+/// Keys of other Lambda event sources (or broken gateway events): an object
+/// carrying one is not a legacy argument merge.
+const AWS_EVENT_KEYS: &[&str] = &[
+    "Records",
+    "detail-type",
+    "Step",
+    "requestContext",
+    "routeKey",
+    "rawPath",
+    "httpMethod",
+    "multiValueHeaders",
+    "isBase64Encoded",
+];
+
+/// Parses a Lambda event payload into the request Kong forwarded.
+///
+/// `max_body_bytes` bounds the decoded body; an oversized body, base64 or
+/// not, is rejected before it is decoded.
+pub fn parse_request(event: &Value, max_body_bytes: usize) -> Result<HttpRequest, PayloadError> {
+    let Value::Object(obj) = event else {
+        return Err(PayloadError::Unrecognized);
+    };
+    if obj.is_empty() {
+        return Err(PayloadError::Unrecognized);
+    }
+    match detect(obj) {
+        Detected::Kong => parse_kong(obj, max_body_bytes),
+        Detected::ApiGatewayV1 => parse_v1(obj, max_body_bytes),
+        Detected::HttpApiV2 => parse_v2(obj, max_body_bytes),
+        Detected::Legacy => Err(PayloadError::Legacy),
+        Detected::Unknown => Err(PayloadError::Unrecognized),
+    }
+}
+
+enum Detected {
+    Kong,
+    ApiGatewayV1,
+    HttpApiV2,
+    Legacy,
+    Unknown,
+}
+
+fn detect(obj: &Map<String, Value>) -> Detected {
+    let has = |key: &str| obj.contains_key(key);
+    // A legacy payload is made of the caller's own argument names, so a single
+    // marker key (`?version=2.0`, `?httpMethod=x`) must not select a shape.
+    if obj.get("version").and_then(Value::as_str) == Some("2.0")
+        && (has("rawPath") || has("requestContext"))
+    {
+        return Detected::HttpApiV2;
+    }
+    if has("httpMethod")
+        && (has("path") || has("requestContext") || has("headers") || has("multiValueHeaders"))
+    {
+        return Detected::ApiGatewayV1;
+    }
+    if KONG_KEYS.iter().any(|k| has(k)) {
+        // Kong only sets the fields whose forward_request_* flag is on; without
+        // method, uri and headers the request cannot be routed or
+        // authenticated, and the fix is the same as for legacy mode.
+        let set = |key: &str| present(obj, key).is_some();
+        return if set("request_method") && set("request_uri") && set("request_headers") {
+            Detected::Kong
+        } else {
+            Detected::Legacy
+        };
+    }
+    if AWS_EVENT_KEYS.iter().any(|k| has(k)) {
+        return Detected::Unknown;
+    }
+    // Legacy mode is `kong.table.merge(get_query(), get_body())`
+    // (request-util.lua): any object of caller-chosen keys.
+    Detected::Legacy
+}
+
+// ---------------------------------------------------------------------------
+// The three shapes
+
+fn parse_kong(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, PayloadError> {
+    let method = parse_method(required_str(obj, "request_method", "request_method")?)
+        .ok_or_else(|| malformed("request_method", "is not an HTTP method"))?;
+    // `request_uri` is `kong.request.get_path_with_query()`, i.e. nginx's
+    // `$request_uri`: the client's original path *with* its query string.
+    let uri = required_str(obj, "request_uri", "request_uri")?;
+    if uri.is_empty() {
+        return Err(malformed("request_uri", "is empty"));
+    }
+    let (path, raw_query) = split_uri(uri);
+
+    let mut headers = Headers::new();
+    let raw_headers = object_field(obj, "request_headers", "request_headers")?
+        .ok_or_else(|| malformed("request_headers", "is missing"))?;
+    for (name, value) in raw_headers {
+        push_header_values(&mut headers, name, value, "request_headers")?;
+    }
+
+    // `request_uri_args` is `kong.request.get_query()`: strings, `true` for a
+    // bare key, arrays for repeated keys (kong/pdk/request.lua). Only when the
+    // field is missing do we fall back to parsing the raw query ourselves.
+    let query = match object_field(obj, "request_uri_args", "request_uri_args")? {
+        Some(args) => args_from_object(args, "request_uri_args")?,
+        None if obj.contains_key("request_uri_args") => Vec::new(),
+        None => raw_query.map(parse_query_string).unwrap_or_default(),
+    };
+
+    check_declared_length(&headers, limit)?;
+    // request-util.lua only ever sets `request_body_base64 = true`, for content
+    // types kong.request.get_body() cannot parse (anything but form, multipart
+    // and JSON) unless they are one of its `raw_content_types`; JSON bodies
+    // arrive raw, with the parsed value in `request_body_args`.
+    let base64 = bool_field(obj, "request_body_base64", "request_body_base64")?;
+    let body = decode_body(
+        str_field(obj, "request_body", "request_body")?,
+        base64,
+        limit,
+    )?;
+    // `request_body_args` is Kong's parse of that same body: nothing to add.
+    let request_id = pick_request_id(&headers, None);
+    finish(HttpRequest {
+        shape: PayloadShape::Kong,
+        method,
+        path,
+        headers,
+        query,
+        body,
+        request_id,
+    })
+}
+
+fn parse_v1(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, PayloadError> {
+    let method = parse_method(required_str(obj, "httpMethod", "httpMethod")?)
+        .ok_or_else(|| malformed("httpMethod", "is not an HTTP method"))?;
+    let context = object_field(obj, "requestContext", "requestContext")?;
+
+    // Kong's aws_serializer sends `upstream_uri` minus its query, i.e. the path
+    // *after* strip_path (request-util.lua); requestContext.path is the same.
+    let raw_path = match str_field(obj, "path", "path")? {
+        Some(p) => Some(p),
+        None => match context {
+            Some(ctx) => str_field(ctx, "path", "requestContext.path")?,
+            None => None,
+        },
+    };
+    let path = match raw_path {
+        Some(p) if !p.is_empty() => split_uri(p).0,
+        _ => return Err(malformed("path", "is missing")),
+    };
+
+    // Kong fills `headers` with the first value only and `multiValueHeaders`
+    // with all of them (request-util.lua), so the multi-value map wins.
+    let mut headers = Headers::new();
+    if let Some(multi) = object_field(obj, "multiValueHeaders", "multiValueHeaders")? {
+        for (name, value) in multi {
+            push_header_values(&mut headers, name, value, "multiValueHeaders")?;
+        }
+    }
+    if let Some(single) = object_field(obj, "headers", "headers")? {
+        for (name, value) in single {
+            if !headers.contains(name) {
+                push_header_values(&mut headers, name, value, "headers")?;
+            }
+        }
+    }
+
+    // Same rule for the query; Kong puts JSON `true` (not a string) here for a
+    // bare `?flag` (spec/03-plugins/27-aws-lambda/05-aws-serializer_spec.lua).
+    let mut query = match object_field(
+        obj,
+        "multiValueQueryStringParameters",
+        "multiValueQueryStringParameters",
+    )? {
+        Some(multi) => args_from_object(multi, "multiValueQueryStringParameters")?,
+        None => Vec::new(),
+    };
+    if let Some(single) = object_field(obj, "queryStringParameters", "queryStringParameters")? {
+        let extra: Vec<_> = single
+            .iter()
+            .filter(|(name, _)| !query.iter().any(|(n, _)| n == *name))
+            .collect();
+        for (name, value) in extra {
+            push_args(&mut query, name, value, "queryStringParameters")?;
+        }
+    }
+
+    let context_id = match context {
+        Some(ctx) => str_field(ctx, "requestId", "requestContext.requestId")?,
+        None => None,
+    };
+
+    check_declared_length(&headers, limit)?;
+    // With awsgateway_compatible Kong base64-encodes every non-empty body
+    // unless `base64_encode_body` is off, whatever its content type.
+    let base64 = bool_field(obj, "isBase64Encoded", "isBase64Encoded")?;
+    let body = decode_body(str_field(obj, "body", "body")?, base64, limit)?;
+    let request_id = pick_request_id(&headers, context_id);
+    finish(HttpRequest {
+        shape: PayloadShape::ApiGatewayV1,
+        method,
+        path,
+        headers,
+        query,
+        body,
+        request_id,
+    })
+}
+
+fn parse_v2(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, PayloadError> {
+    let context = object_field(obj, "requestContext", "requestContext")?;
+    let http = match context {
+        Some(ctx) => object_field(ctx, "http", "requestContext.http")?,
+        None => None,
+    };
+    let raw_method = match http {
+        Some(http) => str_field(http, "method", "requestContext.http.method")?,
+        None => None,
+    }
+    .ok_or_else(|| malformed("requestContext.http.method", "is missing"))?;
+    let method = parse_method(raw_method)
+        .ok_or_else(|| malformed("requestContext.http.method", "is not an HTTP method"))?;
+
+    let raw_path = match str_field(obj, "rawPath", "rawPath")? {
+        Some(p) => Some(p),
+        None => match http {
+            Some(http) => str_field(http, "path", "requestContext.http.path")?,
+            None => None,
+        },
+    };
+    let path = match raw_path {
+        Some(p) if !p.is_empty() => split_uri(p).0,
+        _ => return Err(malformed("rawPath", "is missing")),
+    };
+
+    // Payload 2.0 has no multi-value maps: the gateway joins a repeated
+    // header's values with commas into one value. We keep that one value
+    // rather than split it, since commas are legal inside many header values.
+    let mut headers = Headers::new();
+    if let Some(raw_headers) = object_field(obj, "headers", "headers")? {
+        for (name, value) in raw_headers {
+            push_header_values(&mut headers, name, value, "headers")?;
+        }
+    }
+    // ... and moves cookies out of the headers into `cookies`.
+    if let Some(cookies) = obj.get("cookies").filter(|v| !v.is_null()) {
+        let list = cookies
+            .as_array()
+            .ok_or_else(|| malformed("cookies", "is not an array"))?;
+        let mut parts = Vec::with_capacity(list.len());
+        for cookie in list {
+            parts.push(
+                cookie
+                    .as_str()
+                    .ok_or_else(|| malformed("cookies", "holds a non-string value"))?,
+            );
+        }
+        if !parts.is_empty() && !headers.contains("cookie") {
+            headers.push("cookie", parts.join("; "));
+        }
+    }
+
+    // rawQueryString keeps repeated keys apart; queryStringParameters has
+    // them comma-joined, so it is only a fallback.
+    let query = match str_field(obj, "rawQueryString", "rawQueryString")? {
+        Some(raw) => parse_query_string(raw),
+        None => match object_field(obj, "queryStringParameters", "queryStringParameters")? {
+            Some(params) => args_from_object(params, "queryStringParameters")?,
+            None => Vec::new(),
+        },
+    };
+
+    let context_id = match context {
+        Some(ctx) => str_field(ctx, "requestId", "requestContext.requestId")?,
+        None => None,
+    };
+
+    check_declared_length(&headers, limit)?;
+    let base64 = bool_field(obj, "isBase64Encoded", "isBase64Encoded")?;
+    let body = decode_body(str_field(obj, "body", "body")?, base64, limit)?;
+    let request_id = pick_request_id(&headers, context_id);
+    finish(HttpRequest {
+        shape: PayloadShape::HttpApiV2,
+        method,
+        path,
+        headers,
+        query,
+        body,
+        request_id,
+    })
+}
+
+/// Checks shared by every shape once the request is assembled.
+fn finish(request: HttpRequest) -> Result<HttpRequest, PayloadError> {
+    // With `skip_large_bodies` on (the default) Kong drops a body nginx
+    // buffered to disk, i.e. one over `client_body_buffer_size` (8k by
+    // default), and sends "" or nothing (request-util.lua `read_request_body`,
+    // spec/03-plugins/27-aws-lambda/06-request-util_spec.lua). Treating that
+    // as an empty body would give the caller a misleading error.
+    if request.body.is_empty()
+        && let Some(content_length) = declared_length(&request.headers)
+        && content_length > 0
+    {
+        return Err(PayloadError::BodyNotForwarded { content_length });
+    }
+    Ok(request)
+}
+
+// ---------------------------------------------------------------------------
+// Field access. JSON null counts as absent: cjson and API Gateway both emit
+// null for "nothing" (e.g. API Gateway's `"body": null` on a GET).
+
+fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn str_field<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<Option<&'a str>, PayloadError> {
+    match present(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(malformed(field, "is not a string")),
+    }
+}
+
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<&'a str, PayloadError> {
+    str_field(obj, key, field)?.ok_or_else(|| malformed(field, "is missing"))
+}
+
+fn bool_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<bool, PayloadError> {
+    match present(obj, key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(malformed(field, "is not a boolean")),
+    }
+}
+
+/// An object-valued field. An empty array counts as an empty object: cjson
+/// encodes an empty Lua table either way depending on its metatable.
+fn object_field<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    field: &'static str,
+) -> Result<Option<&'a Map<String, Value>>, PayloadError> {
+    match present(obj, key) {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(Value::Array(items)) if items.is_empty() => Ok(None),
+        Some(_) => Err(malformed(field, "is not an object")),
+    }
+}
+
+fn push_header_values(
+    headers: &mut Headers,
+    name: &str,
+    value: &Value,
+    field: &'static str,
+) -> Result<(), PayloadError> {
+    let bad = || malformed(field, format!("has a non-string value for header {name:?}"));
+    match value {
+        Value::String(v) => headers.push(name, v.as_str()),
+        // Kong sends a repeated header as an array (kong.request.get_headers()).
+        Value::Array(values) => {
+            for v in values {
+                headers.push(name, v.as_str().ok_or_else(bad)?);
+            }
+        }
+        Value::Null => {}
+        _ => return Err(bad()),
+    }
+    Ok(())
+}
+
+fn args_from_object(
+    map: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Vec<(String, String)>, PayloadError> {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        push_args(&mut out, name, value, field)?;
+    }
+    Ok(out)
+}
+
+fn push_args(
+    out: &mut Vec<(String, String)>,
+    name: &str,
+    value: &Value,
+    field: &'static str,
+) -> Result<(), PayloadError> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let bad = || {
+        malformed(
+            field,
+            format!("has a value for argument {name:?} that is not a string or boolean"),
+        )
+    };
+    match value {
+        Value::Array(values) => {
+            for v in values {
+                out.push((name.to_owned(), scalar(v).ok_or_else(bad)?));
+            }
+        }
+        other => out.push((name.to_owned(), scalar(other).ok_or_else(bad)?)),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Values
+
+/// Upper-cases an RFC 9110 method token; `None` if it is not one.
+fn parse_method(raw: &str) -> Option<String> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    (!raw.is_empty() && raw.len() <= 32 && raw.chars().all(is_tchar))
+        .then(|| raw.to_ascii_uppercase())
+}
+
+/// Splits a request target into path and query. An absolute-form target
+/// (`http://host/p?q`, which nginx keeps in `$request_uri`) loses its scheme
+/// and authority.
+fn split_uri(uri: &str) -> (String, Option<&str>) {
+    let mut rest = uri;
+    for scheme in ["http://", "https://"] {
+        if rest
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        {
+            let after = &rest[scheme.len()..];
+            rest = after.find(['/', '?']).map_or("", |i| &after[i..]);
+            break;
+        }
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    (path.to_owned(), query)
+}
+
+/// Parses a raw query string the way nginx's `ngx.req.get_uri_args()` does
+/// (the source of Kong's `request_uri_args`): `&`-separated, percent- and
+/// `+`-decoded, and a key without `=` means `true`.
+fn parse_query_string(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|segment| !segment.is_empty())
+        .filter_map(|segment| {
+            let (key, value) = url::form_urlencoded::parse(segment.as_bytes()).next()?;
+            if key.is_empty() {
+                return None;
+            }
+            let value = if segment.contains('=') {
+                value.into_owned()
+            } else {
+                "true".to_owned()
+            };
+            Some((key.into_owned(), value))
+        })
+        .collect()
+}
+
+/// The first usable request id: correlation-id's header, then the gateway's
+/// own id, then Kong's upstream request-id header. Ids are caller-influenced
+/// and end up in logs and message properties, so odd ones are ignored.
+fn pick_request_id(headers: &Headers, context_id: Option<&str>) -> Option<String> {
+    let usable =
+        |id: &&str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+    headers
+        .get("kong-request-id")
+        .filter(usable)
+        .or_else(|| context_id.filter(usable))
+        .or_else(|| headers.get("x-kong-request-id").filter(usable))
+        .map(str::to_owned)
+}
+
+fn declared_length(headers: &Headers) -> Option<u64> {
+    headers.get("content-length")?.trim().parse().ok()
+}
+
+/// Rejects a body the client declared too large before touching the payload's
+/// body field (Kong may have dropped it anyway, see [`finish`]).
+fn check_declared_length(headers: &Headers, limit: usize) -> Result<(), PayloadError> {
+    match declared_length(headers) {
+        Some(n) if n > limit as u64 => Err(PayloadError::BodyTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+/// Standard alphabet (what both Kong's `ngx.encode_base64` and API Gateway
+/// emit), padding optional.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Room over `4 * ceil(limit / 3)` for padding quirks.
+const BASE64_SLACK: usize = 4;
+
+fn decode_body(body: Option<&str>, base64: bool, limit: usize) -> Result<Vec<u8>, PayloadError> {
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
+    let too_large = PayloadError::BodyTooLarge { limit };
+    if !base64 {
+        return if body.len() > limit {
+            Err(too_large)
+        } else {
+            Ok(body.as_bytes().to_vec())
+        };
+    }
+    // Bound the work before decoding: base64 of `limit` bytes is at most
+    // 4 * ceil(limit / 3) characters.
+    let max_encoded = limit
+        .div_ceil(3)
+        .saturating_mul(4)
+        .saturating_add(BASE64_SLACK);
+    if body.len() > max_encoded {
+        return Err(too_large);
+    }
+    let bytes = BASE64
+        .decode(body)
+        .map_err(|_| PayloadError::InvalidBase64)?;
+    if bytes.len() > limit {
+        return Err(too_large);
+    }
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+
+/// The proxy-integration response shape every function returns
+/// (`statusCode`, `headers`, `body`, `isBase64Encoded`); Kong's route must set
+/// `is_proxy_integration: true` to read it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyResponse {
+    /// HTTP status.
+    pub status_code: u16,
+    /// Response headers; names lower-cased by [`ProxyResponse::with_header`].
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The body, base64 when `is_base64_encoded`.
+    #[serde(default)]
+    pub body: String,
+    /// Whether Kong must base64-decode `body` before sending it.
+    #[serde(default)]
+    pub is_base64_encoded: bool,
+}
+
+impl ProxyResponse {
+    /// A JSON response with `content-type: application/json`.
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self {
+            status_code: status,
+            headers: BTreeMap::new(),
+            body: body.to_string(),
+            is_base64_encoded: false,
+        }
+        .with_header("content-type", "application/json")
+    }
+
+    /// Sets a header, replacing any earlier value. The name is lower-cased so
+    /// `Content-Type` and `content-type` cannot both reach Kong, which would
+    /// apply them in map order and keep whichever came last.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers
+            .insert(name.into().to_ascii_lowercase(), value.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const KONG: &str = include_str!("../../events/publish-kong.json");
+    const KONG_NDJSON: &str = include_str!("../../events/publish-kong-ndjson.json");
+    const V1: &str = include_str!("../../events/publish-apigw-v1.json");
+    const V2: &str = include_str!("../../events/publish-http-v2.json");
+    const LEGACY: &str = include_str!("../../events/publish-kong-legacy.json");
+
+    const LIMIT: usize = 1024 * 1024;
+    const BODY: &str = r#"{"orderId":"1001","amount":42.5,"currency":"EUR"}"#;
+
+    fn fixture(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn parse(event: &Value) -> Result<HttpRequest, PayloadError> {
+        parse_request(event, LIMIT)
+    }
+
+    fn sorted(mut query: Vec<(String, String)>) -> Vec<(String, String)> {
+        query.sort();
+        query
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn assert_malformed(event: Value, expected: &str) {
+        match parse(&event) {
+            Err(PayloadError::Malformed { field, .. }) => assert_eq!(field, expected),
+            other => panic!("expected Malformed({expected}), got {other:?}"),
+        }
+    }
+
+    // --- shapes -----------------------------------------------------------
+
+    #[test]
+    fn kong_fixture_is_parsed() {
+        let req = parse(&fixture(KONG)).unwrap();
+        assert_eq!(req.shape, PayloadShape::Kong);
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/events/payments/orders/order-created");
+        assert_eq!(req.body, BODY.as_bytes());
+        assert_eq!(
+            req.headers.get("Authorization"),
+            Some("Bearer eyJ...placeholder")
+        );
+        assert_eq!(req.headers.get("x-event-key"), Some("order-1001"));
+        assert_eq!(
+            req.headers.get_all("accept").collect::<Vec<_>>(),
+            ["application/json", "application/problem+json"]
+        );
+        assert_eq!(
+            req.request_id.as_deref(),
+            Some("7c9e4a2b-3f1d-4e8a-9b6c-0d2e5f7a1b3c#42")
+        );
+        assert_eq!(
+            sorted(req.query),
+            pairs(&[("dry-run", "true"), ("source", "checkout")])
+        );
+    }
+
+    #[test]
+    fn kong_base64_body_is_decoded() {
+        let req = parse(&fixture(KONG_NDJSON)).unwrap();
+        assert_eq!(req.shape, PayloadShape::Kong);
+        assert_eq!(
+            req.body,
+            b"{\"orderId\":\"1001\"}\n{\"orderId\":\"1002\"}\n"
+        );
+        assert_eq!(
+            req.headers.get("content-type"),
+            Some("application/x-ndjson")
+        );
+        assert!(req.query.is_empty());
+    }
+
+    #[test]
+    fn every_shape_parses_to_the_same_request() {
+        let kong = parse(&fixture(KONG)).unwrap();
+        let v1 = parse(&fixture(V1)).unwrap();
+        let v2 = parse(&fixture(V2)).unwrap();
+        assert_eq!(v1.shape, PayloadShape::ApiGatewayV1);
+        assert_eq!(v2.shape, PayloadShape::HttpApiV2);
+        for req in [&v1, &v2] {
+            assert_eq!(req.method, kong.method);
+            assert_eq!(req.path, kong.path);
+            assert_eq!(req.body, kong.body);
+            assert_eq!(req.request_id, kong.request_id);
+            assert_eq!(sorted(req.query.clone()), sorted(kong.query.clone()));
+            for name in [
+                "authorization",
+                "content-type",
+                "content-length",
+                "x-event-key",
+                "x-event-time",
+                "idempotency-key",
+                "traceparent",
+                "host",
+            ] {
+                assert_eq!(req.headers.get(name), kong.headers.get(name), "{name}");
+            }
+        }
+        // v1 keeps the repeated header apart; payload 2.0 has it comma-joined.
+        assert_eq!(v1.headers.get_all("accept").count(), 2);
+        assert_eq!(
+            v2.headers.get_all("accept").collect::<Vec<_>>(),
+            ["application/json,application/problem+json"]
+        );
+    }
+
+    #[test]
+    fn request_id_falls_back_to_the_request_context() {
+        let mut v1 = fixture(V1);
+        v1["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kong-request-id");
+        v1["multiValueHeaders"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kong-request-id");
+        let req = parse(&v1).unwrap();
+        assert_eq!(
+            req.request_id.as_deref(),
+            Some("5d8f0a6e2b4c4f1e9a7d3c2b1e0f9a8d")
+        );
+
+        let mut v2 = fixture(V2);
+        v2["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kong-request-id");
+        let req = parse(&v2).unwrap();
+        assert_eq!(
+            req.request_id.as_deref(),
+            Some("0b5f7c9e-1d3a-4b6c-8e0f-2a4c6e8b0d1f")
+        );
+
+        let mut kong = fixture(KONG);
+        let headers = kong["request_headers"].as_object_mut().unwrap();
+        headers.remove("kong-request-id");
+        headers.insert("x-kong-request-id".into(), json!("abc123"));
+        assert_eq!(parse(&kong).unwrap().request_id.as_deref(), Some("abc123"));
+
+        let mut kong = fixture(KONG);
+        kong["request_headers"]["kong-request-id"] = json!("has spaces\nand a newline");
+        assert_eq!(parse(&kong).unwrap().request_id, None);
+    }
+
+    #[test]
+    fn header_names_are_lower_cased_in_every_shape() {
+        let mut kong = fixture(KONG);
+        kong["request_headers"]["X-Event-Key"] = json!("upper");
+        kong["request_headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("x-event-key");
+        assert_eq!(
+            parse(&kong).unwrap().headers.get("x-event-key"),
+            Some("upper")
+        );
+
+        // AWS REST APIs keep the client's casing.
+        let v1 = json!({
+            "httpMethod": "post",
+            "path": "/e",
+            "headers": {"Content-Type": "text/plain", "X-Only-Single": "s"},
+            "multiValueHeaders": {"Content-Type": ["text/plain"], "X-Event-Key": ["a", "b"]},
+            "body": null,
+            "isBase64Encoded": false
+        });
+        let req = parse(&v1).unwrap();
+        assert_eq!(req.method, "POST");
+        assert!(req.headers.iter().all(|(n, _)| n == n.to_ascii_lowercase()));
+        assert_eq!(
+            req.headers.get_all("x-event-key").collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(req.headers.get("x-only-single"), Some("s"));
+        assert_eq!(req.headers.get_all("content-type").count(), 1);
+
+        let mut v2 = fixture(V2);
+        v2["headers"]["X-Mixed-Case"] = json!("v");
+        let req = parse(&v2).unwrap();
+        assert_eq!(
+            req.headers
+                .iter()
+                .find(|(n, _)| *n == "x-mixed-case")
+                .map(|p| p.1),
+            Some("v")
+        );
+    }
+
+    #[test]
+    fn v1_multi_value_headers_win_over_headers() {
+        let mut v1 = fixture(V1);
+        v1["headers"]["x-event-key"] = json!("from-headers");
+        v1["multiValueHeaders"]["x-event-key"] = json!(["from-multi", "second"]);
+        let req = parse(&v1).unwrap();
+        assert_eq!(
+            req.headers.get_all("x-event-key").collect::<Vec<_>>(),
+            ["from-multi", "second"]
+        );
+    }
+
+    #[test]
+    fn v1_without_multi_value_maps_uses_the_single_ones() {
+        let mut v1 = fixture(V1);
+        let obj = v1.as_object_mut().unwrap();
+        obj.remove("multiValueHeaders");
+        obj.remove("multiValueQueryStringParameters");
+        let req = parse(&v1).unwrap();
+        assert_eq!(
+            req.headers.get_all("accept").collect::<Vec<_>>(),
+            ["application/json"]
+        );
+        assert_eq!(
+            sorted(req.query),
+            pairs(&[("dry-run", "true"), ("source", "checkout")])
+        );
+    }
+
+    #[test]
+    fn v1_strips_a_query_string_and_falls_back_to_request_context_path() {
+        let mut v1 = fixture(V1);
+        v1["path"] = json!("/events/t/ns/topic?x=1");
+        assert_eq!(parse(&v1).unwrap().path, "/events/t/ns/topic");
+        v1.as_object_mut().unwrap().remove("path");
+        assert_eq!(
+            parse(&v1).unwrap().path,
+            "/events/payments/orders/order-created"
+        );
+    }
+
+    #[test]
+    fn v2_cookies_become_a_cookie_header() {
+        let mut v2 = fixture(V2);
+        v2["cookies"] = json!(["a=1", "b=2"]);
+        let req = parse(&v2).unwrap();
+        assert_eq!(req.headers.get("cookie"), Some("a=1; b=2"));
+        // Debug output must not leak credentials.
+        let debug = format!("{:?}", req.headers);
+        assert!(!debug.contains("a=1"));
+        assert!(!debug.contains("eyJ"));
+        assert!(debug.contains("x-event-key"));
+    }
+
+    #[test]
+    fn v2_without_raw_query_string_uses_query_string_parameters() {
+        let mut v2 = fixture(V2);
+        v2.as_object_mut().unwrap().remove("rawQueryString");
+        v2["queryStringParameters"] = json!({"a": "1,2", "b": "x"});
+        assert_eq!(
+            sorted(parse(&v2).unwrap().query),
+            pairs(&[("a", "1,2"), ("b", "x")])
+        );
+    }
+
+    #[test]
+    fn v2_path_falls_back_to_request_context() {
+        let mut v2 = fixture(V2);
+        v2.as_object_mut().unwrap().remove("rawPath");
+        assert_eq!(
+            parse(&v2).unwrap().path,
+            "/events/payments/orders/order-created"
+        );
+    }
+
+    // --- query --------------------------------------------------------------
+
+    #[test]
+    fn kong_query_arrays_and_booleans() {
+        let mut kong = fixture(KONG);
+        kong["request_uri_args"] = json!({
+            "flag": true,
+            "multi": ["first", "second", true],
+            "empty": ""
+        });
+        let req = parse(&kong).unwrap();
+        assert_eq!(
+            sorted(req.query),
+            pairs(&[
+                ("empty", ""),
+                ("flag", "true"),
+                ("multi", "first"),
+                ("multi", "second"),
+                ("multi", "true"),
+            ])
+        );
+    }
+
+    #[test]
+    fn kong_query_falls_back_to_the_raw_uri() {
+        let mut kong = fixture(KONG);
+        kong.as_object_mut().unwrap().remove("request_uri_args");
+        kong["request_uri"] = json!("/events/a/b/c?x=hello%20world&flag&x=two+words&e=");
+        let req = parse(&kong).unwrap();
+        assert_eq!(req.path, "/events/a/b/c");
+        assert_eq!(
+            req.query,
+            pairs(&[
+                ("x", "hello world"),
+                ("flag", "true"),
+                ("x", "two words"),
+                ("e", "")
+            ])
+        );
+    }
+
+    #[test]
+    fn v1_query_booleans_as_kong_sends_them() {
+        let mut v1 = fixture(V1);
+        v1["multiValueQueryStringParameters"] = json!({"boolean": [true], "multi": ["a", "b"]});
+        v1["queryStringParameters"] = json!({"boolean": true, "multi": "a", "only-single": "s"});
+        assert_eq!(
+            sorted(parse(&v1).unwrap().query),
+            pairs(&[
+                ("boolean", "true"),
+                ("multi", "a"),
+                ("multi", "b"),
+                ("only-single", "s")
+            ])
+        );
+    }
+
+    #[test]
+    fn v2_raw_query_keeps_repeats() {
+        let mut v2 = fixture(V2);
+        v2["rawQueryString"] = json!("a=1&a=2&flag&&b=%2F");
+        assert_eq!(
+            parse(&v2).unwrap().query,
+            pairs(&[("a", "1"), ("a", "2"), ("flag", "true"), ("b", "/")])
+        );
+    }
+
+    #[test]
+    fn absolute_form_request_uri() {
+        let mut kong = fixture(KONG);
+        kong["request_uri"] = json!("http://api.example.com/events/a/b/c?x=1");
+        assert_eq!(parse(&kong).unwrap().path, "/events/a/b/c");
+        kong["request_uri"] = json!("HTTPS://api.example.com");
+        assert_eq!(parse(&kong).unwrap().path, "/");
+    }
+
+    // --- bodies -----------------------------------------------------------
+
+    #[test]
+    fn plain_and_base64_bodies() {
+        let mut kong = fixture(KONG);
+        kong["request_body"] = json!("some text");
+        kong["request_headers"]["content-length"] = json!("9");
+        assert_eq!(parse(&kong).unwrap().body, b"some text");
+
+        kong["request_body"] = json!(b64(b"some text"));
+        kong["request_body_base64"] = json!(true);
+        assert_eq!(parse(&kong).unwrap().body, b"some text");
+
+        // Padding is optional.
+        kong["request_body"] = json!(b64(b"some text").trim_end_matches('='));
+        assert_eq!(parse(&kong).unwrap().body, b"some text");
+
+        let mut v2 = fixture(V2);
+        v2["body"] = json!(b64(BODY.as_bytes()));
+        v2["isBase64Encoded"] = json!(true);
+        assert_eq!(parse(&v2).unwrap().body, BODY.as_bytes());
+    }
+
+    #[test]
+    fn invalid_utf8_body_bytes_survive() {
+        let bytes = [0xff, 0xfe, 0x00, 0x80, b'{'];
+        let mut v1 = fixture(V1);
+        v1["body"] = json!(b64(&bytes));
+        v1["headers"]["content-length"] = json!("5");
+        v1["multiValueHeaders"]["content-length"] = json!(["5"]);
+        assert_eq!(parse(&v1).unwrap().body, bytes);
+    }
+
+    #[test]
+    fn empty_body_without_content_length_is_fine() {
+        let v2 = json!({
+            "version": "2.0",
+            "rawPath": "/events/a/b/c",
+            "requestContext": {"http": {"method": "GET"}},
+            "isBase64Encoded": false
+        });
+        let req = parse(&v2).unwrap();
+        assert!(req.body.is_empty());
+        assert!(req.headers.is_empty());
+        assert_eq!(req.request_id, None);
+
+        // API Gateway REST sends `"body": null` on a GET; Kong sends "" with
+        // isBase64Encoded true when ngx.encode_base64 got no body.
+        let mut v1 = fixture(V1);
+        v1["body"] = json!("");
+        v1["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("content-length");
+        v1["multiValueHeaders"]
+            .as_object_mut()
+            .unwrap()
+            .remove("content-length");
+        assert!(parse(&v1).unwrap().body.is_empty());
+        v1["body"] = Value::Null;
+        assert!(parse(&v1).unwrap().body.is_empty());
+    }
+
+    #[test]
+    fn body_dropped_by_kong_is_reported() {
+        // skip_large_bodies: Kong sends "" (v1) or nothing (Kong format, JSON).
+        let mut v1 = fixture(V1);
+        v1["body"] = json!("");
+        assert!(matches!(
+            parse(&v1),
+            Err(PayloadError::BodyNotForwarded { content_length: 49 })
+        ));
+        let mut kong = fixture(KONG);
+        let obj = kong.as_object_mut().unwrap();
+        obj.remove("request_body");
+        obj.remove("request_body_args");
+        assert!(matches!(
+            parse(&kong),
+            Err(PayloadError::BodyNotForwarded { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_base64_is_rejected() {
+        let mut kong = fixture(KONG_NDJSON);
+        kong["request_body"] = json!("not base64!!");
+        assert!(matches!(parse(&kong), Err(PayloadError::InvalidBase64)));
+        let mut v1 = fixture(V1);
+        v1["body"] = json!("%%%%");
+        assert!(matches!(parse(&v1), Err(PayloadError::InvalidBase64)));
+    }
+
+    #[test]
+    fn body_over_the_limit_is_rejected() {
+        let limit = 16;
+        let big = "x".repeat(limit + 1);
+        let exact = "x".repeat(limit);
+
+        // Plain.
+        let mut v2 = fixture(V2);
+        v2["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("content-length");
+        v2["body"] = json!(big);
+        assert!(matches!(
+            parse_request(&v2, limit),
+            Err(PayloadError::BodyTooLarge { limit: 16 })
+        ));
+        v2["body"] = json!(exact);
+        assert_eq!(parse_request(&v2, limit).unwrap().body.len(), limit);
+
+        // Base64 whose decoded length is just over the limit.
+        v2["isBase64Encoded"] = json!(true);
+        v2["body"] = json!(b64(big.as_bytes()));
+        assert!(matches!(
+            parse_request(&v2, limit),
+            Err(PayloadError::BodyTooLarge { .. })
+        ));
+        v2["body"] = json!(b64(exact.as_bytes()));
+        assert_eq!(parse_request(&v2, limit).unwrap().body.len(), limit);
+
+        // A huge encoded body is refused on its length, before decoding: it
+        // is not even valid base64, yet the answer is BodyTooLarge.
+        v2["body"] = json!("!".repeat(10 * limit));
+        assert!(matches!(
+            parse_request(&v2, limit),
+            Err(PayloadError::BodyTooLarge { .. })
+        ));
+
+        // A declared content-length over the limit is refused up front.
+        let kong = fixture(KONG);
+        assert!(matches!(
+            parse_request(&kong, 10),
+            Err(PayloadError::BodyTooLarge { limit: 10 })
+        ));
+    }
+
+    // --- rejections ---------------------------------------------------------
+
+    #[test]
+    fn legacy_payload_is_rejected_with_the_flags_to_turn_on() {
+        let err = parse(&fixture(LEGACY)).unwrap_err();
+        assert!(matches!(err, PayloadError::Legacy));
+        let message = err.to_string();
+        for flag in [
+            "forward_request_method",
+            "forward_request_uri",
+            "forward_request_headers",
+            "forward_request_body",
+        ] {
+            assert!(message.contains(flag), "{message}");
+        }
+        // A legacy payload whose caller picked marker-like argument names.
+        for event in [
+            json!({"version": "2.0"}),
+            json!({"httpMethod": "GET", "x": "1"}),
+            json!({"request_body": "x", "a": "b"}),
+        ] {
+            let result = parse(&event);
+            assert!(
+                matches!(
+                    result,
+                    Err(PayloadError::Legacy) | Err(PayloadError::Unrecognized)
+                ),
+                "{event}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_forward_flags_are_legacy() {
+        // forward_request_uri off (spec/03-plugins/27-aws-lambda/99-access_spec.lua).
+        let mut kong = fixture(KONG);
+        let obj = kong.as_object_mut().unwrap();
+        obj.remove("request_uri");
+        obj.remove("request_uri_args");
+        assert!(matches!(parse(&kong), Err(PayloadError::Legacy)));
+
+        // forward_request_headers off.
+        let mut kong = fixture(KONG);
+        kong.as_object_mut().unwrap().remove("request_headers");
+        assert!(matches!(parse(&kong), Err(PayloadError::Legacy)));
+    }
+
+    #[test]
+    fn non_http_payloads_are_unrecognized() {
+        for event in [
+            json!({}),
+            json!([]),
+            json!([{"request_method": "POST"}]),
+            json!("POST /events/a/b/c"),
+            json!(null),
+            json!(42),
+            json!(true),
+            // EventBridge scheduled event, Secrets Manager rotation, SQS.
+            json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}),
+            json!({"Step": "createSecret", "SecretId": "arn", "ClientRequestToken": "t"}),
+            json!({"Records": []}),
+        ] {
+            assert!(
+                matches!(parse(&event), Err(PayloadError::Unrecognized)),
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_field_types_are_malformed() {
+        let with = |text: &str, key: &str, value: Value| {
+            let mut event = fixture(text);
+            event[key] = value;
+            event
+        };
+        assert_malformed(
+            with(KONG, "request_headers", json!("authorization: x")),
+            "request_headers",
+        );
+        assert_malformed(
+            with(KONG, "request_headers", json!({"a": 1})),
+            "request_headers",
+        );
+        assert_malformed(
+            with(KONG, "request_headers", json!({"a": ["x", 2]})),
+            "request_headers",
+        );
+        assert_malformed(with(KONG, "request_method", json!(1)), "request_method");
+        assert_malformed(
+            with(KONG, "request_method", json!("PO ST")),
+            "request_method",
+        );
+        assert_malformed(with(KONG, "request_method", json!("")), "request_method");
+        assert_malformed(with(KONG, "request_uri", json!(["/"])), "request_uri");
+        assert_malformed(with(KONG, "request_uri", json!("")), "request_uri");
+        assert_malformed(
+            with(KONG, "request_uri_args", json!("a=b")),
+            "request_uri_args",
+        );
+        assert_malformed(
+            with(KONG, "request_uri_args", json!({"a": 1})),
+            "request_uri_args",
+        );
+        assert_malformed(
+            with(KONG, "request_uri_args", json!({"a": [{"b": 1}]})),
+            "request_uri_args",
+        );
+        assert_malformed(with(KONG, "request_body", json!({"a": 1})), "request_body");
+        assert_malformed(
+            with(KONG, "request_body_base64", json!("true")),
+            "request_body_base64",
+        );
+
+        assert_malformed(with(V1, "httpMethod", json!(null)), "httpMethod");
+        assert_malformed(with(V1, "headers", json!("x")), "headers");
+        assert_malformed(
+            with(V1, "multiValueHeaders", json!({"a": [1]})),
+            "multiValueHeaders",
+        );
+        assert_malformed(
+            with(V1, "queryStringParameters", json!([1])),
+            "queryStringParameters",
+        );
+        assert_malformed(with(V1, "isBase64Encoded", json!("yes")), "isBase64Encoded");
+        assert_malformed(with(V1, "body", json!(12)), "body");
+        assert_malformed(with(V1, "requestContext", json!("ctx")), "requestContext");
+        assert_malformed(with(V1, "path", json!("")), "path");
+
+        assert_malformed(with(V2, "headers", json!(["a"])), "headers");
+        assert_malformed(with(V2, "cookies", json!("a=1")), "cookies");
+        assert_malformed(with(V2, "rawQueryString", json!(1)), "rawQueryString");
+        assert_malformed(
+            with(V2, "requestContext", json!({"http": {}})),
+            "requestContext.http.method",
+        );
+        assert_malformed(
+            with(V2, "requestContext", json!({"http": "POST"})),
+            "requestContext.http",
+        );
+        assert_malformed(
+            with(
+                V2,
+                "requestContext",
+                json!({"http": {"method": "POST"}, "requestId": 7}),
+            ),
+            "requestContext.requestId",
+        );
+    }
+
+    #[test]
+    fn null_fields_count_as_absent() {
+        let v1 = json!({
+            "httpMethod": "POST",
+            "path": "/events/a/b/c",
+            "headers": null,
+            "multiValueHeaders": null,
+            "queryStringParameters": null,
+            "multiValueQueryStringParameters": null,
+            "pathParameters": null,
+            "requestContext": null,
+            "body": null,
+            "isBase64Encoded": null
+        });
+        let req = parse(&v1).unwrap();
+        assert!(req.headers.is_empty() && req.query.is_empty() && req.body.is_empty());
+
+        // cjson may encode an empty Lua table as [].
+        let mut kong = fixture(KONG);
+        kong["request_uri_args"] = json!([]);
+        assert!(parse(&kong).unwrap().query.is_empty());
+    }
+
+    #[test]
+    fn errors_never_echo_header_values() {
+        let mut kong = fixture(KONG);
+        kong["request_headers"]["authorization"] = json!(["Bearer secret-token", 1]);
+        let message = parse(&kong).unwrap_err().to_string();
+        assert!(!message.contains("secret-token"), "{message}");
+        assert!(message.contains("authorization"), "{message}");
+    }
+
+    // --- Headers ------------------------------------------------------------
+
+    #[test]
+    fn headers_api() {
+        let headers = Headers::from_pairs([("Accept", "a"), ("X-Two", "1"), ("accept", "b")]);
+        assert_eq!(headers.get("ACCEPT"), Some("a"));
+        assert_eq!(headers.get_all("Accept").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(headers.get("missing"), None);
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [("accept", "a"), ("x-two", "1"), ("accept", "b")]
+        );
+        assert_eq!(headers.len(), 3);
+        // The iterator outlives the name it was asked for.
+        let values = {
+            let name = String::from("x-two");
+            headers.get_all(&name)
+        };
+        assert_eq!(values.collect::<Vec<_>>(), ["1"]);
+    }
+
+    // --- ProxyResponse ------------------------------------------------------
+
+    #[test]
+    fn proxy_response_serialises_camel_case() {
+        let response = ProxyResponse::json(202, &json!({"topic": "persistent://t/ns/x"}))
+            .with_header("X-Request-Id", "abc");
+        let value = serde_json::to_value(&response).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "statusCode": 202,
+                "headers": {"content-type": "application/json", "x-request-id": "abc"},
+                "body": "{\"topic\":\"persistent://t/ns/x\"}",
+                "isBase64Encoded": false
+            })
+        );
+        let back: ProxyResponse = serde_json::from_value(value).unwrap();
+        assert_eq!(back, response);
+    }
+
+    #[test]
+    fn with_header_replaces_regardless_of_case() {
+        let response = ProxyResponse::json(400, &json!({}))
+            .with_header("Content-Type", "application/problem+json");
+        assert_eq!(response.headers.len(), 1);
+        assert_eq!(response.headers["content-type"], "application/problem+json");
+    }
+
+    // --- never panics -------------------------------------------------------
+
+    const INTERESTING_KEYS: &[&str] = &[
+        "request_method",
+        "request_uri",
+        "request_uri_args",
+        "request_headers",
+        "request_body",
+        "request_body_args",
+        "request_body_base64",
+        "version",
+        "rawPath",
+        "rawQueryString",
+        "httpMethod",
+        "path",
+        "headers",
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "body",
+        "isBase64Encoded",
+        "requestContext",
+        "http",
+        "method",
+        "requestId",
+        "cookies",
+        "content-length",
+        "kong-request-id",
+    ];
+
+    fn arb_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(INTERESTING_KEYS).prop_map(str::to_owned),
+            "[a-zA-Z_-]{0,6}",
+        ]
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![
+                Just("2.0".to_owned()),
+                Just("POST".to_owned()),
+                Just("/events/a/b/c?x&y=1".to_owned()),
+                Just("eyJhIjoxfQ==".to_owned()),
+                Just("http://".to_owned()),
+                ".{0,12}",
+            ]
+            .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(arb_key(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_never_panics(event in arb_json(), limit in 0usize..64) {
+            let _ = parse_request(&event, limit);
+        }
+
+        #[test]
+        fn mutated_fixtures_never_panic(
+            which in 0usize..4,
+            key in arb_key(),
+            value in arb_json(),
+            limit in 0usize..128,
+        ) {
+            let mut event = fixture([KONG, KONG_NDJSON, V1, V2][which]);
+            event[key.as_str()] = value.clone();
+            let _ = parse_request(&event, limit);
+            if let Some(ctx) = event.get_mut("requestContext").and_then(Value::as_object_mut) {
+                ctx.insert(key, value);
+            }
+            let _ = parse_request(&event, limit);
+        }
+
+        #[test]
+        fn base64_bodies_round_trip(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let mut v2 = fixture(V2);
+            v2["headers"].as_object_mut().unwrap().remove("content-length");
+            v2["body"] = json!(b64(&bytes));
+            v2["isBase64Encoded"] = json!(true);
+            let limit = 200;
+            match parse_request(&v2, limit) {
+                Ok(req) => prop_assert_eq!(req.body, bytes),
+                Err(PayloadError::BodyTooLarge { .. }) => prop_assert!(bytes.len() > limit),
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! From the document as written to a [`Policy`]: every check serde cannot
+//! express (names, references between sections, durations, algorithms,
+//! schemas). The first problem found stops the load and names the node it is
+//! about, so the caller can put a line number on it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use url::Url;
+
+use super::document::{
+    AllowDoc, CertificateDoc, ClaimsDoc, Document, DurationDoc, IamDoc, NamespaceDoc, OidcDoc,
+    PulsarDoc, RuleDoc, TenantDoc, WhenDoc,
+};
+use super::locate::NodePath;
+use super::{
+    ActionSet, Allow, Certificate, ClaimMapping, ClaimPath, CompiledSchema, Glob, IamSettings,
+    Namespace, NamespaceScope, OidcIssuer, POLICY_VERSION, Policy, PulsarSettings, Rule, Tenant,
+    When,
+};
+use crate::config::parse_duration;
+use crate::topic::PulsarName;
+
+/// What is wrong, and where.
+#[derive(Debug)]
+pub(super) struct Problem {
+    pub path: NodePath,
+    pub message: String,
+}
+
+type Checked<T> = Result<T, Problem>;
+
+fn problem<T>(path: NodePath, message: impl Into<String>) -> Checked<T> {
+    Err(Problem {
+        path,
+        message: message.into(),
+    })
+}
+
+/// Algorithms an OIDC issuer may pin. Only asymmetric ones: HS* verify with
+/// the signer's own secret, which a public JWKS cannot (and must not) carry.
+const OIDC_ALGORITHMS: [(&str, jsonwebtoken::Algorithm); 9] = [
+    ("RS256", jsonwebtoken::Algorithm::RS256),
+    ("RS384", jsonwebtoken::Algorithm::RS384),
+    ("RS512", jsonwebtoken::Algorithm::RS512),
+    ("PS256", jsonwebtoken::Algorithm::PS256),
+    ("PS384", jsonwebtoken::Algorithm::PS384),
+    ("PS512", jsonwebtoken::Algorithm::PS512),
+    ("ES256", jsonwebtoken::Algorithm::ES256),
+    ("ES384", jsonwebtoken::Algorithm::ES384),
+    ("EdDSA", jsonwebtoken::Algorithm::EdDSA),
+];
+
+const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+/// "Small" leeway (DESIGN §3): beyond five minutes an expired token is
+/// simply accepted.
+const MAX_LEEWAY_SECONDS: u64 = 300;
+/// A signed GetCallerIdentity request older than this is a replay risk, not
+/// clock skew.
+const MAX_IAM_AGE_SECONDS: u64 = 3600;
+
+pub(super) fn build(doc: Document, base_dir: Option<&Path>) -> Checked<Policy> {
+    let root = NodePath::root();
+    if doc.version != POLICY_VERSION {
+        return problem(
+            root.key("version"),
+            format!(
+                "unsupported policy version {}; this build understands version {POLICY_VERSION}",
+                doc.version
+            ),
+        );
+    }
+    let pulsar = pulsar_settings(doc.pulsar, &root.key("pulsar"))?;
+
+    let identity = root.key("identity");
+    let mut oidc: Vec<OidcIssuer> = Vec::with_capacity(doc.identity.oidc.len());
+    for (i, issuer) in doc.identity.oidc.into_iter().enumerate() {
+        let path = identity.key("oidc").index(i);
+        let issuer = oidc_issuer(issuer, &path)?;
+        if oidc.iter().any(|seen| seen.issuer == issuer.issuer) {
+            return problem(
+                path.key("issuer"),
+                format!(
+                    "issuer {:?} is listed twice; the token's `iss` must select exactly one entry",
+                    issuer.issuer
+                ),
+            );
+        }
+        oidc.push(issuer);
+    }
+    let iam = doc
+        .identity
+        .iam
+        .map(|iam| iam_settings(iam, &identity.key("iam")))
+        .transpose()?;
+
+    let tenants_path = root.key("tenants");
+    let mut tenants: BTreeMap<PulsarName, Tenant> = BTreeMap::new();
+    for (name, tenant) in doc.tenants.0 {
+        let path = tenants_path.key(name.as_str());
+        let tenant = build_tenant(&name, tenant, &path, base_dir)?;
+        if pulsar.admin_roles.contains(&tenant.role) {
+            return problem(
+                path.key("role"),
+                format!(
+                    "role {:?} is also in pulsar.admin_roles; the role the functions publish as \
+                     must not administer tenants",
+                    tenant.role
+                ),
+            );
+        }
+        if let Some(other) = tenants.values().find(|t| t.role == tenant.role) {
+            return problem(
+                path.key("role"),
+                format!(
+                    "role {:?} is already the role of tenant {:?}; each tenant needs its own role, \
+                     or one tenant's token would work in the other",
+                    tenant.role,
+                    other.name.as_str()
+                ),
+            );
+        }
+        tenants.insert(tenant.name.clone(), tenant);
+    }
+
+    let mut rules: Vec<Rule> = Vec::with_capacity(doc.rules.len());
+    for (i, rule) in doc.rules.into_iter().enumerate() {
+        let path = root.key("rules").index(i);
+        let rule = build_rule(rule, &path, &tenants)?;
+        if let Some(first) = rules.iter().position(|r| r.name == rule.name) {
+            return problem(
+                path.key("name"),
+                format!(
+                    "rule name {:?} is already used by rules[{first}]; rule names must be unique \
+                     because decisions are logged by name",
+                    rule.name
+                ),
+            );
+        }
+        rules.push(rule);
+    }
+
+    let mut certificates: Vec<Certificate> = Vec::with_capacity(doc.certificates.len());
+    for (i, cert) in doc.certificates.into_iter().enumerate() {
+        let path = root.key("certificates").index(i);
+        let cert = certificate(cert, &path)?;
+        if certificates.iter().any(|c| c.name == cert.name) {
+            return problem(
+                path.key("name"),
+                format!("certificate name {:?} is used twice", cert.name),
+            );
+        }
+        certificates.push(cert);
+    }
+
+    check_secrets_are_distinct(&pulsar, &tenants, &certificates)?;
+
+    Ok(Policy {
+        pulsar,
+        oidc,
+        iam,
+        kong_trusted: doc.identity.kong.trusted,
+        tenants,
+        rules,
+        certificates,
+    })
+}
+
+fn pulsar_settings(doc: PulsarDoc, path: &NodePath) -> Checked<PulsarSettings> {
+    let cluster = name(&doc.cluster, "cluster", &path.key("cluster"))?;
+    for (i, role) in doc.admin_roles.iter().enumerate() {
+        check_role(role, &path.key("admin_roles").index(i))?;
+    }
+    non_empty(
+        &doc.token_signing_secret,
+        "secret name",
+        &path.key("token_signing_secret"),
+    )?;
+    Ok(PulsarSettings {
+        cluster,
+        admin_roles: doc.admin_roles,
+        token_signing_secret: doc.token_signing_secret,
+    })
+}
+
+fn oidc_issuer(doc: OidcDoc, path: &NodePath) -> Checked<OidcIssuer> {
+    http_url(&doc.issuer, &path.key("issuer"))?;
+    if doc.audiences.is_empty() {
+        return problem(
+            path.key("audiences"),
+            "audiences is empty; list the audience values tokens for this service carry",
+        );
+    }
+    for (i, audience) in doc.audiences.iter().enumerate() {
+        non_empty(audience, "audience", &path.key("audiences").index(i))?;
+    }
+    let audience_claim = doc.audience_claim.unwrap_or_else(|| "aud".to_owned());
+    non_empty(&audience_claim, "claim name", &path.key("audience_claim"))?;
+
+    if doc.algorithms.is_empty() {
+        return problem(
+            path.key("algorithms"),
+            "algorithms is empty; pin the issuer's signing algorithm, e.g. [RS256]",
+        );
+    }
+    let mut algorithms = Vec::with_capacity(doc.algorithms.len());
+    for (i, alg) in doc.algorithms.iter().enumerate() {
+        algorithms.push(algorithm(alg, &path.key("algorithms").index(i))?);
+    }
+
+    let jwks_uri = doc
+        .jwks_uri
+        .as_deref()
+        .map(|uri| http_url(uri, &path.key("jwks_uri")))
+        .transpose()?;
+    let claims = claim_mapping(doc.claims, &path.key("claims"))?;
+    let leeway_seconds = doc.leeway_seconds.unwrap_or(DEFAULT_LEEWAY_SECONDS);
+    if leeway_seconds > MAX_LEEWAY_SECONDS {
+        return problem(
+            path.key("leeway_seconds"),
+            format!(
+                "leeway_seconds {leeway_seconds} is too large (at most {MAX_LEEWAY_SECONDS}); \
+                 leeway covers clock skew, not token lifetime"
+            ),
+        );
+    }
+    Ok(OidcIssuer {
+        issuer: doc.issuer,
+        audiences: doc.audiences,
+        audience_claim,
+        algorithms,
+        jwks_uri,
+        claims,
+        leeway_seconds,
+    })
+}
+
+fn algorithm(text: &str, path: &NodePath) -> Checked<jsonwebtoken::Algorithm> {
+    if let Some((_, alg)) = OIDC_ALGORITHMS.iter().find(|(name, _)| *name == text) {
+        return Ok(*alg);
+    }
+    let allowed: Vec<&str> = OIDC_ALGORITHMS.iter().map(|(name, _)| *name).collect();
+    let allowed = allowed.join(", ");
+    if text.starts_with("HS") {
+        problem(
+            path.clone(),
+            format!(
+                "algorithm {text:?} is refused for OIDC: HMAC needs the issuer's shared secret, \
+                 which a public JWKS cannot carry; use one of {allowed}"
+            ),
+        )
+    } else {
+        problem(
+            path.clone(),
+            format!("unknown algorithm {text:?}; use one of {allowed}"),
+        )
+    }
+}
+
+fn claim_mapping(doc: ClaimsDoc, path: &NodePath) -> Checked<ClaimMapping> {
+    let claim = |value: Option<String>, field: &str| -> Checked<Option<ClaimPath>> {
+        value
+            .map(|v| {
+                non_empty(&v, "claim name", &path.key(field))?;
+                if v == "/" {
+                    return problem(path.key(field), "claim pointer \"/\" names no claim");
+                }
+                Ok(ClaimPath(v))
+            })
+            .transpose()
+    };
+    Ok(ClaimMapping {
+        subject: claim(doc.subject, "subject")?.unwrap_or_else(|| ClaimPath("sub".to_owned())),
+        groups: claim(doc.groups, "groups")?,
+        service: claim(doc.service, "service")?,
+    })
+}
+
+fn iam_settings(doc: IamDoc, path: &NodePath) -> Checked<IamSettings> {
+    let sts_endpoint = http_url(&doc.sts_endpoint, &path.key("sts_endpoint"))?;
+    non_empty(&doc.server_id, "server id", &path.key("server_id"))?;
+    if doc.max_age_seconds == 0 || doc.max_age_seconds > MAX_IAM_AGE_SECONDS {
+        return problem(
+            path.key("max_age_seconds"),
+            format!(
+                "max_age_seconds must be between 1 and {MAX_IAM_AGE_SECONDS}, got {}",
+                doc.max_age_seconds
+            ),
+        );
+    }
+    Ok(IamSettings {
+        sts_endpoint,
+        server_id: doc.server_id,
+        max_age_seconds: doc.max_age_seconds,
+    })
+}
+
+fn build_tenant(
+    name_text: &str,
+    doc: TenantDoc,
+    path: &NodePath,
+    base_dir: Option<&Path>,
+) -> Checked<Tenant> {
+    let tenant_name = name(name_text, "tenant", &path.the_key())?;
+    check_role(&doc.role, &path.key("role"))?;
+    non_empty(&doc.token_secret, "secret name", &path.key("token_secret"))?;
+    let token_ttl = duration(&doc.token_ttl, &path.key("token_ttl"))?;
+    // The default (a quarter of the lifetime) is always shorter than it.
+    let rotate_before = match &doc.rotate_before {
+        None => token_ttl / 4,
+        Some(text) => {
+            let window = duration(text, &path.key("rotate_before"))?;
+            if window >= token_ttl {
+                return problem(
+                    path.key("rotate_before"),
+                    format!(
+                        "rotate_before ({}) must be shorter than token_ttl ({}), or every token \
+                         would be due for rotation the moment it is minted",
+                        text.0, doc.token_ttl.0
+                    ),
+                );
+            }
+            window
+        }
+    };
+    let mut namespaces = BTreeMap::new();
+    for (ns_name, ns) in doc.namespaces.0 {
+        let ns_path = path.key("namespaces").key(ns_name.as_str());
+        let ns = build_namespace(&ns_name, ns, &ns_path, base_dir)?;
+        namespaces.insert(ns.name.clone(), ns);
+    }
+    Ok(Tenant {
+        name: tenant_name,
+        role: doc.role,
+        token_secret: doc.token_secret,
+        token_ttl,
+        rotate_before,
+        namespaces,
+    })
+}
+
+fn build_namespace(
+    name_text: &str,
+    doc: NamespaceDoc,
+    path: &NodePath,
+    base_dir: Option<&Path>,
+) -> Checked<Namespace> {
+    let ns_name = name(name_text, "namespace", &path.the_key())?;
+    let mut schemas = BTreeMap::new();
+    for (topic_text, schema) in doc.schemas.0 {
+        let topic_path = path.key("schemas").key(topic_text.as_str());
+        let topic = name(&topic_text, "topic", &topic_path.the_key())?;
+        let compiled = build_schema(schema, &topic_path, base_dir)?;
+        schemas.insert(topic, compiled);
+    }
+    Ok(Namespace {
+        name: ns_name,
+        deduplication: doc.deduplication,
+        schemas,
+    })
+}
+
+/// An inline schema (an object, or `true`/`false`), or a path to a JSON or
+/// YAML file holding one.
+fn build_schema(
+    schema: Value,
+    path: &NodePath,
+    base_dir: Option<&Path>,
+) -> Checked<CompiledSchema> {
+    let (schema, file) = match schema {
+        Value::String(file) => {
+            let file = resolve(&file, base_dir);
+            (read_schema_file(&file, path)?, Some(file))
+        }
+        Value::Object(_) | Value::Bool(_) => (schema, None),
+        other => {
+            return problem(
+                path.clone(),
+                format!(
+                    "expected an inline JSON Schema (a mapping) or the path of a schema file, \
+                     got {}",
+                    kind_of(&other)
+                ),
+            );
+        }
+    };
+    let display = file.as_ref().map(|f| format!(" in {}", f.display()));
+    CompiledSchema::compile(schema, file).or_else(|message| {
+        problem(
+            path.clone(),
+            format!("schema{} is {message}", display.unwrap_or_default()),
+        )
+    })
+}
+
+fn resolve(file: &str, base_dir: Option<&Path>) -> PathBuf {
+    match base_dir {
+        Some(dir) => dir.join(file),
+        None => PathBuf::from(file),
+    }
+}
+
+fn read_schema_file(file: &Path, path: &NodePath) -> Checked<Value> {
+    let text = std::fs::read_to_string(file).or_else(|e| {
+        problem(
+            path.clone(),
+            format!("cannot read schema file {}: {e}", file.display()),
+        )
+    })?;
+    let is_json = file
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    let parsed = if is_json {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.or_else(|e| {
+        problem(
+            path.clone(),
+            format!("schema file {} does not parse: {e}", file.display()),
+        )
+    })
+}
+
+fn build_rule(
+    doc: RuleDoc,
+    path: &NodePath,
+    tenants: &BTreeMap<PulsarName, Tenant>,
+) -> Checked<Rule> {
+    if doc.name.trim().is_empty() {
+        return problem(path.key("name"), "rule name is empty");
+    }
+    Ok(Rule {
+        name: doc.name,
+        when: build_when(doc.when, &path.key("when"))?,
+        allow: build_allow(doc.allow, &path.key("allow"), tenants)?,
+    })
+}
+
+fn build_when(doc: WhenDoc, path: &NodePath) -> Checked<When> {
+    let string = |value: Option<String>, field: &str| -> Checked<Option<String>> {
+        match value {
+            Some(v) if v.is_empty() => problem(
+                path.key(field),
+                format!("{field} is empty; remove the condition or give a value"),
+            ),
+            other => Ok(other),
+        }
+    };
+    let groups_any = match doc.groups_any {
+        Some(groups) if groups.is_empty() => {
+            return problem(
+                path.key("groups_any"),
+                "groups_any is empty, so the rule could never match; list at least one group",
+            );
+        }
+        Some(groups) => {
+            for (i, group) in groups.iter().enumerate() {
+                non_empty(group, "group", &path.key("groups_any").index(i))?;
+            }
+            Some(groups)
+        }
+        None => None,
+    };
+    let iam_arn = string(doc.iam_arn, "iam_arn")?;
+    let when = When {
+        issuer: string(doc.issuer, "issuer")?,
+        subject: string(doc.subject, "subject")?,
+        groups_any,
+        service: string(doc.service, "service")?,
+        iam_arn: iam_arn.as_deref().map(Glob::new),
+        kong_consumer: string(doc.kong_consumer, "kong_consumer")?,
+        auth_method: doc.auth_method,
+    };
+    let has_conditions = when != When::default();
+    match (doc.any, has_conditions) {
+        (None, true) => Ok(when),
+        (Some(true), false) => Ok(when),
+        (Some(true), true) => problem(
+            path.key("any"),
+            "`any: true` matches every caller and cannot be combined with other conditions; \
+             remove `any` or the conditions",
+        ),
+        (Some(false), _) => problem(
+            path.key("any"),
+            "`any: false` means nothing; remove it (conditions alone decide)",
+        ),
+        (None, false) => problem(
+            path.clone(),
+            "`when` has no condition; name at least one (issuer, subject, groups_any, service, \
+             iam_arn, kong_consumer, auth_method), or write `any: true` to match every \
+             authenticated caller",
+        ),
+    }
+}
+
+fn build_allow(
+    doc: AllowDoc,
+    path: &NodePath,
+    tenants: &BTreeMap<PulsarName, Tenant>,
+) -> Checked<Allow> {
+    let tenant_path = path.key("tenant");
+    let tenant_name = name(&doc.tenant, "tenant", &tenant_path)?;
+    let Some(tenant) = tenants.get(&tenant_name) else {
+        let defined: Vec<&str> = tenants.keys().map(PulsarName::as_str).collect();
+        return problem(
+            tenant_path,
+            format!(
+                "tenant {:?} is not defined under `tenants` (defined: {})",
+                doc.tenant,
+                list_or_none(&defined)
+            ),
+        );
+    };
+
+    let ns_path = path.key("namespaces");
+    if doc.namespaces.is_empty() {
+        return problem(
+            ns_path,
+            "namespaces is empty; list namespaces of the tenant, or [\"*\"] for all of them",
+        );
+    }
+    let namespaces = if doc.namespaces.iter().any(|n| n == "*") {
+        if doc.namespaces.len() > 1 {
+            return problem(
+                ns_path,
+                "\"*\" already means every namespace of the tenant; list either \"*\" alone or \
+                 namespace names",
+            );
+        }
+        NamespaceScope::All
+    } else {
+        let mut names = Vec::with_capacity(doc.namespaces.len());
+        for (i, text) in doc.namespaces.iter().enumerate() {
+            let item = ns_path.index(i);
+            if text.contains(['*', '?']) {
+                return problem(
+                    item,
+                    format!(
+                        "namespace pattern {text:?} is not supported; use \"*\" for every \
+                         namespace or list names"
+                    ),
+                );
+            }
+            let ns = name(text, "namespace", &item)?;
+            if !tenant.namespaces.contains_key(&ns) {
+                let defined: Vec<&str> = tenant.namespaces.keys().map(PulsarName::as_str).collect();
+                return problem(
+                    item,
+                    format!(
+                        "namespace {text:?} is not defined under tenants.{}.namespaces \
+                         (defined: {})",
+                        tenant.name,
+                        list_or_none(&defined)
+                    ),
+                );
+            }
+            names.push(ns);
+        }
+        NamespaceScope::Only(names)
+    };
+
+    let topics_path = path.key("topics");
+    if doc.topics.is_empty() {
+        return problem(
+            topics_path,
+            "topics is empty; list topic names or patterns, or [\"*\"] for all topics",
+        );
+    }
+    let mut topics = Vec::with_capacity(doc.topics.len());
+    for (i, pattern) in doc.topics.iter().enumerate() {
+        topics.push(topic_pattern(pattern, &topics_path.index(i))?);
+    }
+
+    if doc.actions.is_empty() {
+        return problem(
+            path.key("actions"),
+            "actions is empty; list at least one of produce, consume",
+        );
+    }
+    Ok(Allow {
+        tenant: tenant_name,
+        namespaces,
+        topics,
+        actions: doc.actions.into_iter().collect::<ActionSet>(),
+    })
+}
+
+/// A topic pattern may only hold characters a topic name can, plus the two
+/// wildcards; anything else could never match and is surely a mistake.
+fn topic_pattern(pattern: &str, path: &NodePath) -> Checked<Glob> {
+    if pattern.is_empty() {
+        return problem(path.clone(), "topic pattern is empty");
+    }
+    let legal =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '=' | '-' | '*' | '?');
+    if let Some(bad) = pattern.chars().find(|c| !legal(*c)) {
+        return problem(
+            path.clone(),
+            format!(
+                "topic pattern {pattern:?} contains {bad:?}; topic names use [A-Za-z0-9_.=-], \
+                 patterns add * (any run) and ? (one character)"
+            ),
+        );
+    }
+    Ok(Glob::new(pattern))
+}
+
+fn certificate(doc: CertificateDoc, path: &NodePath) -> Checked<Certificate> {
+    non_empty(&doc.name, "certificate name", &path.key("name"))?;
+    check_role(&doc.role, &path.key("role"))?;
+    for (i, san) in doc.sans.iter().enumerate() {
+        let san_path = path.key("sans").index(i);
+        non_empty(san, "subject alternative name", &san_path)?;
+        if san.chars().any(char::is_whitespace) {
+            return problem(
+                san_path,
+                format!("subject alternative name {san:?} contains whitespace"),
+            );
+        }
+    }
+    let validity = duration(&doc.validity, &path.key("validity"))?;
+    let renew_before = duration(&doc.renew_before, &path.key("renew_before"))?;
+    if renew_before >= validity {
+        return problem(
+            path.key("renew_before"),
+            format!(
+                "renew_before ({}) must be shorter than validity ({})",
+                doc.renew_before.0, doc.validity.0
+            ),
+        );
+    }
+    non_empty(&doc.secret, "secret name", &path.key("secret"))?;
+    non_empty(&doc.ca_secret, "secret name", &path.key("ca_secret"))?;
+    if doc.secret == doc.ca_secret {
+        return problem(
+            path.key("ca_secret"),
+            "ca_secret names the certificate's own secret; the CA must be kept apart",
+        );
+    }
+    Ok(Certificate {
+        name: doc.name,
+        role: doc.role,
+        sans: doc.sans,
+        validity,
+        renew_before,
+        secret: doc.secret,
+        ca_secret: doc.ca_secret,
+    })
+}
+
+/// Each secret the rotate function writes must have one owner, or two
+/// rotations would overwrite each other. (CA secrets are only read, and may be
+/// shared.)
+fn check_secrets_are_distinct(
+    pulsar: &PulsarSettings,
+    tenants: &BTreeMap<PulsarName, Tenant>,
+    certificates: &[Certificate],
+) -> Checked<()> {
+    let root = NodePath::root();
+    let mut owners: HashMap<&str, String> = HashMap::new();
+    owners.insert(
+        pulsar.token_signing_secret.as_str(),
+        "pulsar.token_signing_secret".to_owned(),
+    );
+    let tenant_secrets = tenants.values().map(|t| {
+        (
+            t.token_secret.as_str(),
+            root.key("tenants").key(t.name.as_str()).key("token_secret"),
+        )
+    });
+    let cert_secrets = certificates.iter().enumerate().map(|(i, c)| {
+        (
+            c.secret.as_str(),
+            root.key("certificates").index(i).key("secret"),
+        )
+    });
+    for (secret, path) in tenant_secrets.chain(cert_secrets) {
+        if let Some(owner) = owners.get(secret) {
+            return problem(
+                path,
+                format!(
+                    "secret {secret:?} is already used by {owner}; each secret needs its own name"
+                ),
+            );
+        }
+        owners.insert(secret, path.to_string());
+    }
+    Ok(())
+}
+
+fn name(text: &str, what: &'static str, path: &NodePath) -> Checked<PulsarName> {
+    PulsarName::parse(text, what).or_else(|e| problem(path.clone(), format!("{e}: {text:?}")))
+}
+
+fn non_empty(text: &str, what: &str, path: &NodePath) -> Checked<()> {
+    if text.trim().is_empty() {
+        problem(path.clone(), format!("{what} is empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Pulsar roles become token subjects and segments of admin API paths.
+fn check_role(role: &str, path: &NodePath) -> Checked<()> {
+    non_empty(role, "role", path)?;
+    if role.contains('/') || role.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return problem(
+            path.clone(),
+            format!("role {role:?} may not contain '/', whitespace or control characters"),
+        );
+    }
+    Ok(())
+}
+
+fn duration(text: &DurationDoc, path: &NodePath) -> Checked<Duration> {
+    match parse_duration(&text.0) {
+        Ok(d) if d.is_zero() => problem(path.clone(), "duration must be longer than zero"),
+        Ok(d) => Ok(d),
+        Err(reason) => problem(path.clone(), reason),
+    }
+}
+
+fn http_url(text: &str, path: &NodePath) -> Checked<Url> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.has_host() => Ok(url),
+        Ok(_) => problem(path.clone(), format!("{text:?} is not an http(s) URL")),
+        Err(e) => problem(path.clone(), format!("{text:?} is not a URL: {e}")),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,248 @@
+//! The policy file exactly as written: the serde shapes of DESIGN §4, before
+//! any cross-field check. `deny_unknown_fields` everywhere, so a misspelt
+//! field fails with serde_yaml_ng's own line and column instead of being
+//! silently ignored (a typo in `groups_any` must not widen a rule).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+
+use super::Action;
+use crate::identity::AuthMethod;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Document {
+    pub version: u32,
+    pub pulsar: PulsarDoc,
+    #[serde(default)]
+    pub identity: IdentityDoc,
+    #[serde(default)]
+    pub tenants: UniqueMap<TenantDoc>,
+    #[serde(default)]
+    pub rules: Vec<RuleDoc>,
+    #[serde(default)]
+    pub certificates: Vec<CertificateDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PulsarDoc {
+    pub cluster: String,
+    #[serde(default)]
+    pub admin_roles: Vec<String>,
+    pub token_signing_secret: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IdentityDoc {
+    #[serde(default)]
+    pub oidc: Vec<OidcDoc>,
+    #[serde(default)]
+    pub iam: Option<IamDoc>,
+    #[serde(default)]
+    pub kong: KongDoc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OidcDoc {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub audience_claim: Option<String>,
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub claims: ClaimsDoc,
+    #[serde(default)]
+    pub leeway_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClaimsDoc {
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub groups: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IamDoc {
+    pub sts_endpoint: String,
+    pub server_id: String,
+    pub max_age_seconds: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KongDoc {
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantDoc {
+    pub role: String,
+    pub token_secret: String,
+    pub token_ttl: DurationDoc,
+    #[serde(default)]
+    pub rotate_before: Option<DurationDoc>,
+    #[serde(default)]
+    pub namespaces: UniqueMap<NamespaceDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NamespaceDoc {
+    #[serde(default)]
+    pub deduplication: bool,
+    /// Topic -> inline schema (object or boolean) or a path (string); which
+    /// one is decided when the policy is built, so the message can say why.
+    #[serde(default)]
+    pub schemas: UniqueMap<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleDoc {
+    pub name: String,
+    pub when: WhenDoc,
+    pub allow: AllowDoc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WhenDoc {
+    #[serde(default)]
+    pub any: Option<bool>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub groups_any: Option<Vec<String>>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub iam_arn: Option<String>,
+    #[serde(default)]
+    pub kong_consumer: Option<String>,
+    #[serde(default)]
+    pub auth_method: Option<AuthMethod>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AllowDoc {
+    pub tenant: String,
+    pub namespaces: Vec<String>,
+    pub topics: Vec<String>,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CertificateDoc {
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
+    pub validity: DurationDoc,
+    pub renew_before: DurationDoc,
+    pub secret: String,
+    pub ca_secret: String,
+}
+
+/// A duration as written: `24h`, `"90s"` or a bare number of seconds. YAML
+/// reads `token_ttl: 3600` as an integer, which should not be an error.
+#[derive(Debug)]
+pub(super) struct DurationDoc(pub String);
+
+impl<'de> Deserialize<'de> for DurationDoc {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationDoc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like 90s, 15m, 24h or 7d")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationDoc, E> {
+                Ok(DurationDoc(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationDoc, E> {
+                Ok(DurationDoc(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// A string-keyed mapping that keeps document order and refuses duplicate
+/// keys. serde's maps keep the last of two equal keys, which would let a
+/// second `payments:` block silently replace the first.
+#[derive(Debug)]
+pub(super) struct UniqueMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for UniqueMap<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = UniqueMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueMap<V>, A::Error> {
+                let mut entries: Vec<(String, V)> = Vec::new();
+                while let Some(key) = map.next_key_seed(NewKey(&entries))? {
+                    let value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(UniqueMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+/// Deserializes one key and refuses it if already seen. The check runs inside
+/// the key's own visitor so serde_yaml_ng reports the duplicate's position,
+/// not the start of the mapping.
+struct NewKey<'a, V>(&'a [(String, V)]);
+
+impl<'de, V> DeserializeSeed<'de> for NewKey<'_, V> {
+    type Value = String;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<V> Visitor<'_> for NewKey<'_, V> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        if self.0.iter().any(|(seen, _)| seen == key) {
+            return Err(E::custom(format!(
+                "duplicate key {key:?}: each name may appear only once here"
+            )));
+        }
+        Ok(key.to_owned())
+    }
+}

@@ -1,0 +1,1310 @@
+//! Tests of policy loading (strictness, messages, line numbers), decisions
+//! and the queries the rest of the product makes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../policy/example.yaml");
+const DEMO: &str = include_str!("../../../policy/demo.yaml");
+
+/// DESIGN §4, verbatim.
+const DESIGN_EXAMPLE: &str = r#"
+version: 1
+pulsar:
+  cluster: standalone                 # allowedClusters for tenants the reconciler creates
+  admin_roles: [kp-admin]             # tenant admin roles the reconciler sets
+  token_signing_secret: kong-pulsar/token-signing-key
+identity:
+  oidc:
+    - issuer: https://idp.example.com/oauth2/default
+      audiences: [kong-pulsar]
+      algorithms: [RS256]             # pinned
+      jwks_uri: null                  # default: from {issuer}/.well-known/openid-configuration
+      claims: { subject: sub, groups: groups, service: azp }
+  iam:
+    sts_endpoint: https://sts.us-east-1.amazonaws.com/
+    server_id: kong-pulsar
+    max_age_seconds: 900
+  kong:
+    trusted: false
+tenants:
+  payments:
+    role: payments-gw                 # Pulsar role (JWT sub) the functions act as for this tenant
+    token_secret: kong-pulsar/tokens/payments
+    token_ttl: 24h
+    namespaces:
+      orders:
+        deduplication: true
+        schemas:                      # topic -> JSON Schema (inline or a path next to the policy)
+          order-created: { type: object, required: [orderId], properties: { orderId: { type: string } } }
+rules:
+  - name: checkout-produces-orders
+    when: { issuer: "https://idp.example.com/oauth2/default", groups_any: [checkout] }   # also: subject, service, iam_arn (glob), kong_consumer, auth_method
+    allow: { tenant: payments, namespaces: [orders], topics: ["*"], actions: [produce] }
+certificates: []                      # X.509 material the rotate function keeps fresh (§7)
+"#;
+
+/// Two tenants, three namespaces; tests append their own `rules:`.
+const BASE: &str = r#"version: 1
+pulsar:
+  cluster: standalone
+  admin_roles: [kp-admin]
+  token_signing_secret: kp/signing
+identity:
+  oidc:
+    - issuer: https://idp.example.com
+      audiences: [kong-pulsar]
+      algorithms: [RS256]
+tenants:
+  payments:
+    role: payments-gw
+    token_secret: kp/tokens/payments
+    token_ttl: 24h
+    namespaces:
+      orders:
+        deduplication: true
+        schemas:
+          order-created: { type: object, required: [orderId], properties: { orderId: { type: string } } }
+      refunds: {}
+  analytics:
+    role: analytics-gw
+    token_secret: kp/tokens/analytics
+    token_ttl: 3600
+    namespaces:
+      clicks: {}
+"#;
+
+const OIDC_ISSUER: &str = "https://idp.example.com";
+
+fn with_rules(rules: &str) -> Policy {
+    let text = format!("{BASE}rules:\n{rules}");
+    match Policy::from_str(&text, None) {
+        Ok(policy) => policy,
+        Err(e) => panic!("policy did not load: {e}\n{text}"),
+    }
+}
+
+/// Loads `text` expecting failure; returns the message and line.
+fn failure(text: &str) -> (String, Option<usize>) {
+    match Policy::from_str(text, None) {
+        Ok(_) => panic!("policy loaded but should not have:\n{text}"),
+        Err(e) => (e.to_string(), e.line()),
+    }
+}
+
+/// `BASE` with `from` replaced by `to`, which must occur exactly once.
+fn base_with(from: &str, to: &str) -> String {
+    assert_eq!(
+        BASE.matches(from).count(),
+        1,
+        "{from:?} is not unique in BASE"
+    );
+    BASE.replace(from, to)
+}
+
+/// 1-based line of the first line containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"))
+}
+
+/// Asserts loading fails on the line holding `marker`, with a message
+/// containing every one of `needles`.
+#[track_caller]
+fn assert_fails_at(text: &str, marker: &str, needles: &[&str]) {
+    let (message, line) = failure(text);
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} not in: {message}");
+    }
+    assert_eq!(
+        line,
+        Some(line_of(text, marker)),
+        "wrong line in: {message}"
+    );
+    assert!(
+        message.contains(&format!("line {}", line_of(text, marker))),
+        "{message}"
+    );
+}
+
+fn oidc_identity() -> Identity {
+    Identity {
+        principal: "user-1".into(),
+        service: Some("checkout-web".into()),
+        groups: vec!["staff".into(), "checkout".into()],
+        method: AuthMethod::Oidc,
+        issuer: OIDC_ISSUER.into(),
+        iam_arn: None,
+        kong_consumer: None,
+        claims: Map::new(),
+    }
+}
+
+fn iam_identity(arn: &str) -> Identity {
+    Identity {
+        principal: arn.into(),
+        service: Some("clickstream-loader".into()),
+        groups: vec![],
+        method: AuthMethod::Iam,
+        issuer: "aws-iam".into(),
+        iam_arn: Some(arn.into()),
+        kong_consumer: None,
+        claims: Map::new(),
+    }
+}
+
+fn kong_identity(consumer: &str) -> Identity {
+    Identity {
+        principal: "6f1c-consumer-id".into(),
+        service: Some(consumer.into()),
+        groups: vec!["partners".into()],
+        method: AuthMethod::Kong,
+        issuer: "kong".into(),
+        iam_arn: None,
+        kong_consumer: Some(consumer.into()),
+        claims: Map::new(),
+    }
+}
+
+fn topic(t: &str, ns: &str, name: &str) -> TopicName {
+    TopicName::parse(t, ns, name).unwrap()
+}
+
+fn allowed(policy: &Policy, identity: &Identity, t: &TopicName, action: Action) -> bool {
+    policy.authorize(identity, t, action).is_allowed()
+}
+
+/// A policy with one rule `r` allowing produce on payments/orders/* when
+/// `when` holds.
+fn one_rule(when: &str) -> Policy {
+    with_rules(&format!(
+        "  - name: r\n    when: {when}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    ))
+}
+
+fn orders() -> TopicName {
+    topic("payments", "orders", "order-created")
+}
+
+// ---------------------------------------------------------------- parsing
+
+#[test]
+fn the_design_example_parses() {
+    let policy = Policy::from_str(DESIGN_EXAMPLE, None).unwrap();
+    assert_eq!(policy.pulsar().cluster.as_str(), "standalone");
+    assert_eq!(policy.pulsar().admin_roles, ["kp-admin"]);
+    let issuer = &policy.oidc_issuers()[0];
+    assert_eq!(issuer.algorithms, [jsonwebtoken::Algorithm::RS256]);
+    assert_eq!(issuer.audience_claim, "aud");
+    assert_eq!(issuer.jwks_uri, None);
+    assert_eq!(issuer.leeway_seconds, 30);
+    assert_eq!(
+        issuer.claims.service.as_ref().map(ClaimPath::as_str),
+        Some("azp")
+    );
+    let iam = policy.iam().unwrap();
+    assert_eq!(iam.server_id, "kong-pulsar");
+    assert_eq!(iam.max_age_seconds, 900);
+    assert!(!policy.kong_trusted());
+    let tenant = policy
+        .tenant(&PulsarName::parse("payments", "tenant").unwrap())
+        .unwrap();
+    assert_eq!(tenant.role, "payments-gw");
+    assert_eq!(tenant.token_ttl, Duration::from_secs(86_400));
+    assert_eq!(tenant.rotate_before, Duration::from_secs(6 * 3600));
+    assert!(tenant.namespaces.values().next().unwrap().deduplication);
+    assert!(policy.schema_for(&orders()).is_some());
+    assert!(policy.certificates().is_empty());
+    assert_eq!(policy.rules()[0].name, "checkout-produces-orders");
+}
+
+#[test]
+fn the_shipped_example_and_demo_policies_parse() {
+    let policy = Policy::from_str(EXAMPLE, None).unwrap();
+    let issuers = policy.oidc_issuers();
+    assert_eq!(issuers.len(), 3);
+    let cognito = policy
+        .oidc_issuer("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_EXAMPLE")
+        .unwrap();
+    assert_eq!(cognito.audience_claim, "client_id");
+    assert_eq!(
+        cognito.claims.groups.as_ref().unwrap().as_str(),
+        "cognito:groups"
+    );
+    let okta = policy
+        .oidc_issuer("https://example.okta.com/oauth2/default")
+        .unwrap();
+    assert_eq!(okta.claims.service.as_ref().unwrap().as_str(), "cid");
+    assert_eq!(
+        okta.discovery_url(),
+        "https://example.okta.com/oauth2/default/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        issuers[2].algorithms,
+        [
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::ES256
+        ]
+    );
+    let analytics = policy
+        .tenant(&PulsarName::parse("analytics", "tenant").unwrap())
+        .unwrap();
+    assert_eq!(analytics.rotate_before, Duration::from_secs(7 * 86_400 / 4));
+    assert_eq!(policy.rules().len(), 3);
+
+    let demo = Policy::from_str(DEMO, None).unwrap();
+    assert!(demo.iam().is_none());
+    assert_eq!(demo.rules().len(), 1);
+}
+
+#[test]
+fn json_is_accepted() {
+    let text = r#"{
+  "version": 1,
+  "pulsar": {"cluster": "standalone", "token_signing_secret": "kp/signing"},
+  "tenants": {"payments": {"role": "payments-gw", "token_secret": "kp/t", "token_ttl": "1h",
+     "namespaces": {"orders": {"schemas": {"order-created": {"type": "object"}}}}}},
+  "rules": [{"name": "r", "when": {"auth_method": "kong"},
+     "allow": {"tenant": "payments", "namespaces": ["orders"], "topics": ["*"], "actions": ["produce"]}}]
+}"#;
+    let policy = Policy::from_str(text, None).unwrap();
+    assert!(allowed(
+        &policy,
+        &kong_identity("acme"),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(policy.schema_for(&orders()).is_some());
+}
+
+#[test]
+fn json_errors_carry_line_and_column_too() {
+    let text = "{\"version\": 1,\n \"pulsar\": {\"cluster\": \"standalone\", \"token_signing_secret\": \"s\", \"clustr\": 1}}";
+    let (message, line) = failure(text);
+    assert!(message.contains("unknown field `clustr`"), "{message}");
+    assert_eq!(line, Some(2));
+}
+
+#[test]
+fn an_unknown_field_names_the_field_and_line() {
+    let text = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ grups_any: [checkout] }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(
+        &text,
+        "grups_any",
+        &["unknown field `grups_any`", "rules[0].when"],
+    );
+
+    let text = base_with(
+        "    token_ttl: 24h\n",
+        "    token_ttl: 24h\n    token_tll: 1h\n",
+    );
+    assert_fails_at(
+        &text,
+        "token_tll",
+        &["unknown field `token_tll`", "tenants.payments"],
+    );
+
+    let text = format!("{BASE}rule: []\n");
+    assert_fails_at(&text, "rule: []", &["unknown field `rule`"]);
+}
+
+#[test]
+fn only_version_1_is_understood() {
+    let text = base_with("version: 1", "version: 2");
+    assert_fails_at(
+        &text,
+        "version: 2",
+        &["unsupported policy version 2", "version 1"],
+    );
+    let (message, _) = failure(&BASE.replace("version: 1\n", ""));
+    assert!(message.contains("missing field `version`"), "{message}");
+}
+
+#[test]
+fn a_rule_naming_an_undefined_tenant_fails_at_its_line() {
+    let text = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow:\n      tenant: paymnts\n      namespaces: [orders]\n      topics: [\"*\"]\n      actions: [produce]\n"
+    );
+    assert_fails_at(
+        &text,
+        "tenant: paymnts",
+        &[
+            "rules[0].allow.tenant",
+            "tenant \"paymnts\" is not defined",
+            "payments",
+            "analytics",
+        ],
+    );
+}
+
+#[test]
+fn a_rule_naming_a_namespace_of_another_tenant_fails() {
+    let text = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow:\n      tenant: payments\n      namespaces:\n        - orders\n        - clicks\n      topics: [\"*\"]\n      actions: [produce]\n"
+    );
+    assert_fails_at(
+        &text,
+        "- clicks",
+        &[
+            "rules[0].allow.namespaces[1]",
+            "namespace \"clicks\" is not defined under tenants.payments.namespaces",
+            "orders, refunds",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_rule_names_fail_at_the_second() {
+    let text = format!(
+        "{BASE}rules:\n  - name: same\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n  - name: same  # again\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(
+        &text,
+        "# again",
+        &["rule name \"same\" is already used by rules[0]"],
+    );
+}
+
+#[test]
+fn an_empty_when_is_refused_and_any_must_be_explicit() {
+    let rule = |when: &str| {
+        format!(
+            "{BASE}rules:\n  - name: r\n    when: {when}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+        )
+    };
+    assert_fails_at(
+        &rule("{}"),
+        "when: {}",
+        &["`when` has no condition", "any: true"],
+    );
+    assert_fails_at(
+        &rule("{ any: true, subject: bob }"),
+        "any: true, subject",
+        &["cannot be combined"],
+    );
+    assert_fails_at(
+        &rule("{ any: false }"),
+        "any: false",
+        &["`any: false` means nothing"],
+    );
+    assert_fails_at(
+        &rule("{ groups_any: [] }"),
+        "groups_any: []",
+        &["could never match"],
+    );
+    assert_fails_at(
+        &rule("{ subject: \"\" }"),
+        "subject: \"\"",
+        &["subject is empty"],
+    );
+    let (message, _) = failure(&format!(
+        "{BASE}rules:\n  - name: r\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    ));
+    assert!(message.contains("missing field `when`"), "{message}");
+
+    let policy = one_rule("{ any: true }");
+    assert!(policy.rules()[0].when.is_anyone());
+    assert!(allowed(
+        &policy,
+        &iam_identity("arn:aws:iam::1:role/x"),
+        &orders(),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn invalid_names_are_refused() {
+    let text = base_with("  analytics:\n", "  \"analytics/x\":\n");
+    assert_fails_at(
+        &text,
+        "analytics/x",
+        &["tenant contains a character outside", "analytics/x"],
+    );
+
+    let text = base_with("      refunds: {}\n", "      refunds..old: {}\n");
+    assert_fails_at(&text, "refunds..old", &["namespace may not be '.' or '..'"]);
+
+    let text = base_with("          order-created:", "          \"order created\":");
+    assert_fails_at(
+        &text,
+        "order created",
+        &["topic contains a character outside"],
+    );
+
+    let bad_pattern = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"orders/*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(
+        &bad_pattern,
+        "orders/*",
+        &["topic pattern \"orders/*\" contains '/'"],
+    );
+
+    let ns_pattern = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [\"ord*\"], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(
+        &ns_pattern,
+        "ord*",
+        &["namespace pattern \"ord*\" is not supported"],
+    );
+
+    let star_and_names = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [\"*\", orders], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(
+        &star_and_names,
+        "namespaces: [\"*\", orders]",
+        &["\"*\" alone"],
+    );
+}
+
+#[test]
+fn an_unknown_action_is_refused() {
+    let text = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [publish] }}\n"
+    );
+    assert_fails_at(
+        &text,
+        "actions: [publish]",
+        &["unknown variant `publish`", "produce", "consume"],
+    );
+    let empty = text.replace("[publish]", "[]");
+    assert_fails_at(&empty, "actions: []", &["actions is empty"]);
+}
+
+#[test]
+fn algorithms_are_pinned_to_asymmetric_ones() {
+    let text = base_with("algorithms: [RS256]", "algorithms: [RS256, HS256]");
+    assert_fails_at(
+        &text,
+        "HS256",
+        &[
+            "identity.oidc[0].algorithms[1]",
+            "\"HS256\" is refused",
+            "public JWKS",
+            "EdDSA",
+        ],
+    );
+    let text = base_with("algorithms: [RS256]", "algorithms: [RS257]");
+    assert_fails_at(&text, "RS257", &["unknown algorithm \"RS257\"", "PS256"]);
+    let text = base_with("algorithms: [RS256]", "algorithms: []");
+    assert_fails_at(&text, "algorithms: []", &["algorithms is empty"]);
+    for alg in [
+        "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ] {
+        let text = base_with("algorithms: [RS256]", &format!("algorithms: [{alg}]"));
+        assert!(Policy::from_str(&text, None).is_ok(), "{alg}");
+    }
+}
+
+#[test]
+fn oidc_settings_are_checked() {
+    let text = base_with("https://idp.example.com", "idp.example.com");
+    assert_fails_at(&text, "issuer: idp", &["is not a URL"]);
+    let text = base_with("audiences: [kong-pulsar]", "audiences: []");
+    assert_fails_at(&text, "audiences: []", &["audiences is empty"]);
+    let text = base_with(
+        "      algorithms: [RS256]\n",
+        "      algorithms: [RS256]\n      leeway_seconds: 3600\n",
+    );
+    assert_fails_at(
+        &text,
+        "leeway_seconds",
+        &["leeway_seconds 3600 is too large"],
+    );
+    let text = base_with(
+        "      algorithms: [RS256]\n",
+        "      algorithms: [RS256]\n    - issuer: https://idp.example.com\n      audiences: [x]\n      algorithms: [ES256]\n",
+    );
+    let (message, line) = failure(&text);
+    assert!(message.contains("is listed twice"), "{message}");
+    assert_eq!(line, Some(11));
+}
+
+#[test]
+fn durations_are_checked() {
+    let text = base_with("token_ttl: 24h", "token_ttl: 24 hours");
+    assert_fails_at(
+        &text,
+        "24 hours",
+        &["tenants.payments.token_ttl", "unknown duration unit"],
+    );
+    let text = base_with("token_ttl: 24h", "token_ttl: 0s");
+    assert_fails_at(&text, "token_ttl: 0s", &["longer than zero"]);
+    let text = base_with(
+        "token_ttl: 24h\n",
+        "token_ttl: 24h\n    rotate_before: 1d\n",
+    );
+    assert_fails_at(&text, "rotate_before", &["must be shorter than token_ttl"]);
+    // A bare YAML integer is a number of seconds.
+    let policy = with_rules("  []\n");
+    let analytics = policy
+        .tenant(&PulsarName::parse("analytics", "tenant").unwrap())
+        .unwrap();
+    assert_eq!(analytics.token_ttl, Duration::from_secs(3600));
+    assert_eq!(analytics.rotate_before, Duration::from_secs(900));
+}
+
+#[test]
+fn an_invalid_json_schema_is_refused() {
+    let text = base_with("orderId: { type: string }", "orderId: { type: strin }");
+    assert_fails_at(
+        &text,
+        "type: strin",
+        &[
+            "tenants.payments.namespaces.orders.schemas.order-created",
+            "not a valid JSON Schema",
+            "/properties/orderId/type",
+        ],
+    );
+    let text = base_with(
+        "order-created: { type: object, required: [orderId], properties: { orderId: { type: string } } }",
+        "order-created: 42",
+    );
+    assert_fails_at(
+        &text,
+        "order-created: 42",
+        &["expected an inline JSON Schema", "a number"],
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused_where_serde_would_keep_the_last() {
+    let text = format!(
+        "{BASE}  payments:\n    role: other-gw\n    token_secret: kp/other\n    token_ttl: 1h\n"
+    );
+    let (message, line) = failure(&text);
+    assert!(message.contains("duplicate key \"payments\""), "{message}");
+    assert_eq!(line, Some(text.lines().count() - 3));
+}
+
+#[test]
+fn tenants_cannot_share_a_role_or_a_secret_or_be_admins() {
+    let text = base_with("role: analytics-gw", "role: payments-gw # shared");
+    assert_fails_at(
+        &text,
+        "# shared",
+        &["already the role of tenant \"payments\""],
+    );
+    let text = base_with("role: analytics-gw", "role: kp-admin # admin");
+    assert_fails_at(&text, "# admin", &["also in pulsar.admin_roles"]);
+    let text = base_with(
+        "token_secret: kp/tokens/analytics",
+        "token_secret: kp/signing # dup",
+    );
+    assert_fails_at(
+        &text,
+        "# dup",
+        &["secret \"kp/signing\" is already used by pulsar.token_signing_secret"],
+    );
+    let text = base_with("role: analytics-gw", "role: \"analytics gw\"");
+    assert_fails_at(&text, "analytics gw", &["may not contain"]);
+}
+
+#[test]
+fn certificates_are_typed_and_checked() {
+    let cert = "  - name: gw-client\n    role: payments-gw\n    sans: [gw.internal, 10.0.0.7]\n    validity: 30d\n    renew_before: 7d\n    secret: kp/certs/gw\n    ca_secret: kp/ca\n";
+    let text = format!("{BASE}certificates:\n{cert}");
+    let policy = Policy::from_str(&text, None).unwrap();
+    let c = &policy.certificates()[0];
+    assert_eq!(c.role, "payments-gw");
+    assert_eq!(c.sans, ["gw.internal", "10.0.0.7"]);
+    assert_eq!(c.validity, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.renew_before, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.ca_secret, "kp/ca");
+
+    let bad = format!(
+        "{BASE}certificates:\n{}",
+        cert.replace("renew_before: 7d", "renew_before: 30d")
+    );
+    assert_fails_at(
+        &bad,
+        "renew_before: 30d",
+        &["certificates[0].renew_before", "shorter than validity"],
+    );
+    let bad = format!(
+        "{BASE}certificates:\n{}",
+        cert.replace("validity: 30d", "validity: month")
+    );
+    assert_fails_at(&bad, "validity: month", &["expected a duration"]);
+    let bad = format!(
+        "{BASE}certificates:\n{}",
+        cert.replace(
+            "    secret: kp/certs/gw\n",
+            "    secret: kp/certs/gw\n    issuer: x\n"
+        )
+    );
+    assert_fails_at(&bad, "issuer: x", &["unknown field `issuer`"]);
+    let bad = format!(
+        "{BASE}certificates:\n{cert}{}",
+        cert.replace("kp/certs/gw", "kp/certs/gw2")
+    );
+    let (message, line) = failure(&bad);
+    assert!(
+        message.contains("certificate name \"gw-client\" is used twice"),
+        "{message}"
+    );
+    assert_eq!(line, Some(bad.lines().count() - 6));
+    let bad = format!(
+        "{BASE}certificates:\n{cert}{}",
+        cert.replace("gw-client", "gw-client-2")
+    );
+    let (message, line) = failure(&bad);
+    assert!(
+        message.contains("secret \"kp/certs/gw\" is already used by certificates[0].secret"),
+        "{message}"
+    );
+    assert_eq!(line, Some(bad.lines().count() - 1));
+}
+
+#[test]
+fn syntax_errors_and_empty_documents_are_reported() {
+    let (message, line) = failure("version: 1\npulsar: [\n");
+    assert!(line.is_some(), "{message}");
+    let text = "version: 1\npulsar:\n  cluster: standalone\n  token_signing_secret: s\n bad: x\n";
+    let (message, line) = failure(text);
+    assert!(
+        message.contains("did not find expected key at line 5"),
+        "{message}"
+    );
+    assert_eq!(line, Some(5));
+    let (message, _) = failure("  \n");
+    assert!(message.contains("the document is empty"), "{message}");
+}
+
+// ---------------------------------------------------------------- loading
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kp-policy-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(dir.join("schemas")).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn load_reads_a_file_and_resolves_schema_paths_next_to_it() {
+    let dir = TempDir::new("load");
+    std::fs::write(
+        dir.0.join("schemas/refund.json"),
+        r#"{"type": "object", "required": ["refundId"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("schemas/click.yaml"),
+        "type: object\nrequired: [url]\n",
+    )
+    .unwrap();
+    let text = base_with(
+        "      refunds: {}\n",
+        "      refunds:\n        schemas:\n          refund-issued: schemas/refund.json\n",
+    )
+    .replace(
+        "      clicks: {}\n",
+        "      clicks:\n        schemas: { click: schemas/click.yaml }\n",
+    );
+    let file = dir.0.join("policy.yaml");
+    std::fs::write(&file, &text).unwrap();
+
+    let policy = Policy::load(&PolicySource::File(file.clone())).unwrap();
+    let refunds = policy
+        .schema_for(&topic("payments", "refunds", "refund-issued"))
+        .unwrap();
+    assert_eq!(
+        refunds.file(),
+        Some(dir.0.join("schemas/refund.json").as_path())
+    );
+    assert!(refunds.validate(&json!({"refundId": "r1"})).is_ok());
+    assert!(refunds.validate(&json!({})).is_err());
+    let click = policy
+        .schema_for(&topic("analytics", "clicks", "click"))
+        .unwrap();
+    assert!(click.validate(&json!({"url": "/"})).is_ok());
+
+    // Inline sources resolve against the current directory instead.
+    let inline = Policy::load(&PolicySource::Inline(text.clone()));
+    assert!(inline.is_err());
+    let via_base = Policy::from_str(&text, Some(&dir.0)).unwrap();
+    assert!(
+        via_base
+            .schema_for(&topic("analytics", "clicks", "click"))
+            .is_some()
+    );
+}
+
+#[test]
+fn schema_file_problems_name_the_file_and_the_line() {
+    let dir = TempDir::new("schema-errors");
+    std::fs::write(dir.0.join("schemas/bad.json"), r#"{"type": "objekt"}"#).unwrap();
+    std::fs::write(dir.0.join("schemas/broken.json"), "{not json").unwrap();
+    for (file, expected) in [
+        ("schemas/missing.json", "cannot read schema file"),
+        ("schemas/bad.json", "not a valid JSON Schema"),
+        ("schemas/broken.json", "does not parse"),
+    ] {
+        let text = base_with(
+            "      refunds: {}\n",
+            &format!("      refunds:\n        schemas:\n          refund-issued: {file}\n"),
+        );
+        let path = dir.0.join("policy.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let err = Policy::load(&PolicySource::File(path.clone())).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains(file), "{message}");
+        assert!(
+            message.contains(&path.display().to_string()),
+            "origin missing: {message}"
+        );
+        assert_eq!(err.line(), Some(line_of(&text, file)), "{message}");
+    }
+}
+
+#[test]
+fn a_missing_policy_file_is_a_read_error() {
+    let err = Policy::load(&PolicySource::File("/nonexistent/kp/policy.yaml".into())).unwrap_err();
+    assert!(matches!(err, PolicyError::Read { .. }));
+    assert!(
+        err.to_string().contains("/nonexistent/kp/policy.yaml"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- matching
+
+#[test]
+fn no_rules_means_everything_is_denied() {
+    let policy = with_rules("  []\n");
+    for identity in [
+        oidc_identity(),
+        iam_identity("arn:aws:iam::1:role/a"),
+        kong_identity("acme"),
+    ] {
+        for action in Action::ALL {
+            assert_eq!(
+                policy.authorize(&identity, &orders(), action),
+                Decision::Deny
+            );
+        }
+    }
+    let no_rules_key = Policy::from_str(BASE, None).unwrap();
+    assert_eq!(
+        no_rules_key.authorize(&oidc_identity(), &orders(), Action::Produce),
+        Decision::Deny
+    );
+}
+
+#[test]
+fn issuer_condition() {
+    let policy = one_rule("{ issuer: \"https://idp.example.com\" }");
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let mut other = oidc_identity();
+    other.issuer = "https://idp.example.com/".into();
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    assert!(!allowed(
+        &policy,
+        &kong_identity("acme"),
+        &orders(),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn subject_condition() {
+    let policy = one_rule("{ subject: user-1 }");
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let mut other = oidc_identity();
+    other.principal = "user-10".into();
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+}
+
+#[test]
+fn groups_any_condition() {
+    let policy = one_rule("{ groups_any: [admins, checkout] }");
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let mut other = oidc_identity();
+    other.groups = vec!["staff".into(), "Checkout".into()];
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    other.groups.clear();
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+}
+
+#[test]
+fn service_condition() {
+    let policy = one_rule("{ service: checkout-web }");
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let mut other = oidc_identity();
+    other.service = Some("checkout-webx".into());
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    other.service = None;
+    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+}
+
+#[test]
+fn iam_arn_condition_is_a_glob() {
+    let policy = one_rule("{ iam_arn: \"arn:aws:iam::123456789012:role/clickstream-*\" }");
+    let yes = iam_identity("arn:aws:iam::123456789012:role/clickstream-loader");
+    assert!(allowed(&policy, &yes, &orders(), Action::Produce));
+    let prefix_only = iam_identity("arn:aws:iam::123456789012:role/clickstream-");
+    assert!(allowed(&policy, &prefix_only, &orders(), Action::Produce));
+    let other_account = iam_identity("arn:aws:iam::999999999999:role/clickstream-loader");
+    assert!(!allowed(
+        &policy,
+        &other_account,
+        &orders(),
+        Action::Produce
+    ));
+    let user = iam_identity("arn:aws:iam::123456789012:user/clickstream-loader");
+    assert!(!allowed(&policy, &user, &orders(), Action::Produce));
+    // No ARN at all never matches, even a pattern of `*`.
+    let star = one_rule("{ iam_arn: \"*\" }");
+    assert!(!allowed(
+        &star,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(allowed(&star, &yes, &orders(), Action::Produce));
+
+    let any_account = one_rule("{ iam_arn: \"arn:aws:iam::????????????:role/ci\" }");
+    assert!(allowed(
+        &any_account,
+        &iam_identity("arn:aws:iam::123456789012:role/ci"),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &any_account,
+        &iam_identity("arn:aws:iam::12345678901:role/ci"),
+        &orders(),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn kong_consumer_condition() {
+    let policy = one_rule("{ kong_consumer: acme }");
+    assert!(allowed(
+        &policy,
+        &kong_identity("acme"),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &kong_identity("acme2"),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn auth_method_condition() {
+    let policy = one_rule("{ auth_method: kong }");
+    assert!(allowed(
+        &policy,
+        &kong_identity("acme"),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let text = format!(
+        "{BASE}rules:\n  - name: r\n    when: {{ auth_method: saml }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    assert_fails_at(&text, "saml", &["unknown variant `saml`", "oidc"]);
+}
+
+#[test]
+fn all_conditions_must_hold() {
+    let policy = one_rule(
+        "{ issuer: \"https://idp.example.com\", groups_any: [checkout], service: checkout-web }",
+    );
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    let mut wrong_service = oidc_identity();
+    wrong_service.service = Some("other".into());
+    assert!(!allowed(
+        &policy,
+        &wrong_service,
+        &orders(),
+        Action::Produce
+    ));
+    let mut wrong_group = oidc_identity();
+    wrong_group.groups = vec!["staff".into()];
+    assert!(!allowed(&policy, &wrong_group, &orders(), Action::Produce));
+}
+
+#[test]
+fn a_rule_for_one_tenant_never_allows_another() {
+    let policy = with_rules(
+        "  - name: payments-all\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"*\"], actions: [produce, consume] }\n",
+    );
+    let id = oidc_identity();
+    assert!(allowed(&policy, &id, &orders(), Action::Produce));
+    assert!(!allowed(
+        &policy,
+        &id,
+        &topic("analytics", "clicks", "order-created"),
+        Action::Produce
+    ));
+    // Same namespace name under another tenant: still no.
+    assert!(!allowed(
+        &policy,
+        &id,
+        &topic("analytics", "orders", "order-created"),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &id,
+        &topic("payments2", "orders", "x"),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn namespace_wildcard_covers_the_defined_namespaces_only() {
+    let policy = with_rules(
+        "  - name: all-ns\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"*\"], actions: [produce] }\n",
+    );
+    let id = oidc_identity();
+    assert!(allowed(
+        &policy,
+        &id,
+        &topic("payments", "orders", "a"),
+        Action::Produce
+    ));
+    assert!(allowed(
+        &policy,
+        &id,
+        &topic("payments", "refunds", "b"),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &id,
+        &topic("payments", "undefined-ns", "c"),
+        Action::Produce
+    ));
+
+    let listed = one_rule("{ any: true }");
+    assert!(!allowed(
+        &listed,
+        &id,
+        &topic("payments", "refunds", "a"),
+        Action::Produce
+    ));
+}
+
+#[test]
+fn topic_globs() {
+    let policy = with_rules(
+        "  - name: created-events\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"order-*\", \"audit.v?\"], actions: [produce] }\n",
+    );
+    let id = oidc_identity();
+    for (name, expected) in [
+        ("order-created", true),
+        ("order-", true),
+        ("order", false),
+        ("xorder-created", false),
+        ("audit.v1", true),
+        ("audit.v12", false),
+        ("audit.v", false),
+    ] {
+        assert_eq!(
+            allowed(
+                &policy,
+                &id,
+                &topic("payments", "orders", name),
+                Action::Produce
+            ),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_action_must_be_allowed() {
+    let policy = one_rule("{ any: true }");
+    assert!(allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Produce
+    ));
+    assert!(!allowed(
+        &policy,
+        &oidc_identity(),
+        &orders(),
+        Action::Consume
+    ));
+}
+
+#[test]
+fn the_first_matching_rule_is_credited() {
+    let policy = with_rules(
+        "  - name: consumers\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume] }\n  - name: checkout\n    when: { groups_any: [checkout] }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }\n  - name: everyone\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }\n",
+    );
+    assert_eq!(
+        policy.authorize(&oidc_identity(), &orders(), Action::Produce),
+        Decision::Allow { rule: "checkout" }
+    );
+    assert_eq!(
+        policy.authorize(&kong_identity("acme"), &orders(), Action::Produce),
+        Decision::Allow { rule: "everyone" }
+    );
+}
+
+#[test]
+fn the_example_policy_decides_as_its_comments_say() {
+    let policy = Policy::from_str(EXAMPLE, None).unwrap();
+    let mut okta = oidc_identity();
+    okta.issuer = "https://example.okta.com/oauth2/default".into();
+    assert_eq!(
+        policy.authorize(&okta, &orders(), Action::Produce),
+        Decision::Allow {
+            rule: "checkout-produces-orders"
+        }
+    );
+    assert!(!allowed(
+        &policy,
+        &okta,
+        &topic("payments", "refunds", "refund-issued"),
+        Action::Produce
+    ));
+    let loader = iam_identity("arn:aws:iam::123456789012:role/clickstream-loader");
+    assert!(allowed(
+        &policy,
+        &loader,
+        &topic("analytics", "clicks", "page-view"),
+        Action::Produce
+    ));
+    assert!(!allowed(&policy, &loader, &orders(), Action::Produce));
+}
+
+// ---------------------------------------------------------------- queries
+
+#[test]
+fn desired_permissions_are_the_union_per_namespace() {
+    let policy = with_rules(
+        "  - name: a\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"order-*\"], actions: [produce] }\n  - name: b\n    when: { auth_method: kong }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"x\"], actions: [consume] }\n",
+    );
+    let desired = policy.desired_permissions();
+    let name = |n: &str| PulsarName::parse(n, "namespace").unwrap();
+    let payments = &desired[&name("payments")];
+    assert_eq!(
+        payments[&name("orders")],
+        [Action::Produce, Action::Consume].into_iter().collect()
+    );
+    assert_eq!(
+        payments[&name("refunds")],
+        [Action::Consume].into_iter().collect()
+    );
+    // Untouched namespaces are listed with nothing, so grants there get revoked.
+    assert_eq!(
+        desired[&name("analytics")][&name("clicks")],
+        ActionSet::EMPTY
+    );
+    assert_eq!(desired.len(), 2);
+    assert_eq!(
+        serde_json::to_value(payments[&name("orders")]).unwrap(),
+        json!(["produce", "consume"])
+    );
+}
+
+#[test]
+fn topic_schemas_validate_with_json_pointers() {
+    let policy = with_rules("  []\n");
+    let schema = policy.schema_for(&orders()).unwrap();
+    assert_eq!(schema.validate(&json!({"orderId": "o-1"})), Ok(()));
+    let violations = schema.validate(&json!({"orderId": 7})).unwrap_err();
+    assert_eq!(violations[0].pointer, "/orderId");
+    assert_eq!(schema.schema()["required"], json!(["orderId"]));
+    assert!(
+        policy
+            .schema_for(&topic("payments", "orders", "other"))
+            .is_none()
+    );
+    assert!(
+        policy
+            .schema_for(&topic("nope", "orders", "order-created"))
+            .is_none()
+    );
+}
+
+#[test]
+fn claim_paths_are_names_or_pointers() {
+    let claims = json!({
+        "cognito:groups": ["a"],
+        "https://example.com/roles": ["r"],
+        "realm_access": {"roles": ["x", "y"]},
+        "a/b": {"c~d": 1},
+    });
+    let claims = claims.as_object().unwrap();
+    let path = |s: &str| ClaimPath(s.to_owned());
+    assert_eq!(path("cognito:groups").lookup(claims), Some(&json!(["a"])));
+    assert_eq!(
+        path("https://example.com/roles").lookup(claims),
+        Some(&json!(["r"]))
+    );
+    assert_eq!(
+        path("/realm_access/roles").lookup(claims),
+        Some(&json!(["x", "y"]))
+    );
+    assert_eq!(
+        path("/realm_access/roles/1").lookup(claims),
+        Some(&json!("y"))
+    );
+    assert_eq!(path("/a~1b/c~0d").lookup(claims), Some(&json!(1)));
+    assert_eq!(path("/realm_access/missing").lookup(claims), None);
+    assert_eq!(path("sub").lookup(claims), None);
+}
+
+#[test]
+fn keycloak_style_pointer_claims_load() {
+    let text = base_with(
+        "      algorithms: [RS256]\n",
+        "      algorithms: [RS256]\n      claims: { groups: /realm_access/roles, service: azp }\n",
+    );
+    let policy = Policy::from_str(&text, None).unwrap();
+    let claims = &policy.oidc_issuers()[0].claims;
+    assert_eq!(claims.subject.as_str(), "sub");
+    assert_eq!(
+        claims.groups.as_ref().unwrap().as_str(),
+        "/realm_access/roles"
+    );
+}
+
+// ---------------------------------------------------------------- properties
+
+fn arb_identity() -> impl Strategy<Value = Identity> {
+    (
+        "[a-z0-9:/._-]{1,30}",
+        proptest::option::of("[a-z-]{1,12}"),
+        proptest::collection::vec("[a-z]{1,8}", 0..4),
+        prop_oneof![
+            Just(AuthMethod::Oidc),
+            Just(AuthMethod::Iam),
+            Just(AuthMethod::Kong)
+        ],
+        prop_oneof![
+            Just(OIDC_ISSUER.to_owned()),
+            Just("aws-iam".to_owned()),
+            Just("kong".to_owned())
+        ],
+        proptest::option::of("arn:aws:iam::[0-9]{12}:role/[a-z*-]{1,12}"),
+        proptest::option::of("[a-z]{1,8}"),
+    )
+        .prop_map(
+            |(principal, service, groups, method, issuer, iam_arn, kong_consumer)| Identity {
+                principal,
+                service,
+                groups,
+                method,
+                issuer,
+                iam_arn,
+                kong_consumer,
+                claims: Map::new(),
+            },
+        )
+}
+
+fn arb_topic() -> impl Strategy<Value = TopicName> {
+    let tenant = prop_oneof![
+        Just("payments".to_owned()),
+        Just("analytics".to_owned()),
+        "[a-z]{1,10}"
+    ];
+    let namespace = prop_oneof![
+        Just("orders".to_owned()),
+        Just("clicks".to_owned()),
+        "[a-z]{1,10}"
+    ];
+    (tenant, namespace, "[A-Za-z0-9_=-]{1,20}")
+        .prop_map(|(t, ns, name)| TopicName::parse(&t, &ns, &name).unwrap())
+}
+
+fn arb_action() -> impl Strategy<Value = Action> {
+    prop_oneof![Just(Action::Produce), Just(Action::Consume)]
+}
+
+proptest! {
+    #[test]
+    fn a_policy_without_rules_denies_everything(
+        identity in arb_identity(),
+        topic in arb_topic(),
+        action in arb_action(),
+    ) {
+        let policy = Policy::from_str(&format!("{BASE}rules: []\n"), None).unwrap();
+        prop_assert_eq!(policy.authorize(&identity, &topic, action), Decision::Deny);
+    }
+
+    #[test]
+    fn rules_for_payments_never_allow_another_tenant(
+        identity in arb_identity(),
+        topic in arb_topic(),
+        action in arb_action(),
+    ) {
+        let policy = with_rules(
+            "  - name: everyone\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"*\"], actions: [produce, consume] }\n",
+        );
+        let decision = policy.authorize(&identity, &topic, action);
+        if topic.tenant.as_str() != "payments" {
+            prop_assert_eq!(decision, Decision::Deny);
+        }
+    }
+}

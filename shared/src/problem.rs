@@ -1,0 +1,192 @@
+//! Every way a request can fail, and the one place each maps to an HTTP
+//! status and an `application/problem+json` body (DESIGN §8).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::broker::{BrokerError, SendError, TokenError};
+use crate::identity::oidc::OidcError;
+use crate::kong::{PayloadError, ProxyResponse};
+use crate::topic::NameError;
+
+/// One schema violation: where in the event, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// Index of the event in an NDJSON batch (absent for a single event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// JSON pointer into the event.
+    pub pointer: String,
+    pub message: String,
+}
+
+/// Why a request was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request is malformed: {0}")]
+    BadRequest(String),
+    #[error("invalid {0}")]
+    InvalidName(#[from] NameError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("no credentials were presented")]
+    MissingCredentials,
+    #[error("the credentials are not valid")]
+    InvalidToken(#[source] OidcError),
+    #[error("unsupported Authorization scheme (use Bearer)")]
+    UnsupportedScheme,
+    #[error("the caller may not publish to this topic")]
+    Forbidden,
+    #[error("the broker refused the operation for the tenant role")]
+    BrokerForbidden(#[source] BrokerError),
+    #[error("no such route")]
+    NotFound,
+    #[error("the topic does not exist")]
+    TopicNotFound(#[source] BrokerError),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("unsupported content type {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the body is not valid JSON{}", line.map(|l| format!(" (line {})", l + 1)).unwrap_or_default())]
+    InvalidJson {
+        /// The NDJSON line (0-based) for batches.
+        line: Option<usize>,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the event does not match the topic's schema")]
+    SchemaViolation(Vec<Violation>),
+    #[error("property {0:?} is reserved")]
+    ReservedProperty(String),
+    #[error("the broker is unavailable")]
+    BrokerUnavailable(#[source] BrokerError),
+    #[error("the broker rejected the message")]
+    BrokerRejected(#[source] BrokerError),
+    #[error("the tenant's Pulsar credentials are unavailable")]
+    CredentialsUnavailable(#[source] TokenError),
+    #[error("the identity provider's keys are unavailable")]
+    KeysUnavailable(#[source] OidcError),
+    #[error("gave up waiting before the function deadline")]
+    Timeout,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<SendError> for ApiError {
+    fn from(err: SendError) -> Self {
+        match err {
+            SendError::Token(e) => Self::CredentialsUnavailable(e),
+            SendError::Broker { source, .. } => source.into(),
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(err: BrokerError) -> Self {
+        match err {
+            BrokerError::Forbidden(_) => Self::BrokerForbidden(err),
+            BrokerError::TopicNotFound(_) => Self::TopicNotFound(err),
+            BrokerError::Rejected(_) => Self::BrokerRejected(err),
+            BrokerError::Timeout => Self::Timeout,
+            // The token still failed after one refresh: a credentials problem
+            // on our side, not the caller's.
+            BrokerError::Unauthenticated(_) | BrokerError::Unavailable(_) => {
+                Self::BrokerUnavailable(err)
+            }
+        }
+    }
+}
+
+/// How long clients should wait before retrying a 503.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl ApiError {
+    /// The HTTP status, problem `code` and human title.
+    pub fn status(&self) -> (u16, &'static str, &'static str) {
+        match self {
+            Self::BadRequest(_) | Self::InvalidName(_) => (400, "bad_request", "Bad request"),
+            Self::Payload(PayloadError::Legacy) => {
+                (400, "unsupported_payload", "Unsupported Kong payload")
+            }
+            // Kong drops bodies above its buffer when `skip_large_bodies` is on.
+            Self::Payload(
+                PayloadError::BodyTooLarge { .. } | PayloadError::BodyNotForwarded { .. },
+            )
+            | Self::PayloadTooLarge(_) => (413, "payload_too_large", "Payload too large"),
+            Self::Payload(_) => (400, "bad_request", "Bad request"),
+            Self::MissingCredentials => (401, "missing_credentials", "Missing credentials"),
+            Self::InvalidToken(_) | Self::UnsupportedScheme => {
+                (401, "invalid_token", "Invalid credentials")
+            }
+            Self::Forbidden | Self::BrokerForbidden(_) => (403, "forbidden", "Forbidden"),
+            Self::NotFound | Self::TopicNotFound(_) => (404, "not_found", "Not found"),
+            Self::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed"),
+            Self::UnsupportedMediaType(_) => {
+                (415, "unsupported_media_type", "Unsupported media type")
+            }
+            Self::InvalidJson { .. } => (400, "invalid_json", "Invalid JSON"),
+            Self::SchemaViolation(_) => (422, "schema_violation", "Schema violation"),
+            Self::ReservedProperty(_) => (400, "reserved_property", "Reserved property"),
+            Self::BrokerRejected(_) => (422, "bad_request", "Rejected by the broker"),
+            Self::BrokerUnavailable(_) => (503, "broker_unavailable", "Broker unavailable"),
+            Self::CredentialsUnavailable(_) | Self::KeysUnavailable(_) => {
+                (503, "credentials_unavailable", "Credentials unavailable")
+            }
+            Self::Timeout => (504, "timeout", "Timeout"),
+            Self::Internal(_) => (500, "internal", "Internal error"),
+        }
+    }
+
+    /// The problem code (`forbidden`, …), for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        self.status().1
+    }
+
+    /// The `application/problem+json` response. Server-side failures carry
+    /// no detail: their causes go to the log, never to the caller.
+    pub fn to_response(&self, request_id: &str) -> ProxyResponse {
+        let (status, code, title) = self.status();
+        let detail = match self {
+            Self::Internal(_)
+            | Self::BrokerUnavailable(_)
+            | Self::CredentialsUnavailable(_)
+            | Self::KeysUnavailable(_) => title.to_owned(),
+            // Which check failed helps an attacker more than a caller.
+            Self::InvalidToken(_) => "the bearer token could not be verified".to_owned(),
+            Self::Payload(PayloadError::Legacy) => PayloadError::Legacy.to_string(),
+            _ => self.to_string(),
+        };
+        let mut body = json!({
+            "status": status,
+            "code": code,
+            "title": title,
+            "detail": detail,
+            "requestId": request_id,
+        });
+        if let Self::SchemaViolation(violations) = self {
+            body["violations"] = json!(violations);
+        }
+        let mut response = ProxyResponse::json(status, &body)
+            .with_header("content-type", "application/problem+json");
+        match self {
+            Self::MissingCredentials => {
+                response = response.with_header("www-authenticate", r#"Bearer realm="kong-pulsar""#)
+            }
+            Self::InvalidToken(_) | Self::UnsupportedScheme => {
+                response = response.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="kong-pulsar", error="invalid_token""#,
+                )
+            }
+            Self::MethodNotAllowed => response = response.with_header("allow", "POST"),
+            _ if status == 503 => {
+                response = response.with_header("retry-after", RETRY_AFTER.as_secs().to_string())
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,622 @@
+//! The `publish` handler: Kong request → identity → policy → schema →
+//! tenant token → Pulsar → receipt. Everything it needs is built once per
+//! cold start into a [`Publisher`]; each invocation is [`Publisher::handle`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::identity::oidc::{IssuerConfig, OidcError, OidcVerifier, VerifierOptions};
+use crate::kong::{Headers, HttpRequest, ProxyResponse, parse_request};
+use crate::policy::{Action, Decision, Policy};
+use crate::problem::{ApiError, Violation};
+use crate::secrets::{CachedSecrets, SecretsManager};
+use crate::telemetry::Audit;
+use crate::topic::TopicName;
+
+mod idempotency;
+
+use idempotency::{IdempotencyCache, Replay};
+
+/// Request limits (from [`crate::config::Config`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+}
+
+/// Everything the handler needs, built once per cold start.
+pub struct Publisher {
+    pub limits: Limits,
+    pub policy: Arc<Policy>,
+    pub oidc: OidcVerifier,
+    pub brokers: TenantBrokers,
+    idempotency: IdempotencyCache,
+}
+
+/// Safety margin kept before the Lambda deadline so the function answers 504
+/// itself instead of being killed (which Kong would turn into an opaque 502).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
+/// Budget when the invocation carries no deadline (direct calls in tests).
+const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+
+/// Why the publish function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("OIDC issuer configuration: {0}")]
+    Oidc(#[from] crate::identity::oidc::ConfigError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+impl Publisher {
+    /// Builds everything once per cold start: the policy, the OIDC verifier,
+    /// the cached Secrets Manager source and the (lazily connecting) Pulsar
+    /// pool. No network call happens here.
+    pub fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, StartupError> {
+        let policy = Arc::new(Policy::load(&config.policy)?);
+        let issuers: Vec<IssuerConfig> = policy
+            .oidc_issuers()
+            .iter()
+            .map(IssuerConfig::from)
+            .collect();
+        IssuerConfig::validate_all(&issuers)?;
+        let options = VerifierOptions::default();
+        let http = reqwest::Client::builder()
+            .timeout(options.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let oidc = OidcVerifier::new(issuers, http, options);
+        let secrets = Arc::new(CachedSecrets::new(
+            SecretsManager::from_conf(aws),
+            config.secret_ttl,
+        ));
+        let brokers = TenantBrokers::new(
+            config.pulsar_service_url.clone(),
+            secrets,
+            Timeouts::default(),
+        );
+        let limits = Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_batch: config.max_batch,
+        };
+        Ok(Self::new(limits, policy, oidc, brokers))
+    }
+
+    /// Assembles a publisher from parts (tests and benchmarks).
+    pub fn new(
+        limits: Limits,
+        policy: Arc<Policy>,
+        oidc: OidcVerifier,
+        brokers: TenantBrokers,
+    ) -> Self {
+        Self {
+            limits,
+            policy,
+            oidc,
+            brokers,
+            idempotency: IdempotencyCache::new(10_000, Duration::from_secs(600)),
+        }
+    }
+
+    /// Handles one invocation. Never fails: every outcome is an HTTP response
+    /// in the proxy-integration shape, and exactly one audit line is written.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> ProxyResponse {
+        let started = Instant::now();
+        let budget = budget(event.context.deadline);
+        let mut audit = AuditState::default();
+        let result = self.publish(&event, budget, &mut audit).await;
+        let request_id = audit
+            .request_id
+            .clone()
+            .unwrap_or_else(|| event.context.request_id.clone());
+        let response = match &result {
+            Ok(response) => response.clone(),
+            Err(err) => {
+                if matches!(err.status().0, 500..) {
+                    tracing::error!(request_id, error = %err, cause = ?std::error::Error::source(err), "publish failed");
+                }
+                err.to_response(&request_id)
+            }
+        };
+        Audit {
+            request_id: &request_id,
+            principal: audit.identity.as_ref().map(|i| i.principal.as_str()),
+            auth_method: audit.identity.as_ref().map(|i| i.method.as_str()),
+            tenant: audit.topic.as_ref().map(|t| t.tenant.as_str()),
+            namespace: audit.topic.as_ref().map(|t| t.namespace.as_str()),
+            topic: audit.topic.as_ref().map(|t| t.topic.as_str()),
+            decision: audit.decision,
+            rule: audit.rule.as_deref(),
+            message_id: audit.message_id,
+            events: audit.events,
+            error_code: result.as_ref().err().map(ApiError::code),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+        .emit();
+        response
+    }
+
+    async fn publish(
+        &self,
+        event: &LambdaEvent<Value>,
+        budget: Duration,
+        audit: &mut AuditState,
+    ) -> Result<ProxyResponse, ApiError> {
+        let request = parse_request(&event.payload, self.limits.max_body_bytes)?;
+        let request_id = request
+            .request_id
+            .clone()
+            .unwrap_or_else(|| event.context.request_id.clone());
+        audit.request_id = Some(request_id.clone());
+
+        let topic = route(&request)?;
+        audit.topic = Some(topic.clone());
+
+        let identity = tokio::time::timeout(budget, self.authenticate(&request.headers))
+            .await
+            .map_err(|_| ApiError::Timeout)??;
+        audit.identity = Some(identity.clone());
+
+        let rule = match self.policy.authorize(&identity, &topic, Action::Produce) {
+            Decision::Allow { rule } => rule.to_owned(),
+            Decision::Deny => {
+                audit.decision = Some("deny");
+                return Err(ApiError::Forbidden);
+            }
+        };
+        audit.decision = Some("allow");
+        audit.rule = Some(rule);
+        let tenant = self
+            .policy
+            .tenant(&topic.tenant)
+            .ok_or(ApiError::Forbidden)?;
+
+        let events = self.parse_events(&request, &topic)?;
+        let envelope = Envelope::from_headers(&request.headers)?;
+        audit.events = events.len();
+
+        let idempotency_key = envelope.idempotency_key.clone();
+        let fingerprint = request_fingerprint(&topic, &request.body);
+        let claim = match &idempotency_key {
+            Some(key) => match self
+                .idempotency
+                .claim(&identity.principal, key, fingerprint)
+                .await
+            {
+                Replay::Stored(response) => {
+                    return Ok(response.with_header("idempotent-replayed", "true"));
+                }
+                Replay::Mismatch => {
+                    return Err(ApiError::BadRequest(
+                        "Idempotency-Key was already used for a different request".into(),
+                    ));
+                }
+                Replay::Claimed(claim) => Some(claim),
+            },
+            None => None,
+        };
+
+        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let batch = events.len() > 1 || is_ndjson(&request.headers);
+        let (messages, event_ids): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, payload)| {
+                let event_id = event_id(
+                    &identity.principal,
+                    idempotency_key.as_deref(),
+                    batch.then_some(index),
+                );
+                let message = envelope.message(
+                    payload,
+                    &identity,
+                    &topic,
+                    &request_id,
+                    &received_at,
+                    &event_id,
+                );
+                (message, event_id)
+            })
+            .unzip();
+
+        let credentials = TenantCredentials {
+            role: &tenant.role,
+            token_secret: &tenant.token_secret,
+        };
+        let sent = tokio::time::timeout(
+            budget.saturating_sub(DEADLINE_MARGIN),
+            self.brokers.send(credentials, &topic, messages),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout)??;
+        audit.message_id = sent.first().map(|id| {
+            if sent.len() > 1 {
+                format!("{id} (+{})", sent.len() - 1)
+            } else {
+                id.to_string()
+            }
+        });
+
+        let body = if batch {
+            json!({
+                "topic": topic.to_string(),
+                "results": sent.iter().zip(&event_ids).enumerate().map(|(index, (id, event_id))| json!({
+                    "index": index, "messageId": id.to_string(), "eventId": event_id,
+                })).collect::<Vec<_>>(),
+            })
+        } else {
+            json!({ "topic": topic.to_string(), "messageId": sent[0].to_string(), "eventId": event_ids[0] })
+        };
+        let response = ProxyResponse::json(202, &body);
+        if let Some(claim) = claim {
+            claim.complete(response.clone()).await;
+        }
+        Ok(response)
+    }
+
+    async fn authenticate(&self, headers: &Headers) -> Result<Identity, ApiError> {
+        let mut values = headers.get_all("authorization");
+        let Some(value) = values.next() else {
+            return Err(ApiError::MissingCredentials);
+        };
+        if values.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "more than one Authorization header".into(),
+            ));
+        }
+        let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || credential.trim().is_empty() {
+            return Err(ApiError::UnsupportedScheme);
+        }
+        self.oidc
+            .verify(credential.trim())
+            .await
+            .map_err(|err| match err {
+                OidcError::KeysUnavailable { .. } => ApiError::KeysUnavailable(err),
+                other => ApiError::InvalidToken(other),
+            })
+    }
+
+    /// Parses the body into events (one, or one per NDJSON line) and checks
+    /// each against the topic's schema; nothing is sent unless all pass.
+    fn parse_events(
+        &self,
+        request: &HttpRequest,
+        topic: &TopicName,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
+        let media_type = request
+            .headers
+            .get("content-type")
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let raw: Vec<(Option<usize>, &[u8])> = match media_type.as_str() {
+            "application/json" => vec![(None, request.body.as_slice())],
+            "application/x-ndjson" => {
+                let lines: Vec<&[u8]> = request
+                    .body
+                    .split(|b| *b == b'\n')
+                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                    .collect();
+                // One trailing newline is customary; blank lines elsewhere are errors.
+                let lines = match lines.split_last() {
+                    Some((&[], rest)) => rest,
+                    _ => &lines[..],
+                };
+                if lines.is_empty() {
+                    return Err(ApiError::BadRequest("the NDJSON batch is empty".into()));
+                }
+                if lines.len() > self.limits.max_batch {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "the batch has {} events; at most {} are accepted",
+                        lines.len(),
+                        self.limits.max_batch
+                    )));
+                }
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (Some(i), *l))
+                    .collect()
+            }
+            "" => return Err(ApiError::UnsupportedMediaType("(none)".into())),
+            other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+        };
+        let schema = self.policy.schema_for(topic);
+        let mut violations = Vec::new();
+        let mut events = Vec::with_capacity(raw.len());
+        for (line, bytes) in raw {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|source| ApiError::InvalidJson { line, source })?;
+            if let Some(schema) = schema
+                && let Err(found) = schema.validate(&value)
+            {
+                violations.extend(found.into_iter().map(|v| Violation {
+                    index: line,
+                    pointer: v.pointer,
+                    message: v.message,
+                }));
+            }
+            events.push(bytes.to_vec());
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::SchemaViolation(violations));
+        }
+        Ok(events)
+    }
+}
+
+#[derive(Default)]
+struct AuditState {
+    request_id: Option<String>,
+    identity: Option<Identity>,
+    topic: Option<TopicName>,
+    decision: Option<&'static str>,
+    rule: Option<String>,
+    message_id: Option<String>,
+    events: usize,
+}
+
+/// Time left before the invocation's deadline (epoch milliseconds). Direct
+/// calls carry 0, and `cargo lambda watch` sends a fixed 600000 rather than an
+/// epoch time; anything before 2001 is treated as "no deadline".
+fn budget(deadline_ms: u64) -> Duration {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    if deadline_ms < YEAR_2001_MS {
+        return DEFAULT_BUDGET;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+fn is_ndjson(headers: &Headers) -> bool {
+    headers.get("content-type").is_some_and(|v| {
+        v.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/x-ndjson")
+    })
+}
+
+/// Matches `…/events/{tenant}/{namespace}/{topic}` (any deployment prefix).
+fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
+    let path = request.path.strip_suffix('/').unwrap_or(&request.path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let n = segments.len();
+    if n < 5 || segments[n - 4] != "events" {
+        return Err(ApiError::NotFound);
+    }
+    if request.method != "POST" {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    // Percent-encoded bytes are never legal in Pulsar names, so no decoding:
+    // `%2F` or `%2e%2e` simply fail the character check.
+    Ok(TopicName::parse(
+        segments[n - 3],
+        segments[n - 2],
+        segments[n - 1],
+    )?)
+}
+
+/// Per-request message metadata taken from the headers.
+struct Envelope {
+    key: Option<String>,
+    event_time_ms: Option<u64>,
+    traceparent: String,
+    idempotency_key: Option<String>,
+    properties: Vec<(String, String)>,
+}
+
+const PROPERTY_PREFIX: &str = "x-event-property-";
+
+impl Envelope {
+    fn from_headers(headers: &Headers) -> Result<Self, ApiError> {
+        let event_time_ms = match headers.get("x-event-time") {
+            None => None,
+            Some(text) => {
+                let t = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+                    ApiError::BadRequest("X-Event-Time must be an RFC 3339 timestamp".into())
+                })?;
+                Some(u64::try_from(t.timestamp_millis()).map_err(|_| {
+                    ApiError::BadRequest("X-Event-Time must not be before 1970".into())
+                })?)
+            }
+        };
+        let mut properties = Vec::new();
+        for (name, value) in headers.iter() {
+            let Some(property) = name.strip_prefix(PROPERTY_PREFIX) else {
+                continue;
+            };
+            if property.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "an X-Event-Property- header needs a name".into(),
+                ));
+            }
+            if property.starts_with("kp-") || property == "traceparent" {
+                return Err(ApiError::ReservedProperty(property.to_owned()));
+            }
+            properties.push((property.to_owned(), value.to_owned()));
+        }
+        let idempotency_key = match headers.get("idempotency-key").map(str::trim) {
+            Some("") => return Err(ApiError::BadRequest("Idempotency-Key is empty".into())),
+            Some(k) if k.len() > 255 => {
+                return Err(ApiError::BadRequest(
+                    "Idempotency-Key is longer than 255 characters".into(),
+                ));
+            }
+            other => other.map(str::to_owned),
+        };
+        Ok(Self {
+            key: headers.get("x-event-key").map(str::to_owned),
+            event_time_ms,
+            traceparent: headers
+                .get("traceparent")
+                .map(str::trim)
+                .filter(|t| valid_traceparent(t))
+                .map(str::to_owned)
+                .unwrap_or_else(new_traceparent),
+            idempotency_key,
+            properties,
+        })
+    }
+
+    fn message(
+        &self,
+        payload: Vec<u8>,
+        identity: &Identity,
+        topic: &TopicName,
+        request_id: &str,
+        received_at: &str,
+        event_id: &str,
+    ) -> OutgoingMessage {
+        let mut properties: HashMap<String, String> = self.properties.iter().cloned().collect();
+        let mut set = |k: &str, v: &str| {
+            properties.insert(k.to_owned(), v.to_owned());
+        };
+        set("kp-event-id", event_id);
+        set("kp-source-id", &identity.principal);
+        if let Some(service) = &identity.service {
+            set("kp-service-tag", service);
+        }
+        set("kp-auth-method", identity.method.as_str());
+        set("kp-issuer", &identity.issuer);
+        set("kp-tenant", topic.tenant.as_str());
+        set("kp-request-id", request_id);
+        set("kp-received-at", received_at);
+        set("traceparent", &self.traceparent);
+        if let Some(key) = &self.idempotency_key {
+            set("kp-idempotency-key", key);
+        }
+        OutgoingMessage {
+            payload,
+            key: self.key.clone(),
+            event_time_ms: self.event_time_ms,
+            properties,
+        }
+    }
+}
+
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all zero.
+fn valid_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
+}
+
+fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{parent}-01")
+}
+
+/// A fresh UUIDv7, or — with an idempotency key — a UUIDv8 derived from the
+/// principal and the key (and the batch index), so every retry carries the
+/// same `kp-event-id` and consumers can drop repeats.
+fn event_id(principal: &str, idempotency_key: Option<&str>, index: Option<usize>) -> String {
+    match idempotency_key {
+        None => uuid::Uuid::now_v7().to_string(),
+        Some(key) => {
+            let mut h = Sha256::new();
+            h.update(principal.as_bytes());
+            h.update([0]);
+            h.update(key.as_bytes());
+            if let Some(i) = index {
+                h.update([0]);
+                h.update(i.to_string().as_bytes());
+            }
+            let digest = h.finalize();
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            uuid::Builder::from_custom_bytes(bytes)
+                .into_uuid()
+                .to_string()
+        }
+    }
+}
+
+fn request_fingerprint(topic: &TopicName, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(topic.to_string().as_bytes());
+    h.update([0]);
+    h.update(body);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_validated() {
+        assert!(valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(valid_traceparent(&new_traceparent()));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_ids_are_stable_per_principal_and_key_and_unique_otherwise() {
+        let a = event_id("alice", Some("k1"), None);
+        assert_eq!(a, event_id("alice", Some("k1"), None));
+        assert_ne!(a, event_id("bob", Some("k1"), None));
+        assert_ne!(a, event_id("alice", Some("k2"), None));
+        assert_ne!(
+            event_id("alice", Some("k1"), Some(0)),
+            event_id("alice", Some("k1"), Some(1))
+        );
+        assert_ne!(event_id("alice", None, None), event_id("alice", None, None));
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 8);
+    }
+
+    #[test]
+    fn budget_without_a_deadline_is_the_default() {
+        assert_eq!(budget(0), DEFAULT_BUDGET);
+        assert_eq!(budget(600_000), DEFAULT_BUDGET);
+        assert_eq!(budget(1_000_000_000_000), Duration::ZERO);
+        let in_5s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 5_000;
+        assert!(budget(in_5s) > Duration::from_secs(4) && budget(in_5s) <= Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,150 @@
+//! The per-instance idempotency record: a retry with the same
+//! `Idempotency-Key` from the same principal, arriving at the same warm
+//! instance, gets the first response back instead of publishing again.
+//!
+//! What this does *not* cover, honestly: retries that land on another
+//! instance (or after this one is recycled, or after `ttl`). Those publish
+//! again, with the same derived `kp-event-id`, so consumers can drop them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::kong::ProxyResponse;
+
+type Key = (String, String);
+
+struct Entry {
+    at: Instant,
+    fingerprint: [u8; 32],
+    response: Arc<OnceCell<ProxyResponse>>,
+}
+
+/// Bounded map of recent idempotency keys to their responses.
+pub(super) struct IdempotencyCache {
+    capacity: usize,
+    ttl: Duration,
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+/// What the cache says about a request.
+pub(super) enum Replay {
+    /// Seen before with the same request: send this response again.
+    Stored(ProxyResponse),
+    /// Seen before with a different request under the same key.
+    Mismatch,
+    /// New (or the earlier attempt failed): go ahead and publish.
+    Claimed(Claim),
+}
+
+/// The right to publish under a key; record the response with `complete`.
+/// Dropping it without completing releases the key for a later retry.
+pub(super) struct Claim {
+    cell: Arc<OnceCell<ProxyResponse>>,
+}
+
+impl Claim {
+    pub(super) async fn complete(self, response: ProxyResponse) {
+        let _ = self.cell.set(response);
+    }
+}
+
+impl IdempotencyCache {
+    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity,
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) async fn claim(&self, principal: &str, key: &str, fingerprint: [u8; 32]) -> Replay {
+        let mut entries = self.entries.lock().await;
+        let id = (principal.to_owned(), key.to_owned());
+        if let Some(entry) = entries.get(&id)
+            && entry.at.elapsed() < self.ttl
+        {
+            if entry.fingerprint != fingerprint {
+                return Replay::Mismatch;
+            }
+            if let Some(response) = entry.response.get() {
+                return Replay::Stored(response.clone());
+            }
+            // An attempt that never completed (it failed): let this one try.
+        }
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.at.elapsed() < ttl);
+            if entries.len() >= self.capacity
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
+            }
+        }
+        let cell = Arc::new(OnceCell::new());
+        entries.insert(
+            id,
+            Entry {
+                at: Instant::now(),
+                fingerprint,
+                response: cell.clone(),
+            },
+        );
+        Replay::Claimed(Claim { cell })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> ProxyResponse {
+        ProxyResponse::json(202, &serde_json::json!({"messageId": "1:2:-1:-1"}))
+    }
+
+    #[tokio::test]
+    async fn a_completed_key_replays_and_a_changed_request_is_refused() {
+        let cache = IdempotencyCache::new(10, Duration::from_secs(60));
+        let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+            panic!("new key")
+        };
+        claim.complete(ok()).await;
+        assert!(matches!(cache.claim("alice", "k", [1; 32]).await, Replay::Stored(r) if r == ok()));
+        assert!(matches!(
+            cache.claim("alice", "k", [2; 32]).await,
+            Replay::Mismatch
+        ));
+        // Keys are per principal.
+        assert!(matches!(
+            cache.claim("bob", "k", [1; 32]).await,
+            Replay::Claimed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_releases_the_key() {
+        let cache = IdempotencyCache::new(10, Duration::from_secs(60));
+        let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+            panic!()
+        };
+        drop(claim);
+        assert!(matches!(
+            cache.claim("alice", "k", [1; 32]).await,
+            Replay::Claimed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded() {
+        let cache = IdempotencyCache::new(3, Duration::from_secs(60));
+        for i in 0..10 {
+            let _ = cache.claim("alice", &format!("k{i}"), [0; 32]).await;
+        }
+        assert!(cache.entries.lock().await.len() <= 3);
+    }
+}

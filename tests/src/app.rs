@@ -1,0 +1,341 @@
+//! `PublishApp`: a `publish` function served through the Lambda Invoke API,
+//! wired to the real broker, moto and an in-process OIDC issuer, with two
+//! uniquely named tenants of its own (the `spawn_app` of these tests).
+//!
+//! Tenant A (`role_a`) has namespaces `orders` (broker grant: produce) and
+//! `ungranted` (in the policy, but *no* broker grant). Tenant B has `orders`.
+//! Callers in group `checkout` may produce to A, `billing` to B.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use pulsar::consumer::{ConsumerOptions, InitialPosition};
+use pulsar::{Consumer, SubType, TokioExecutor};
+use serde_json::{Value, json};
+
+use crate::lambda::{Function, temp_file};
+use crate::oidc::{Provider, TestIssuer};
+use crate::{stack, unique, unix_now};
+
+/// The audience the test policy accepts.
+pub const AUDIENCE: &str = "kong-pulsar";
+
+/// Knobs for [`PublishApp::spawn_with`].
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// `KP_SECRET_TTL` of the function.
+    pub secret_ttl: &'static str,
+    /// `KP_MAX_BODY_BYTES` of the function.
+    pub max_body_bytes: usize,
+    /// `KP_MAX_BATCH` of the function.
+    pub max_batch: usize,
+    /// Lifetime of tenant A's first token.
+    pub token_a_ttl: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            secret_ttl: "5m",
+            max_body_bytes: 64 * 1024,
+            max_batch: 50,
+            token_a_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+pub struct PublishApp {
+    pub function: Function,
+    pub issuer: TestIssuer,
+    pub tenant_a: String,
+    pub role_a: String,
+    pub secret_a: String,
+    pub tenant_b: String,
+    pub role_b: String,
+    pub policy_path: std::path::PathBuf,
+    tokens_issued: std::sync::Mutex<Vec<String>>,
+}
+
+impl PublishApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: AppOptions) -> Self {
+        let stack = stack();
+        let admin = stack.admin();
+        let issuer = TestIssuer::start().await;
+        let (tenant_a, tenant_b) = (unique("ta"), unique("tb"));
+        let (role_a, role_b) = (unique("role-a"), unique("role-b"));
+        let (secret_a, secret_b) = (
+            format!("kong-pulsar/tokens/{tenant_a}"),
+            format!("kong-pulsar/tokens/{tenant_b}"),
+        );
+        for (tenant, role, namespaces) in [
+            (&tenant_a, &role_a, &["orders", "ungranted"][..]),
+            (&tenant_b, &role_b, &["orders"][..]),
+        ] {
+            admin.create_tenant(tenant, &[]).await.unwrap();
+            for ns in namespaces {
+                admin.create_namespace(tenant, ns).await.unwrap();
+            }
+            admin
+                .grant(tenant, "orders", role, &["produce"])
+                .await
+                .unwrap();
+        }
+        let token_a = stack.mint_token_expiring(&role_a, options.token_a_ttl, true);
+        put_secret(&secret_a, &token_secret(&token_a, &role_a)).await;
+        put_secret(
+            &secret_b,
+            &token_secret(&stack.mint_token(&role_b), &role_b),
+        )
+        .await;
+
+        let policy = format!(
+            r#"version: 1
+pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
+identity:
+  oidc:
+    - issuer: "{issuer}"
+      audiences: [{AUDIENCE}]
+      algorithms: [RS256, ES256]
+      claims: {{ subject: sub, groups: groups, service: cid }}
+  kong: {{ trusted: false }}
+tenants:
+  {tenant_a}:
+    role: {role_a}
+    token_secret: {secret_a}
+    token_ttl: 24h
+    namespaces:
+      orders:
+        schemas:
+          order-created: {{ type: object, required: [orderId], properties: {{ orderId: {{ type: string }} }} }}
+      ungranted: {{}}
+  {tenant_b}:
+    role: {role_b}
+    token_secret: {secret_b}
+    token_ttl: 24h
+    namespaces:
+      orders: {{}}
+rules:
+  - name: checkout-produces-a
+    when: {{ issuer: "{issuer}", groups_any: [checkout] }}
+    allow: {{ tenant: {tenant_a}, namespaces: [orders, ungranted], topics: ["*"], actions: [produce] }}
+  - name: billing-produces-b
+    when: {{ issuer: "{issuer}", groups_any: [billing] }}
+    allow: {{ tenant: {tenant_b}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+"#,
+            issuer = issuer.issuer()
+        );
+        let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
+        let function = Function::start(
+            "publish",
+            &[
+                ("KP_POLICY_FILE", policy_path.display().to_string()),
+                ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
+                ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+                ("AWS_REGION", stack.aws_region.clone()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+                ("KP_SECRET_TTL", options.secret_ttl.into()),
+                ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
+                ("KP_MAX_BATCH", options.max_batch.to_string()),
+            ],
+        );
+        Self {
+            function,
+            issuer,
+            tenant_a,
+            role_a,
+            secret_a,
+            tenant_b,
+            role_b,
+            policy_path,
+            tokens_issued: std::sync::Mutex::new(vec![token_a]),
+        }
+    }
+
+    /// A valid Okta-shaped access token for `subject` in `groups`.
+    pub fn token(&self, subject: &str, groups: &[&str]) -> String {
+        let token = self.issuer.sign(&self.issuer.claims_for(
+            Provider::Okta,
+            subject,
+            groups,
+            AUDIENCE,
+        ));
+        self.tokens_issued.lock().unwrap().push(token.clone());
+        token
+    }
+
+    /// Every secret value this app handed out (tokens), for log checks.
+    pub fn secrets_issued(&self) -> Vec<String> {
+        self.tokens_issued.lock().unwrap().clone()
+    }
+
+    /// Replaces tenant A's token secret with a fresh token valid for `ttl`.
+    pub async fn rotate_token_a(&self, ttl: Duration) -> String {
+        let token = stack().mint_token_expiring(&self.role_a, ttl, true);
+        put_secret(&self.secret_a, &token_secret(&token, &self.role_a)).await;
+        self.tokens_issued.lock().unwrap().push(token.clone());
+        token
+    }
+
+    /// `persistent://{tenant}/{namespace}/{topic}`.
+    pub fn topic(&self, tenant: &str, namespace: &str, topic: &str) -> String {
+        format!("persistent://{tenant}/{namespace}/{topic}")
+    }
+
+    /// Invokes the function and returns (HTTP status, headers, body JSON) of
+    /// the proxy response it produced.
+    pub async fn call(&self, event: &Value) -> Response {
+        let (invoke_status, out) = self.function.invoke(event).await;
+        assert_eq!(
+            invoke_status, 200,
+            "the function crashed instead of answering: {out}"
+        );
+        let status = out["statusCode"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a proxy response: {out}")) as u16;
+        let body_text = out["body"].as_str().unwrap_or_default();
+        let body = serde_json::from_str(body_text).unwrap_or(Value::String(body_text.into()));
+        Response {
+            status,
+            headers: out["headers"].clone(),
+            body,
+        }
+    }
+
+    /// A consumer (as the super-user) that sees everything published to
+    /// `topic` from now on.
+    pub async fn consumer(&self, topic: &str) -> Consumer<Vec<u8>, TokioExecutor> {
+        let broker = stack().broker_as(stack().superuser_token()).await.unwrap();
+        broker
+            .client()
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(unique("sub"))
+            .with_subscription_type(SubType::Exclusive)
+            .with_options(
+                ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+            )
+            .build()
+            .await
+            .unwrap()
+    }
+
+    /// How many entries `topic` has stored (0 when it was never created):
+    /// the proof that a rejected request published nothing.
+    pub async fn stored(&self, topic: &str) -> u64 {
+        let path = topic.replace("persistent://", "/admin/v2/persistent/") + "/internalStats";
+        match stack().admin().get(&path).await {
+            Ok(stats) => stats["entriesAddedCounter"].as_u64().unwrap_or(0),
+            Err(e) if e.contains("404") => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// What the function answered.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Value,
+    pub body: Value,
+}
+
+/// A Kong-format (`forward_request_*` on) payload.
+pub fn kong_event(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Value {
+    let mut h = serde_json::Map::new();
+    for (k, v) in headers {
+        h.insert(k.to_ascii_lowercase(), json!(v));
+    }
+    json!({
+        "request_method": method,
+        "request_uri": uri,
+        "request_uri_args": {},
+        "request_headers": h,
+        "request_body": STANDARD.encode(body),
+        "request_body_base64": true,
+    })
+}
+
+fn token_secret(token: &str, role: &str) -> String {
+    let expires = chrono::DateTime::from_timestamp((unix_now() + 3600) as i64, 0).unwrap();
+    json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
+}
+
+async fn put_secret(name: &str, value: &str) {
+    let client = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
+    if client
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .is_ok()
+    {
+        client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    } else {
+        client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// A shipped sample event from `events/`, pointed at `tenant` and carrying
+/// `token`: every "/events/payments/" becomes "/events/{tenant}/" and the
+/// placeholder bearer token becomes the real one, wherever they appear.
+pub fn sample_event(name: &str, tenant: &str, token: &str) -> Value {
+    fn walk(v: &mut Value, tenant: &str, token: &str) {
+        match v {
+            Value::String(s) => {
+                *s = s
+                    .replace("/events/payments/", &format!("/events/{tenant}/"))
+                    .replace("eyJ...placeholder", token);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, tenant, token)),
+            Value::Object(map) => map.values_mut().for_each(|i| walk(i, tenant, token)),
+            _ => {}
+        }
+    }
+    let mut event = crate::lambda::event(name);
+    walk(&mut event, tenant, token);
+    event
+}
+
+/// Receives one message within 10 s.
+pub async fn receive(
+    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
+) -> pulsar::consumer::Message<Vec<u8>> {
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("consumer stream open")
+        .expect("message");
+    consumer.ack(&msg).await.expect("ack");
+    msg
+}
+
+/// A message's properties as a map.
+pub fn properties(
+    msg: &pulsar::consumer::Message<Vec<u8>>,
+) -> std::collections::HashMap<String, String> {
+    msg.payload
+        .metadata
+        .properties
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}

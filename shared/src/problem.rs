@@ -67,6 +67,8 @@ pub enum ApiError {
     BrokerRejected(#[source] BrokerError),
     #[error("the tenant's Pulsar credentials are unavailable")]
     CredentialsUnavailable(#[source] TokenError),
+    #[error("the broker rejected the tenant's Pulsar token, even after re-reading it")]
+    CredentialsRejected(#[source] BrokerError),
     #[error("the identity provider's keys are unavailable")]
     KeysUnavailable(#[source] OidcError),
     #[error("gave up waiting before the function deadline")]
@@ -93,9 +95,8 @@ impl From<BrokerError> for ApiError {
             BrokerError::Timeout => Self::Timeout,
             // The token still failed after one refresh: a credentials problem
             // on our side, not the caller's.
-            BrokerError::Unauthenticated(_) | BrokerError::Unavailable(_) => {
-                Self::BrokerUnavailable(err)
-            }
+            BrokerError::Unauthenticated(_) => Self::CredentialsRejected(err),
+            BrokerError::Unavailable(_) => Self::BrokerUnavailable(err),
         }
     }
 }
@@ -132,7 +133,9 @@ impl ApiError {
             Self::ReservedProperty(_) => (400, "reserved_property", "Reserved property"),
             Self::BrokerRejected(_) => (422, "bad_request", "Rejected by the broker"),
             Self::BrokerUnavailable(_) => (503, "broker_unavailable", "Broker unavailable"),
-            Self::CredentialsUnavailable(_) | Self::KeysUnavailable(_) => {
+            Self::CredentialsUnavailable(_)
+            | Self::CredentialsRejected(_)
+            | Self::KeysUnavailable(_) => {
                 (503, "credentials_unavailable", "Credentials unavailable")
             }
             Self::Timeout => (504, "timeout", "Timeout"),
@@ -153,6 +156,7 @@ impl ApiError {
             Self::Internal(_)
             | Self::BrokerUnavailable(_)
             | Self::CredentialsUnavailable(_)
+            | Self::CredentialsRejected(_)
             | Self::KeysUnavailable(_) => title.to_owned(),
             // Which check failed helps an attacker more than a caller.
             Self::InvalidToken(_) => "the bearer token could not be verified".to_owned(),

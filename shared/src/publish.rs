@@ -233,12 +233,15 @@ impl Publisher {
             role: &tenant.role,
             token_secret: &tenant.token_secret,
         };
-        let sent = tokio::time::timeout(
-            budget.saturating_sub(DEADLINE_MARGIN),
-            self.brokers.send(credentials, &topic, messages),
-        )
-        .await
-        .map_err(|_| ApiError::Timeout)??;
+        let sent = self
+            .brokers
+            .send(
+                credentials,
+                &topic,
+                messages,
+                budget.saturating_sub(DEADLINE_MARGIN),
+            )
+            .await?;
         audit.message_id = sent.first().map(|id| {
             if sent.len() > 1 {
                 format!("{id} (+{})", sent.len() - 1)

@@ -194,7 +194,12 @@ impl TenantToken {
             if !looks_like_jwt(&stored.token) {
                 return Err(malformed());
             }
-            let expires_at = stored.expires_at.or_else(|| jwt_expiry(&stored.token));
+            // The JWT's own `exp` is what the broker enforces; a stale or
+            // hand-written `expires_at` must not make us trust it longer.
+            let expires_at = match (stored.expires_at, jwt_expiry(&stored.token)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             return Ok(Self {
                 token: SecretValue::new(stored.token),
                 role: stored.role,

@@ -86,10 +86,18 @@ impl PublishApp {
                 .unwrap();
         }
         let token_a = stack.mint_token_expiring(&role_a, options.token_a_ttl, true);
-        put_secret(&secret_a, &token_secret(&token_a, &role_a)).await;
+        put_secret(
+            &secret_a,
+            &token_secret(&token_a, &role_a, options.token_a_ttl),
+        )
+        .await;
         put_secret(
             &secret_b,
-            &token_secret(&stack.mint_token(&role_b), &role_b),
+            &token_secret(
+                &stack.mint_token(&role_b),
+                &role_b,
+                Duration::from_secs(3600),
+            ),
         )
         .await;
 
@@ -177,9 +185,14 @@ rules:
     /// Replaces tenant A's token secret with a fresh token valid for `ttl`.
     pub async fn rotate_token_a(&self, ttl: Duration) -> String {
         let token = stack().mint_token_expiring(&self.role_a, ttl, true);
-        put_secret(&self.secret_a, &token_secret(&token, &self.role_a)).await;
-        self.tokens_issued.lock().unwrap().push(token.clone());
+        self.replace_token_a(&token, ttl).await;
         token
+    }
+
+    /// Stores `token` as tenant A's current token.
+    pub async fn replace_token_a(&self, token: &str, ttl: Duration) {
+        put_secret(&self.secret_a, &token_secret(token, &self.role_a, ttl)).await;
+        self.tokens_issued.lock().unwrap().push(token.to_owned());
     }
 
     /// `persistent://{tenant}/{namespace}/{topic}`.
@@ -261,8 +274,9 @@ pub fn kong_event(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]
     })
 }
 
-fn token_secret(token: &str, role: &str) -> String {
-    let expires = chrono::DateTime::from_timestamp((unix_now() + 3600) as i64, 0).unwrap();
+/// The JSON form of a tenant token secret (DESIGN §5).
+pub fn token_secret(token: &str, role: &str, ttl: Duration) -> String {
+    let expires = chrono::DateTime::from_timestamp((unix_now() + ttl.as_secs()) as i64, 0).unwrap();
     json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
 }
 

@@ -110,7 +110,34 @@ impl TenantBrokers {
     /// receipt per message. When the broker rejects the credentials (the token
     /// was rotated or expired), the cached secret and client are dropped and
     /// the unsent remainder is retried once with a fresh token.
+    ///
+    /// Gives up after `budget`. A client that timed out is dropped (and its
+    /// token re-read) so the next request starts clean: pulsar-rs keeps
+    /// reconnecting with whatever token its provider returns, so a token the
+    /// broker rejects before its `exp` (a rotated signing key) would otherwise
+    /// stall every request on this warm instance.
     pub async fn send(
+        &self,
+        credentials: TenantCredentials<'_>,
+        topic: &TopicName,
+        messages: Vec<OutgoingMessage>,
+        budget: Duration,
+    ) -> Result<Vec<MessageId>, SendError> {
+        match tokio::time::timeout(budget, self.send_with_refresh(credentials, topic, messages))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                self.forget(credentials).await;
+                Err(SendError::Broker {
+                    source: BrokerError::Timeout,
+                    sent: Vec::new(),
+                })
+            }
+        }
+    }
+
+    async fn send_with_refresh(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &TopicName,

@@ -797,6 +797,10 @@ pub struct ProxyResponse {
     /// Whether Kong must base64-decode `body` before sending it.
     #[serde(default)]
     pub is_base64_encoded: bool,
+    /// Always empty; present because the payload-2.0 response parsers
+    /// (function URLs, `cargo lambda watch`) require the field.
+    #[serde(default)]
+    pub cookies: Vec<String>,
 }
 
 impl ProxyResponse {
@@ -807,6 +811,7 @@ impl ProxyResponse {
             headers: BTreeMap::new(),
             body: body.to_string(),
             is_base64_encoded: false,
+            cookies: Vec::new(),
         }
         .with_header("content-type", "application/json")
     }
@@ -1532,7 +1537,8 @@ mod tests {
                 "statusCode": 202,
                 "headers": {"content-type": "application/json", "x-request-id": "abc"},
                 "body": "{\"topic\":\"persistent://t/ns/x\"}",
-                "isBase64Encoded": false
+                "isBase64Encoded": false,
+                "cookies": []
             })
         );
         let back: ProxyResponse = serde_json::from_value(value).unwrap();

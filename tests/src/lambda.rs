@@ -141,6 +141,34 @@ impl Function {
         (status, value)
     }
 
+    /// Sends a real HTTP request to the function URL route of `cargo lambda
+    /// watch` (`/lambda-url/{name}{path}`), which wraps it in a payload-2.0
+    /// event as Lambda function URLs do, and returns the HTTP response.
+    pub async fn http(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let url = format!("{}/lambda-url/{}{path}", self.api.base_url(), self.name);
+        let mut req = self
+            .http
+            .request(method, url)
+            .body(body)
+            .timeout(Duration::from_secs(30));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => panic!(
+                "the function URL did not answer ({e}); function log:\n{}",
+                self.logs()
+            ),
+        }
+    }
+
     /// Everything the function printed so far (its logs).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

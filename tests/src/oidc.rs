@@ -198,9 +198,15 @@ impl TestIssuer {
     /// An issuer at `http://127.0.0.1:{port}{path}` (`path` empty or starting
     /// with `/`, e.g. Okta's `/oauth2/default`) with one key of `key_type`.
     pub async fn start_with(path: &str, key_type: KeyType) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(0, path, key_type).await
+    }
+
+    /// An issuer on a fixed loopback `port` (0: any free port), e.g. the
+    /// demo issuer `make run` serves for the demo policy.
+    pub async fn start_on(port: u16, path: &str, key_type: KeyType) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .unwrap_or_else(|e| panic!("cannot bind a test issuer: {e}"));
+            .unwrap_or_else(|e| panic!("cannot bind a test issuer on port {port}: {e}"));
         let port = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("test issuer has no address: {e}"))

@@ -283,13 +283,14 @@ cmd_up() {
 
 cmd_down() {
   stop_pid "$STACK_DIR/lambda.pid" "cargo lambda watch"
+  stop_pid "$STACK_DIR/demo-issuer.pid" "demo issuer"
   stop_pid "$STACK_DIR/moto.pid" moto
   stop_pid "$STACK_DIR/pulsar.pid" Pulsar
 }
 
 cmd_status() {
   local name
-  for name in pulsar moto lambda; do
+  for name in pulsar moto demo-issuer lambda; do
     if pid_alive "$STACK_DIR/$name.pid"; then echo "$name: running (pid $(cat "$STACK_DIR/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
@@ -318,12 +319,38 @@ cmd_test() {
   say "all tests passed in $((SECONDS - t0))s"
 }
 
+start_demo_issuer() {
+  local pidfile=$STACK_DIR/demo-issuer.pid
+  pid_alive "$pidfile" && return 0
+  require_free_port 9400 "the demo OIDC issuer"
+  (cd "$ROOT" && cargo build --quiet -p kp-tests --bin demo-issuer)
+  setsid "$ROOT/target/debug/demo-issuer" "$STACK_DIR/demo.token" >"$STACK_DIR/demo-issuer.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 50); do [ -s "$STACK_DIR/demo.token" ] && return 0; sleep 0.2; done
+  die "the demo issuer did not start; see $STACK_DIR/demo-issuer.log"
+}
+
 cmd_run() {
   cmd_setup
   cmd_up
   load_env
   STACK_DIR=$STACK_DIR "$HERE/demo.sh"
+  rm -f "$STACK_DIR/demo.token"
+  start_demo_issuer
   cd "$ROOT"
+  cat >&2 <<MSG
+[stack] ready. In another terminal, publish an event through the function URL
+        route of cargo lambda watch (payload 2.0, as Kong would send it):
+
+  curl -i -X POST http://127.0.0.1:$LAMBDA_PORT/lambda-url/publish/events/demo/orders/order-created \\
+       -H "Authorization: Bearer \$(cat $STACK_DIR/demo.token)" \\
+       -H 'Content-Type: application/json' -d '{"orderId":"1001"}'
+
+        or invoke with a shipped Kong event:
+  .venv/bin/cargo-lambda lambda invoke publish --data-file events/publish-kong.json
+
+        The first call compiles the function. '$0 down' stops everything.
+MSG
   say "serving the functions with cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (Ctrl-C stops; '$0 down' stops the stack)"
   exec "$VENV/bin/cargo-lambda" lambda watch --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
     --env-file "$STACK_DIR/functions.env"

@@ -230,3 +230,47 @@ async fn a_retry_with_the_same_idempotency_key_does_not_publish_twice() {
     assert_eq!(other.status, 400, "{:?}", other.body);
     assert_eq!(app.stored(&topic).await, 1);
 }
+
+#[tokio::test]
+async fn a_plain_http_request_through_the_function_url_route_is_published() {
+    let app = PublishApp::spawn().await;
+    let topic = app.topic(&app.tenant_a, "orders", "order-created");
+    let mut consumer = app.consumer(&topic).await;
+    let token = app.token("carol", &["checkout"]);
+    let resp = app
+        .function
+        .http(
+            reqwest::Method::POST,
+            &format!("/events/{}/orders/order-created", app.tenant_a),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/json"),
+                ("x-event-key", "k-1"),
+            ],
+            ORDER.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let msg = receive(&mut consumer).await;
+    assert_eq!(msg.payload.data, ORDER.as_bytes());
+    assert_eq!(msg.payload.metadata.partition_key.as_deref(), Some("k-1"));
+    assert_eq!(
+        properties(&msg)["kp-event-id"],
+        body["eventId"].as_str().unwrap()
+    );
+
+    // Errors come back as real HTTP problem responses too.
+    let resp = app
+        .function
+        .http(
+            reqwest::Method::POST,
+            &format!("/events/{}/orders/order-created", app.tenant_a),
+            &[("content-type", "application/json")],
+            ORDER.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert!(resp.headers().contains_key("www-authenticate"));
+}

@@ -5,6 +5,7 @@
 //! compose them. `DESIGN.md` (in the shared folder beside the repository) is
 //! the contract these modules implement.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod identity;
@@ -12,6 +13,9 @@ pub mod kong;
 pub mod policy;
 pub mod problem;
 pub mod publish;
+pub mod reconcile;
+pub mod rotate;
+pub mod rotation;
 pub mod secrets;
 pub mod telemetry;
 pub mod topic;

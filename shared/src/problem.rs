@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::broker::{BrokerError, SendError, TokenError};
+use crate::identity::AuthError;
+use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
 use crate::kong::{PayloadError, ProxyResponse};
 use crate::topic::NameError;
@@ -34,7 +36,11 @@ pub enum ApiError {
     MissingCredentials,
     #[error("the credentials are not valid")]
     InvalidToken(#[source] OidcError),
-    #[error("unsupported Authorization scheme (use Bearer)")]
+    #[error("the AWS IAM credentials are not valid")]
+    InvalidIamToken(#[source] IamError),
+    #[error("AWS STS could not confirm the caller")]
+    StsUnavailable(#[source] IamError),
+    #[error("unsupported Authorization scheme (use Bearer or KP-AWS-IAM)")]
     UnsupportedScheme,
     #[error("the caller may not publish to this topic")]
     Forbidden,
@@ -75,6 +81,29 @@ pub enum ApiError {
     Timeout,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing => Self::MissingCredentials,
+            AuthError::MultipleAuthorization => {
+                Self::BadRequest("more than one Authorization header".into())
+            }
+            AuthError::Ambiguous(method) => Self::BadRequest(format!(
+                "the request carries two identities ({method} credentials and a Kong consumer); \
+                 send one, or hide the credential from the upstream in the Kong auth plugin"
+            )),
+            AuthError::UnsupportedScheme => Self::UnsupportedScheme,
+            AuthError::Oidc(e) if e.is_unavailable() => Self::KeysUnavailable(e),
+            AuthError::Oidc(e) => Self::InvalidToken(e),
+            AuthError::Iam(e) => match e.status() {
+                401 => Self::InvalidIamToken(e),
+                500 => Self::Internal(Box::new(e)),
+                _ => Self::StsUnavailable(e),
+            },
+        }
+    }
 }
 
 impl From<SendError> for ApiError {
@@ -119,7 +148,7 @@ impl ApiError {
             | Self::PayloadTooLarge(_) => (413, "payload_too_large", "Payload too large"),
             Self::Payload(_) => (400, "bad_request", "Bad request"),
             Self::MissingCredentials => (401, "missing_credentials", "Missing credentials"),
-            Self::InvalidToken(_) | Self::UnsupportedScheme => {
+            Self::InvalidToken(_) | Self::InvalidIamToken(_) | Self::UnsupportedScheme => {
                 (401, "invalid_token", "Invalid credentials")
             }
             Self::Forbidden | Self::BrokerForbidden(_) => (403, "forbidden", "Forbidden"),
@@ -135,7 +164,8 @@ impl ApiError {
             Self::BrokerUnavailable(_) => (503, "broker_unavailable", "Broker unavailable"),
             Self::CredentialsUnavailable(_)
             | Self::CredentialsRejected(_)
-            | Self::KeysUnavailable(_) => {
+            | Self::KeysUnavailable(_)
+            | Self::StsUnavailable(_) => {
                 (503, "credentials_unavailable", "Credentials unavailable")
             }
             Self::Timeout => (504, "timeout", "Timeout"),
@@ -157,9 +187,11 @@ impl ApiError {
             | Self::BrokerUnavailable(_)
             | Self::CredentialsUnavailable(_)
             | Self::CredentialsRejected(_)
-            | Self::KeysUnavailable(_) => title.to_owned(),
+            | Self::KeysUnavailable(_)
+            | Self::StsUnavailable(_) => title.to_owned(),
             // Which check failed helps an attacker more than a caller.
             Self::InvalidToken(_) => "the bearer token could not be verified".to_owned(),
+            Self::InvalidIamToken(_) => "the KP-AWS-IAM credential could not be verified".to_owned(),
             Self::Payload(PayloadError::Legacy) => PayloadError::Legacy.to_string(),
             _ => self.to_string(),
         };
@@ -179,7 +211,7 @@ impl ApiError {
             Self::MissingCredentials => {
                 response = response.with_header("www-authenticate", r#"Bearer realm="kong-pulsar""#)
             }
-            Self::InvalidToken(_) | Self::UnsupportedScheme => {
+            Self::InvalidToken(_) | Self::InvalidIamToken(_) | Self::UnsupportedScheme => {
                 response = response.with_header(
                     "www-authenticate",
                     r#"Bearer realm="kong-pulsar", error="invalid_token""#,

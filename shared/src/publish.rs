@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
 use crate::config::Config;
-use crate::identity::Identity;
-use crate::identity::oidc::{IssuerConfig, OidcError, OidcVerifier, VerifierOptions};
+use crate::identity::iam::{IamConfig, IamVerifier};
+use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
+use crate::identity::{Authenticator, Identity};
 use crate::kong::{Headers, HttpRequest, ProxyResponse, parse_request};
 use crate::policy::{Action, Decision, Policy};
 use crate::problem::{ApiError, Violation};
@@ -36,7 +37,7 @@ pub struct Limits {
 pub struct Publisher {
     pub limits: Limits,
     pub policy: Arc<Policy>,
-    pub oidc: OidcVerifier,
+    pub auth: Authenticator,
     pub brokers: TenantBrokers,
     idempotency: IdempotencyCache,
 }
@@ -54,6 +55,8 @@ pub enum StartupError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("OIDC issuer configuration: {0}")]
     Oidc(#[from] crate::identity::oidc::ConfigError),
+    #[error("identity.iam: {0}")]
+    Iam(#[from] crate::identity::iam::IamError),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -75,7 +78,19 @@ impl Publisher {
             .timeout(options.http_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let oidc = OidcVerifier::new(issuers, http, options);
+        let iam = match policy.iam() {
+            Some(settings) => {
+                let config = IamConfig::from(settings);
+                config.validate()?;
+                Some(IamVerifier::new(config, IamVerifier::http_client()?))
+            }
+            None => None,
+        };
+        let auth = Authenticator::new(
+            OidcVerifier::new(issuers, http, options),
+            iam,
+            policy.kong_trusted(),
+        );
         let secrets = Arc::new(CachedSecrets::new(
             SecretsManager::from_conf(aws),
             config.secret_ttl,
@@ -89,20 +104,20 @@ impl Publisher {
             max_body_bytes: config.max_body_bytes,
             max_batch: config.max_batch,
         };
-        Ok(Self::new(limits, policy, oidc, brokers))
+        Ok(Self::new(limits, policy, auth, brokers))
     }
 
     /// Assembles a publisher from parts (tests and benchmarks).
     pub fn new(
         limits: Limits,
         policy: Arc<Policy>,
-        oidc: OidcVerifier,
+        auth: Authenticator,
         brokers: TenantBrokers,
     ) -> Self {
         Self {
             limits,
             policy,
-            oidc,
+            auth,
             brokers,
             idempotency: IdempotencyCache::new(10_000, Duration::from_secs(600)),
         }
@@ -162,7 +177,7 @@ impl Publisher {
         let topic = route(&request)?;
         audit.topic = Some(topic.clone());
 
-        let identity = tokio::time::timeout(budget, self.authenticate(&request.headers))
+        let identity = tokio::time::timeout(budget, self.auth.authenticate(&request.headers))
             .await
             .map_err(|_| ApiError::Timeout)??;
         audit.identity = Some(identity.clone());
@@ -265,29 +280,6 @@ impl Publisher {
             claim.complete(response.clone()).await;
         }
         Ok(response)
-    }
-
-    async fn authenticate(&self, headers: &Headers) -> Result<Identity, ApiError> {
-        let mut values = headers.get_all("authorization");
-        let Some(value) = values.next() else {
-            return Err(ApiError::MissingCredentials);
-        };
-        if values.next().is_some() {
-            return Err(ApiError::BadRequest(
-                "more than one Authorization header".into(),
-            ));
-        }
-        let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") || credential.trim().is_empty() {
-            return Err(ApiError::UnsupportedScheme);
-        }
-        self.oidc
-            .verify(credential.trim())
-            .await
-            .map_err(|err| match err {
-                OidcError::KeysUnavailable { .. } => ApiError::KeysUnavailable(err),
-                other => ApiError::InvalidToken(other),
-            })
     }
 
     /// Parses the body into events (one, or one per NDJSON line) and checks

@@ -92,6 +92,9 @@ impl SecretSource for SecretsManager {
             .client
             .get_secret_value()
             .secret_id(name)
+            // Explicit, because moto (unlike AWS) keeps answering the old
+            // version without a stage after AWSCURRENT moves.
+            .version_stage("AWSCURRENT")
             .send()
             .await
             .map_err(|err| classify(name, err))?;

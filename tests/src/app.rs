@@ -20,6 +20,8 @@ use crate::{stack, unique, unix_now};
 
 /// The audience the test policy accepts.
 pub const AUDIENCE: &str = "kong-pulsar";
+/// The `identity.iam.server_id` of the test policy.
+pub const IAM_SERVER_ID: &str = "kong-pulsar";
 
 /// Knobs for [`PublishApp::spawn_with`].
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct AppOptions {
     pub max_batch: usize,
     /// Lifetime of tenant A's first token.
     pub token_a_ttl: Duration,
+    /// The policy's `identity.kong.trusted`.
+    pub kong_trusted: bool,
 }
 
 impl Default for AppOptions {
@@ -41,6 +45,7 @@ impl Default for AppOptions {
             max_body_bytes: 64 * 1024,
             max_batch: 50,
             token_a_ttl: Duration::from_secs(3600),
+            kong_trusted: false,
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct PublishApp {
     pub secret_a: String,
     pub tenant_b: String,
     pub role_b: String,
+    /// The IAM role a rule lets produce to tenant A.
+    pub iam_role: String,
     pub policy_path: std::path::PathBuf,
     tokens_issued: std::sync::Mutex<Vec<String>>,
 }
@@ -68,6 +75,7 @@ impl PublishApp {
         let issuer = TestIssuer::start().await;
         let (tenant_a, tenant_b) = (unique("ta"), unique("tb"));
         let (role_a, role_b) = (unique("role-a"), unique("role-b"));
+        let iam_role = unique("caller-role");
         let (secret_a, secret_b) = (
             format!("kong-pulsar/tokens/{tenant_a}"),
             format!("kong-pulsar/tokens/{tenant_b}"),
@@ -110,7 +118,8 @@ identity:
       audiences: [{AUDIENCE}]
       algorithms: [RS256, ES256]
       claims: {{ subject: sub, groups: groups, service: cid }}
-  kong: {{ trusted: false }}
+  iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900 }}
+  kong: {{ trusted: {kong_trusted} }}
 tenants:
   {tenant_a}:
     role: {role_a}
@@ -134,8 +143,16 @@ rules:
   - name: billing-produces-b
     when: {{ issuer: "{issuer}", groups_any: [billing] }}
     allow: {{ tenant: {tenant_b}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+  - name: iam-role-produces-a
+    when: {{ iam_arn: "arn:aws:iam::*:role/{iam_role}" }}
+    allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+  - name: kong-checkout-consumer-produces-a
+    when: {{ auth_method: kong, kong_consumer: checkout-svc }}
+    allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
 "#,
-            issuer = issuer.issuer()
+            issuer = issuer.issuer(),
+            kong_trusted = options.kong_trusted,
+            sts = format!("{}/", stack.aws_endpoint.trim_end_matches('/')),
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
         let function = Function::start(
@@ -160,6 +177,7 @@ rules:
             secret_a,
             tenant_b,
             role_b,
+            iam_role,
             policy_path,
             tokens_issued: std::sync::Mutex::new(vec![token_a]),
         }
@@ -175,6 +193,40 @@ rules:
         ));
         self.tokens_issued.lock().unwrap().push(token.clone());
         token
+    }
+
+    /// An `Authorization: KP-AWS-IAM …` value signed with credentials of IAM
+    /// role `role` (from moto's `sts:AssumeRole`), as the client helper makes it.
+    pub async fn iam_authorization(&self, role: &str, session: &str) -> String {
+        use aws_credential_types::Credentials;
+        use kong_pulsar::identity::iam::client::{TokenRequest, authorization_header};
+        let sts = aws_sdk_sts::Client::new(&stack().aws_config().await);
+        let out = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::123456789012:role/{role}"))
+            .role_session_name(session)
+            .send()
+            .await
+            .expect("moto AssumeRole");
+        let c = out.credentials().expect("credentials");
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "moto-assume-role",
+        );
+        let request = TokenRequest {
+            server_id: IAM_SERVER_ID.to_owned(),
+            region: stack().aws_region.clone(),
+            sts_endpoint: format!("{}/", stack().aws_endpoint.trim_end_matches('/'))
+                .parse()
+                .unwrap(),
+        };
+        let header = authorization_header(&credentials, &request, std::time::SystemTime::now())
+            .expect("signing");
+        self.tokens_issued.lock().unwrap().push(header.clone());
+        header
     }
 
     /// Every secret value this app handed out (tokens), for log checks.

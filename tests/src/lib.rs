@@ -34,6 +34,14 @@ pub struct Stack {
     token_secret: Vec<u8>,
     pub aws_endpoint: String,
     pub aws_region: String,
+    /// The broker's TLS listener (`pulsar+ssl://…`), when the stack has one
+    /// (a stack started before the listener existed, and reused, has not).
+    pub tls_service_url: Option<Url>,
+    /// The test CA the TLS listener trusts for client certificates (and
+    /// whose server certificate it presents), PEM.
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// That CA's private key, PEM (PKCS#8), to issue client certificates.
+    pub tls_ca_key_file: Option<PathBuf>,
 }
 
 /// The stack, loaded once per test binary. Panics with instructions when no
@@ -66,6 +74,9 @@ impl Stack {
             "KP_STACK_TOKEN_SECRET_FILE",
             "AWS_ENDPOINT_URL",
             "AWS_REGION",
+            "PULSAR_TLS_SERVICE_URL",
+            "KP_STACK_TLS_CA_CERT_FILE",
+            "KP_STACK_TLS_CA_KEY_FILE",
         ] {
             if let Ok(v) = std::env::var(key) {
                 vars.insert(key.to_owned(), v);
@@ -99,6 +110,12 @@ impl Stack {
             token_secret: read("KP_STACK_TOKEN_SECRET_FILE")?,
             aws_endpoint: get("AWS_ENDPOINT_URL")?,
             aws_region: get("AWS_REGION")?,
+            tls_service_url: match vars.get("PULSAR_TLS_SERVICE_URL") {
+                Some(_) => Some(url("PULSAR_TLS_SERVICE_URL")?),
+                None => None,
+            },
+            tls_ca_cert_file: vars.get("KP_STACK_TLS_CA_CERT_FILE").map(PathBuf::from),
+            tls_ca_key_file: vars.get("KP_STACK_TLS_CA_KEY_FILE").map(PathBuf::from),
         })
     }
 

@@ -1,8 +1,9 @@
 //! The `rotate` Lambda function: EventBridge and Secrets Manager invoke it to
-//! rotate tokens and certificates and reconcile Pulsar with the policy.
-//! Composition root only; the behaviour lives in `kong_pulsar`.
+//! rotate tenant tokens and reconcile Pulsar with the policy. Composition root
+//! only; the behaviour lives in `kong_pulsar::rotate`.
 
 use kong_pulsar::config::Config;
+use kong_pulsar::rotate::Rotator;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -10,10 +11,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     kong_pulsar::telemetry::init();
     let config = Config::from_env()?;
-    tracing::info!(pulsar = %config.pulsar_service_url, "rotate function starting");
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let _ = event;
-        Err::<Value, Error>("the rotate handler is not implemented yet".into())
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let rotator = Rotator::build(&config, &aws)?;
+    let rotator = &rotator;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        rotator.handle(event).await.map_err(Error::from)
     }))
     .await
 }

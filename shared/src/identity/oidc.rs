@@ -564,6 +564,20 @@ impl OidcVerifier {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// True when `token` parses as a JWT whose (unverified) `iss` is one of
+    /// the configured issuers: the only question the authenticator asks
+    /// before deciding a bearer token is ours rather than one a Kong auth
+    /// plugin already consumed. Never a substitute for [`Self::verify`].
+    pub fn is_ours(&self, token: &str) -> bool {
+        ParsedToken::parse(token).is_ok_and(|parsed| {
+            parsed
+                .claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .is_some_and(|iss| self.issuers.contains_key(iss))
+        })
+    }
+
     /// Verifies `token` (the part after `Bearer `) and returns the caller.
     pub async fn verify(&self, token: &str) -> Result<Identity, OidcError> {
         let result = self.verify_token(token).await;

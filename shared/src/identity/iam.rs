@@ -1,0 +1,2242 @@
+//! AWS IAM callers: turns `Authorization: KP-AWS-IAM <base64url(JSON)>` into
+//! an [`Identity`], and (in [`client`]) makes such a credential from the
+//! caller's own AWS credentials.
+//!
+//! The credential is a SigV4-signed `sts:GetCallerIdentity` request that the
+//! caller did not send: `{"method","url","headers","body"}`, the scheme
+//! HashiCorp Vault's `aws` auth method uses. We replay it to STS; STS checks
+//! the signature and answers with the signer's ARN. This module owns
+//! everything between the raw credential and the identity: the strict checks
+//! made before any network traffic, the replay, reading STS's answer, turning
+//! the ARN into a principal, and the cache. The policy module owns the YAML
+//! and converts it into [`IamConfig`].
+//!
+//! The rules, in the order they are applied (all before the network):
+//!
+//! 1. At most [`MAX_CREDENTIAL_BYTES`], base64url (padded or not), a JSON
+//!    object with exactly `method`, `url`, `headers` and `body`.
+//! 2. `url` is the configured STS endpoint once normalised: same scheme (http
+//!    only if the configured endpoint is http), host and port, path `/`, no
+//!    query, fragment or userinfo. The URL is only *compared*: the request is
+//!    always sent to the configured endpoint, never to one from the token.
+//! 3. `method` is `POST`; `body` is exactly `Action=GetCallerIdentity` and
+//!    `Version=2011-06-15` in either order, so a token can never make us
+//!    perform any other STS action.
+//! 4. Headers (names case-insensitive, each at most once): an
+//!    `AWS4-HMAC-SHA256` `Authorization` whose credential scope is `sts`;
+//!    `host` equal to the endpoint's; a form-urlencoded `content-type`;
+//!    `x-kp-server-id` present, *signed* and equal to the configured server id,
+//!    so a token made for another service cannot be replayed here; a signed
+//!    `X-Amz-Date` no older than `max_age` and at most [`MAX_FUTURE_SKEW`]
+//!    ahead. A signed header outside [`SIGNABLE_HEADERS`] is refused (STS
+//!    would refuse it anyway, we never forward it); other headers are dropped.
+//!
+//! Then the request goes to STS with only [`FORWARDED_HEADERS`] (`host` and
+//! `content-length` are recomputed by the HTTP client), redirects are never
+//! followed, and the XML answer is parsed. `arn:aws:sts::A:assumed-role/R/S`
+//! becomes the role `arn:aws:iam::A:role/R` with service `R` (the session name
+//! stays in the claims); IAM users, the account root and federated users keep
+//! their ARN. A verified identity is cached, keyed by the SHA-256 of the
+//! credential, until `X-Amz-Date + max_age`, so a warm function calls STS once
+//! per distinct credential; concurrent first uses of one credential share one
+//! STS call. Failures are not cached: a credential STS refused costs one STS
+//! call per attempt (each attempt has already passed every local check).
+//!
+//! The credential, its signature and the session token are never logged:
+//! only [`fingerprint`]s are.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use url::{Host, Url};
+
+use super::{AuthMethod, Identity};
+use crate::telemetry::fingerprint;
+
+/// The `Authorization` scheme of an IAM credential.
+pub const SCHEME: &str = "KP-AWS-IAM";
+
+/// The [`Identity::issuer`] of IAM callers.
+pub const ISSUER: &str = "aws-iam";
+
+/// The signed header naming the service a credential is meant for.
+pub const SERVER_ID_HEADER: &str = "x-kp-server-id";
+
+/// Longest credential accepted (the encoded part after the scheme). A real one
+/// is 1–3 KiB, most of it the session token; anything larger is refused before
+/// it is decoded.
+pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
+
+/// How far in the future `X-Amz-Date` may be (clock skew between the caller
+/// and this function).
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// Most identities the cache holds.
+pub const CACHE_CAPACITY: usize = 10_000;
+
+/// The only body a credential may carry.
+pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+
+/// Headers copied from the credential to the STS request. Nothing else from
+/// the token reaches STS, whatever the token says (no `Cookie`, no
+/// `X-Forwarded-*`, no `Transfer-Encoding`).
+pub const FORWARDED_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "x-amz-date",
+    "x-amz-security-token",
+    SERVER_ID_HEADER,
+];
+
+/// Headers a credential may list in `SignedHeaders`: the forwarded ones plus
+/// `host` and `content-length`, which are checked and then recomputed
+/// identically by the HTTP client.
+pub const SIGNABLE_HEADERS: [&str; 6] = [
+    "content-length",
+    "content-type",
+    "host",
+    "x-amz-date",
+    "x-amz-security-token",
+    SERVER_ID_HEADER,
+];
+
+/// Time allowed for one STS call, body included.
+const STS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Largest STS answer read, in bytes (a real one is under 1 KiB).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Longest attacker- or STS-supplied string echoed in an error.
+const MAX_ECHO_CHARS: usize = 64;
+
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// The credential's encoding: base64url, with or without padding (Vault's
+/// clients pad, ours does not).
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// STS error codes meaning "this signed request is not valid": the caller's
+/// fault, 401.
+const REJECTION_CODES: [&str; 11] = [
+    "AccessDenied",
+    "AuthFailure",
+    "ExpiredToken",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "MissingAuthenticationToken",
+    "RegionDisabledException",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+];
+
+/// STS error codes meaning "try later": STS's fault, 503.
+const UNAVAILABLE_CODES: [&str; 5] = [
+    "InternalFailure",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+];
+
+/// The IAM method as the policy configures it (`identity.iam`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamConfig {
+    /// The only STS endpoint a credential may name, and the one it is sent to.
+    pub sts_endpoint: Url,
+    /// Required value of the signed `x-kp-server-id` header.
+    pub server_id: String,
+    /// Oldest accepted signature; also how long a verified identity is cached
+    /// after its `X-Amz-Date`.
+    pub max_age: Duration,
+}
+
+impl From<&crate::policy::IamSettings> for IamConfig {
+    /// The verifier's view of `identity.iam`.
+    fn from(p: &crate::policy::IamSettings) -> Self {
+        Self {
+            sts_endpoint: p.sts_endpoint.clone(),
+            server_id: p.server_id.clone(),
+            max_age: Duration::from_secs(p.max_age_seconds),
+        }
+    }
+}
+
+impl IamConfig {
+    /// Checks what the policy's own validation does not, so a bad endpoint
+    /// fails at start-up: https (plain http only to a loopback host, which is
+    /// how tests point at a local STS), path `/`, no query, fragment or
+    /// userinfo, and a server id that can be a header value.
+    /// [`IamVerifier::verify`] refuses to call an endpoint that fails this.
+    pub fn validate(&self) -> Result<(), IamError> {
+        endpoint_problem(&self.sts_endpoint)
+            .map_or(Ok(()), |why| Err(IamError::InvalidConfig(why)))?;
+        if !is_header_value(&self.server_id) || self.server_id.trim() != self.server_id {
+            return Err(IamError::InvalidConfig(
+                "server_id must be non-empty printable ASCII without surrounding spaces",
+            ));
+        }
+        if self.max_age.is_zero() {
+            return Err(IamError::InvalidConfig("max_age must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Why an IAM credential was refused. [`IamError::status`] gives the HTTP
+/// status: 401 for everything the caller got wrong (including what STS
+/// refused), 503 when STS cannot be reached, 502 when it answers nonsense,
+/// 500 for a misconfiguration.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// Not base64url, not JSON, not the expected JSON shape, or a header that
+    /// cannot be parsed.
+    #[error("malformed KP-AWS-IAM credential: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: &'static str,
+        /// The decoding or parsing error, when there is one.
+        #[source]
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    },
+    /// Longer than [`MAX_CREDENTIAL_BYTES`].
+    #[error("KP-AWS-IAM credential is longer than {MAX_CREDENTIAL_BYTES} bytes")]
+    Oversized,
+    /// The URL or `host` header is not the configured STS endpoint.
+    #[error("the signed request is not for the configured STS endpoint")]
+    WrongEndpoint,
+    /// The method is not `POST`.
+    #[error("the signed request's method must be POST")]
+    WrongMethod,
+    /// The body (or its content type or length) is not exactly a
+    /// GetCallerIdentity call.
+    #[error("the signed request is not exactly sts:GetCallerIdentity")]
+    WrongBody,
+    /// No `x-kp-server-id` header.
+    #[error("the signed request has no {SERVER_ID_HEADER} header")]
+    MissingServerId,
+    /// `x-kp-server-id` is there but not in `SignedHeaders`, so anyone could
+    /// have added it to a token made for another service.
+    #[error("{SERVER_ID_HEADER} is not among the signed headers")]
+    ServerIdNotSigned,
+    /// `x-kp-server-id` names another service.
+    #[error("the credential was made for server id {found:?}")]
+    WrongServerId {
+        /// The value found, sanitised.
+        found: String,
+    },
+    /// A header outside [`SIGNABLE_HEADERS`] is signed: it would not be
+    /// forwarded, so STS could never accept the signature.
+    #[error("signed header {0:?} is not allowed")]
+    HeaderNotAllowed(String),
+    /// `X-Amz-Date` is older than the configured maximum age.
+    #[error("the signature is older than the accepted maximum age")]
+    Stale,
+    /// `X-Amz-Date` is further in the future than [`MAX_FUTURE_SKEW`].
+    #[error("the signature's date is in the future")]
+    NotYetValid,
+    /// STS refused the signed request (bad signature, unknown or expired
+    /// keys, …).
+    #[error("STS refused the signed request ({code})")]
+    BadSignature {
+        /// STS's error code, e.g. `SignatureDoesNotMatch`.
+        code: String,
+    },
+    /// STS could not be reached, timed out, throttled us or failed.
+    #[error("STS is unavailable: {reason}")]
+    StsUnavailable {
+        /// What happened.
+        reason: String,
+        /// The transport error, when there is one.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    /// STS answered something that is neither an identity nor a known error
+    /// (or an identity whose ARN is not a caller we understand).
+    #[error("unexpected answer from STS (HTTP {status}): {reason}")]
+    UnexpectedResponse {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// What is unexpected.
+        reason: String,
+    },
+    /// The configured endpoint or server id is unusable (see
+    /// [`IamConfig::validate`]).
+    #[error("invalid IAM configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+impl IamError {
+    /// The HTTP status this refusal deserves.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::StsUnavailable { .. } => 503,
+            Self::UnexpectedResponse { .. } => 502,
+            Self::InvalidConfig(_) => 500,
+            _ => 401,
+        }
+    }
+
+    /// True when STS or the configuration, not the caller, is at fault.
+    pub fn is_unavailable(&self) -> bool {
+        self.status() >= 500
+    }
+
+    fn malformed(reason: &'static str) -> Self {
+        Self::Malformed {
+            reason,
+            source: None,
+        }
+    }
+
+    fn malformed_by(reason: &'static str, source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Malformed {
+            reason,
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// The credential in an `Authorization` header value: what follows
+/// `KP-AWS-IAM ` (the scheme compared case-insensitively, as RFC 9110 says).
+pub fn credential(authorization: &str) -> Option<&str> {
+    let (scheme, rest) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case(SCHEME)
+        .then(|| rest.trim_start_matches(' '))
+}
+
+/// Verifies `KP-AWS-IAM` credentials against STS. Build one per cold start
+/// (it holds the cache) and share it.
+pub struct IamVerifier {
+    config: IamConfig,
+    /// `host[:port]` of the configured endpoint, as a signed `host` header
+    /// must carry it.
+    authority: String,
+    http: reqwest::Client,
+    cache: Cache,
+    sts_calls: AtomicU64,
+}
+
+impl fmt::Debug for IamVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IamVerifier")
+            .field("config", &self.config)
+            .field("sts_calls", &self.sts_call_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IamVerifier {
+    /// A verifier for `config` sending through `http`, which must not follow
+    /// redirects (use [`IamVerifier::http_client`]). No network traffic
+    /// happens here. Run [`IamConfig::validate`] first to report a bad
+    /// endpoint at start-up.
+    pub fn new(config: IamConfig, http: reqwest::Client) -> Self {
+        let authority = authority(&config.sts_endpoint);
+        Self {
+            config,
+            authority,
+            http,
+            cache: Cache::new(CACHE_CAPACITY),
+            sts_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// An HTTP client fit for STS calls: redirects are never followed, so an
+    /// answer can only come from the configured endpoint.
+    pub fn http_client() -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(STS_TIMEOUT)
+            .build()
+    }
+
+    /// How many requests this verifier has sent to STS: verifying a cached
+    /// credential again must not move it.
+    pub fn sts_call_count(&self) -> u64 {
+        self.sts_calls.load(Ordering::Relaxed)
+    }
+
+    /// Verifies `credential` (the part after `KP-AWS-IAM `) and returns the
+    /// caller.
+    pub async fn verify(&self, credential: &str) -> Result<Identity, IamError> {
+        let result = self.verify_at(credential, SystemTime::now()).await;
+        if let Err(error) = &result {
+            // Field expressions are only evaluated when debug is enabled, so
+            // the fingerprint costs nothing in production.
+            tracing::debug!(credential = %fingerprint(credential.as_bytes()), %error, "KP-AWS-IAM credential refused");
+        }
+        result
+    }
+
+    async fn verify_at(&self, credential: &str, now: SystemTime) -> Result<Identity, IamError> {
+        if credential.len() > MAX_CREDENTIAL_BYTES {
+            return Err(IamError::Oversized);
+        }
+        let key: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        if let Some(identity) = self.cache.fresh(&key, now) {
+            return Ok(identity);
+        }
+        let checked = self.check(credential, now)?;
+        let slot = self.cache.slot(key, checked.expires_at, now);
+        let result = slot
+            .identity
+            .get_or_try_init(|| self.call_sts(&checked))
+            .await
+            .cloned();
+        if result.is_err() {
+            self.cache.forget(&key, &slot);
+        }
+        result
+    }
+
+    /// Every check that needs no network, in the order the module docs give.
+    fn check(&self, credential: &str, now: SystemTime) -> Result<Checked, IamError> {
+        let json = BASE64URL
+            .decode(credential)
+            .map_err(|e| IamError::malformed_by("not base64url", e))?;
+        let request: SignedRequest = serde_json::from_slice(&json)
+            .map_err(|e| IamError::malformed_by("not the expected JSON object", e))?;
+        self.check_url(&request.url)?;
+        if request.method != "POST" {
+            return Err(IamError::WrongMethod);
+        }
+        check_body(&request.body)?;
+        let headers = request.headers.into_map()?;
+        let header = |name: &str| headers.get(name).map(String::as_str);
+        let auth = SigV4Authorization::parse(
+            header("authorization")
+                .ok_or_else(|| IamError::malformed("no Authorization header"))?,
+        )?;
+
+        if !header("host").is_some_and(|h| h.eq_ignore_ascii_case(&self.authority)) {
+            return Err(IamError::WrongEndpoint);
+        }
+        if !header("content-type").is_some_and(is_form_content_type) {
+            return Err(IamError::WrongBody);
+        }
+        if header("content-length").is_some_and(|len| len != request.body.len().to_string()) {
+            return Err(IamError::WrongBody);
+        }
+
+        let server_id = header(SERVER_ID_HEADER).ok_or(IamError::MissingServerId)?;
+        if !auth.signs(SERVER_ID_HEADER) {
+            return Err(IamError::ServerIdNotSigned);
+        }
+        if server_id != self.config.server_id {
+            return Err(IamError::WrongServerId {
+                found: echo(server_id),
+            });
+        }
+
+        for name in &auth.signed_headers {
+            if !SIGNABLE_HEADERS.contains(name) {
+                return Err(IamError::HeaderNotAllowed(echo(name)));
+            }
+            if !headers.contains_key(*name) {
+                return Err(IamError::malformed("a signed header is missing"));
+            }
+        }
+        if !auth.signs("host") {
+            return Err(IamError::malformed("host is not signed"));
+        }
+
+        let date = header("x-amz-date").ok_or_else(|| IamError::malformed("no X-Amz-Date"))?;
+        if !auth.signs("x-amz-date") {
+            return Err(IamError::malformed("X-Amz-Date is not signed"));
+        }
+        let signed_at = parse_amz_date(date)?;
+        if !date.starts_with(auth.scope_date) {
+            return Err(IamError::malformed(
+                "the credential scope's date is not X-Amz-Date's",
+            ));
+        }
+        if signed_at > now + MAX_FUTURE_SKEW {
+            return Err(IamError::NotYetValid);
+        }
+        let expires_at = signed_at + self.config.max_age;
+        if now >= expires_at {
+            return Err(IamError::Stale);
+        }
+
+        let forward = FORWARDED_HEADERS
+            .iter()
+            .filter_map(|&name| Some((name, headers.get(name)?.clone())))
+            .collect();
+        Ok(Checked {
+            forward,
+            body: request.body,
+            expires_at,
+        })
+    }
+
+    /// The token's URL must be the configured endpoint. It is only compared,
+    /// never requested.
+    fn check_url(&self, raw: &str) -> Result<(), IamError> {
+        let url = Url::parse(raw).map_err(|_| IamError::WrongEndpoint)?;
+        let expected = &self.config.sts_endpoint;
+        let same = url.scheme() == expected.scheme()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.host() == expected.host()
+            && url.port_or_known_default() == expected.port_or_known_default()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if same {
+            Ok(())
+        } else {
+            Err(IamError::WrongEndpoint)
+        }
+    }
+
+    /// Replays a checked request to the configured endpoint and reads the
+    /// caller from the answer.
+    async fn call_sts(&self, checked: &Checked) -> Result<Identity, IamError> {
+        let endpoint = &self.config.sts_endpoint;
+        if let Some(why) = endpoint_problem(endpoint) {
+            return Err(IamError::InvalidConfig(why));
+        }
+        self.sts_calls.fetch_add(1, Ordering::Relaxed);
+        let unavailable = |reason: &str, source| IamError::StsUnavailable {
+            reason: reason.to_owned(),
+            source,
+        };
+        let mut request = self
+            .http
+            .post(endpoint.clone())
+            .timeout(STS_TIMEOUT)
+            .body(checked.body.clone());
+        for (name, value) in &checked.forward {
+            request = request.header(*name, value);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| unavailable("request failed", Some(e)))?;
+        let status = response.status().as_u16();
+        if response.url() != endpoint {
+            // Only possible with a client that follows redirects: whatever
+            // answered is not the endpoint we trust.
+            return Err(IamError::UnexpectedResponse {
+                status,
+                reason: "redirected away from the configured endpoint".to_owned(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unavailable("reading the answer failed", Some(e)))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(IamError::UnexpectedResponse {
+                    status,
+                    reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8_lossy(&body);
+        let result = if status == 200 {
+            parse_caller_identity(&body).and_then(CallerIdentity::into_identity)
+        } else {
+            Err(classify_error(status, &body))
+        };
+        match &result {
+            Ok(identity) => {
+                tracing::debug!(principal = %identity.principal, "verified an IAM caller with STS");
+            }
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(error = %ErrorChain(error), "STS call failed");
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// A credential that passed every local check: what to send to STS and how
+/// long the answer may be cached. No `Debug`: it holds the signature and the
+/// session token.
+struct Checked {
+    forward: Vec<(&'static str, String)>,
+    body: String,
+    expires_at: SystemTime,
+}
+
+/// The credential's JSON. Unknown and duplicate fields are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedRequest {
+    method: String,
+    url: String,
+    headers: RawHeaders,
+    body: String,
+}
+
+/// The `headers` object in the order given, duplicates kept so they can be
+/// refused (a map would silently keep one of them).
+struct RawHeaders(Vec<(String, HeaderValue)>);
+
+/// A header value: a string, or (as Go's `http.Header` serialises, which
+/// Vault-style clients send) a list holding exactly one string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawHeaders;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of header names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawHeaders, A::Error> {
+                let mut headers = Vec::new();
+                while let Some(entry) = map.next_entry::<String, HeaderValue>()? {
+                    headers.push(entry);
+                }
+                Ok(RawHeaders(headers))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl RawHeaders {
+    /// Lower-case names to trimmed values. A name given twice (in any case)
+    /// or with several values is refused: which one STS would see is not
+    /// something to leave to chance.
+    fn into_map(self) -> Result<BTreeMap<String, String>, IamError> {
+        let mut map = BTreeMap::new();
+        for (name, value) in self.0 {
+            if !is_token(&name) {
+                return Err(IamError::malformed("invalid header name"));
+            }
+            let value = match value {
+                HeaderValue::One(v) => v,
+                HeaderValue::Many(mut v) if v.len() == 1 => v.remove(0),
+                HeaderValue::Many(_) => {
+                    return Err(IamError::malformed("a header has several values"));
+                }
+            };
+            if !is_header_value(&value) {
+                return Err(IamError::malformed("invalid header value"));
+            }
+            // SigV4 signs trimmed values, so trimming changes nothing STS sees.
+            let value = value.trim_matches([' ', '\t']).to_owned();
+            if map.insert(name.to_ascii_lowercase(), value).is_some() {
+                return Err(IamError::malformed("a header is given twice"));
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// `AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/sts/aws4_request,
+/// SignedHeaders=a;b;c, Signature=<64 hex>`, parsed only as far as our checks
+/// need (STS verifies the signature).
+struct SigV4Authorization<'a> {
+    scope_date: &'a str,
+    signed_headers: Vec<&'a str>,
+}
+
+impl<'a> SigV4Authorization<'a> {
+    fn parse(value: &'a str) -> Result<Self, IamError> {
+        let bad = || IamError::malformed("Authorization is not an AWS4-HMAC-SHA256 signature");
+        let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(bad)?;
+        let (mut credential, mut signed, mut signature) = (None, None, None);
+        for part in rest.split(',') {
+            let (key, value) = part.trim().split_once('=').ok_or_else(bad)?;
+            let slot = match key {
+                "Credential" => &mut credential,
+                "SignedHeaders" => &mut signed,
+                "Signature" => &mut signature,
+                _ => return Err(bad()),
+            };
+            if slot.replace(value).is_some() {
+                return Err(bad());
+            }
+        }
+        let (credential, signed, signature) = (
+            credential.ok_or_else(bad)?,
+            signed.ok_or_else(bad)?,
+            signature.ok_or_else(bad)?,
+        );
+        let scope: Vec<&str> = credential.split('/').collect();
+        let [access_key, date, region, service, terminator] = scope[..] else {
+            return Err(bad());
+        };
+        if access_key.is_empty()
+            || region.is_empty()
+            || date.len() != 8
+            || !date.bytes().all(|b| b.is_ascii_digit())
+            || terminator != "aws4_request"
+        {
+            return Err(bad());
+        }
+        if service != "sts" {
+            return Err(IamError::WrongEndpoint);
+        }
+        if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let signed_headers: Vec<&str> = signed.split(';').collect();
+        let well_formed = signed_headers
+            .iter()
+            .all(|h| is_token(h) && !h.bytes().any(|b| b.is_ascii_uppercase()));
+        let mut unique = signed_headers.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if !well_formed || unique.len() != signed_headers.len() {
+            return Err(bad());
+        }
+        Ok(Self {
+            scope_date: date,
+            signed_headers,
+        })
+    }
+
+    fn signs(&self, header: &str) -> bool {
+        self.signed_headers.contains(&header)
+    }
+}
+
+/// The body must be the two GetCallerIdentity parameters, in either order,
+/// byte for byte: no other action, no extra or repeated parameter, no
+/// alternative encoding.
+fn check_body(body: &str) -> Result<(), IamError> {
+    let mut params: Vec<&str> = body.split('&').collect();
+    params.sort_unstable();
+    if params == ["Action=GetCallerIdentity", "Version=2011-06-15"] {
+        Ok(())
+    } else {
+        Err(IamError::WrongBody)
+    }
+}
+
+/// `application/x-www-form-urlencoded`, optionally with `charset=utf-8`.
+fn is_form_content_type(value: &str) -> bool {
+    let mut parts = value.split(';').map(str::trim);
+    parts
+        .next()
+        .is_some_and(|media| media.eq_ignore_ascii_case(CONTENT_TYPE))
+        && parts.all(|p| p.eq_ignore_ascii_case("charset=utf-8"))
+}
+
+/// `X-Amz-Date` (`20261126T071500Z`) as a time.
+fn parse_amz_date(value: &str) -> Result<SystemTime, IamError> {
+    let bad = |e| IamError::malformed_by("X-Amz-Date is not yyyymmddThhmmssZ", e);
+    let shape_ok = value.len() == 16
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return Err(IamError::malformed("X-Amz-Date is not yyyymmddThhmmssZ"));
+    }
+    let parsed = chrono::NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%SZ").map_err(bad)?;
+    let seconds = u64::try_from(parsed.and_utc().timestamp())
+        .map_err(|_| IamError::malformed("X-Amz-Date is before 1970"))?;
+    Ok(UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+/// RFC 9110 `token`: what a header name may be made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Printable ASCII, spaces and tabs: no line breaks to smuggle a header, no
+/// bytes the HTTP client would refuse at send time (which would otherwise
+/// look like an STS outage).
+fn is_header_value(s: &str) -> bool {
+    !s.trim().is_empty() && s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+/// `host[:port]` as a `host` header carries it (default ports omitted).
+fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    }
+}
+
+/// Why `url` cannot be the STS endpoint, if it cannot.
+fn endpoint_problem(url: &Url) -> Option<&'static str> {
+    let loopback = match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+                || domain.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        None => return Some("sts_endpoint has no host"),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Some("sts_endpoint must be https (plain http only for a loopback host)"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("sts_endpoint must not carry credentials");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Some("sts_endpoint must have path / and no query or fragment");
+    }
+    None
+}
+
+/// What GetCallerIdentity says about the signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CallerIdentity {
+    arn: String,
+    user_id: String,
+    account: String,
+}
+
+/// Reads a `GetCallerIdentityResponse`.
+fn parse_caller_identity(xml: &str) -> Result<CallerIdentity, IamError> {
+    let unexpected = |reason: &str| IamError::UnexpectedResponse {
+        status: 200,
+        reason: reason.to_owned(),
+    };
+    if !xml.contains("<GetCallerIdentityResponse") {
+        return Err(unexpected("not a GetCallerIdentityResponse"));
+    }
+    let result = xml_element(xml, "GetCallerIdentityResult")
+        .ok_or_else(|| unexpected("no GetCallerIdentityResult"))?;
+    let field = |name: &str| {
+        xml_element(result, name)
+            .and_then(xml_unescape)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| unexpected(&format!("no single {name}")))
+    };
+    Ok(CallerIdentity {
+        arn: field("Arn")?,
+        user_id: field("UserId")?,
+        account: field("Account")?,
+    })
+}
+
+/// Maps a non-200 STS answer onto the error the caller gets.
+fn classify_error(status: u16, xml: &str) -> IamError {
+    let code = xml_element(xml, "Code").and_then(xml_unescape);
+    let code_is = |codes: &[&str]| code.as_deref().is_some_and(|c| codes.contains(&c));
+    if status >= 500 || status == 429 || code_is(&UNAVAILABLE_CODES) {
+        return IamError::StsUnavailable {
+            reason: format!(
+                "HTTP {status} {}",
+                code.as_deref().map(echo).unwrap_or_default()
+            )
+            .trim_end()
+            .to_owned(),
+            source: None,
+        };
+    }
+    if status == 401 || status == 403 || code_is(&REJECTION_CODES) {
+        return IamError::BadSignature {
+            code: code
+                .as_deref()
+                .map_or_else(|| format!("HTTP {status}"), echo),
+        };
+    }
+    IamError::UnexpectedResponse {
+        status,
+        reason: code
+            .as_deref()
+            .map_or_else(|| "no error code".to_owned(), echo),
+    }
+}
+
+/// The text inside the only `<name>…</name>` of `xml`. STS's answers are
+/// small, flat and namespace-prefix free, so a substring search is enough;
+/// anything irregular (the element twice, nested markup) is `None`.
+fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find(&close)?;
+    let inner = &xml[start..start + len];
+    let after = &xml[start + len + close.len()..];
+    if after.contains(&open) || inner.contains(&open) {
+        return None;
+    }
+    Some(inner)
+}
+
+/// Decodes the five predefined XML entities; text with any other markup is
+/// `None`.
+fn xml_unescape(text: &str) -> Option<String> {
+    if !text.contains(['<', '&']) {
+        return Some(text.trim().to_owned());
+    }
+    if text.contains('<') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(';')? + at;
+        out.push(match &rest[at + 1..end] {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => return None,
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out.trim().to_owned())
+}
+
+impl CallerIdentity {
+    /// The identity of the signer. Assumed roles become their role (the
+    /// session name, chosen by whoever assumed the role, is only a detail);
+    /// IAM users, the account root and federated users keep their ARN. Any
+    /// other ARN shape is refused rather than guessed at.
+    fn into_identity(self) -> Result<Identity, IamError> {
+        let unexpected = |reason: &str| IamError::UnexpectedResponse {
+            status: 200,
+            reason: reason.to_owned(),
+        };
+        let parts: Vec<&str> = self.arn.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts[..] else {
+            return Err(unexpected("the caller ARN is not an ARN"));
+        };
+        let partition_ok = !partition.is_empty()
+            && partition
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if arn != "arn" || !partition_ok || !region.is_empty() {
+            return Err(unexpected("the caller ARN is not an ARN"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(unexpected("the caller ARN has no account id"));
+        }
+        if account != self.account {
+            return Err(unexpected("the caller ARN names another account"));
+        }
+        let mut claims = Map::new();
+        let segments: Vec<&str> = resource.split('/').collect();
+        let (principal, service_tag) = match (service, segments.as_slice()) {
+            ("sts", &["assumed-role", role, session])
+                if is_iam_name(role) && is_iam_name(session) =>
+            {
+                claims.insert("session_name".to_owned(), Value::from(session));
+                (
+                    format!("arn:{partition}:iam::{account}:role/{role}"),
+                    Some(role.to_owned()),
+                )
+            }
+            ("iam", &["user", ref path @ .., user])
+                if path.iter().chain([&user]).all(|s| is_iam_name(s)) =>
+            {
+                (self.arn.clone(), Some(user.to_owned()))
+            }
+            ("iam", &["root"]) => (self.arn.clone(), None),
+            ("sts", &["federated-user", user]) if is_iam_name(user) => {
+                (self.arn.clone(), Some(user.to_owned()))
+            }
+            _ => {
+                return Err(unexpected(
+                    "the caller ARN is not a role, user, root or federated user",
+                ));
+            }
+        };
+        claims.insert("account".to_owned(), Value::from(self.account));
+        claims.insert("user_id".to_owned(), Value::from(self.user_id));
+        claims.insert("arn".to_owned(), Value::from(self.arn));
+        Ok(Identity {
+            iam_arn: Some(principal.clone()),
+            principal,
+            service: service_tag,
+            groups: Vec::new(),
+            method: AuthMethod::Iam,
+            issuer: ISSUER.to_owned(),
+            kong_consumer: None,
+            claims,
+        })
+    }
+}
+
+/// IAM's name alphabet (roles, users, path segments, session names):
+/// alphanumerics and `+=,.@_-`. Nothing a glob or a log would trip over.
+fn is_iam_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// Verified identities by SHA-256 of the credential. Each slot is a
+/// once-cell so concurrent first uses of one credential wait for one STS call.
+struct Cache {
+    slots: Mutex<CacheState>,
+    capacity: usize,
+}
+
+struct CacheState {
+    by_key: HashMap<[u8; 32], Arc<Slot>>,
+    next_seq: u64,
+}
+
+struct Slot {
+    identity: tokio::sync::OnceCell<Identity>,
+    expires_at: SystemTime,
+    /// Insertion order, to evict the oldest when nothing has expired.
+    seq: u64,
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            slots: Mutex::new(CacheState {
+                by_key: HashMap::new(),
+                next_seq: 0,
+            }),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // The lock is never held across a panic point that could leave the
+        // map half-updated, so poisoning is safe to ignore.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A verified identity for `key` that is still valid at `now`.
+    fn fresh(&self, key: &[u8; 32], now: SystemTime) -> Option<Identity> {
+        let state = self.lock();
+        let slot = state.by_key.get(key)?;
+        if slot.expires_at <= now {
+            return None;
+        }
+        slot.identity.get().cloned()
+    }
+
+    /// The slot to verify `key` in: the live one (possibly being verified by
+    /// someone else right now) or a new one.
+    fn slot(&self, key: [u8; 32], expires_at: SystemTime, now: SystemTime) -> Arc<Slot> {
+        let mut state = self.lock();
+        if let Some(slot) = state.by_key.get(&key)
+            && slot.expires_at > now
+        {
+            return slot.clone();
+        }
+        if state.by_key.len() >= self.capacity && !state.by_key.contains_key(&key) {
+            state.by_key.retain(|_, slot| slot.expires_at > now);
+            if state.by_key.len() >= self.capacity
+                && let Some(oldest) = state
+                    .by_key
+                    .iter()
+                    .min_by_key(|(_, slot)| slot.seq)
+                    .map(|(key, _)| *key)
+            {
+                state.by_key.remove(&oldest);
+            }
+        }
+        state.next_seq += 1;
+        let slot = Arc::new(Slot {
+            identity: tokio::sync::OnceCell::new(),
+            expires_at,
+            seq: state.next_seq,
+        });
+        state.by_key.insert(key, slot.clone());
+        slot
+    }
+
+    /// Drops a slot whose verification failed, unless someone has since
+    /// replaced it or filled it.
+    fn forget(&self, key: &[u8; 32], slot: &Arc<Slot>) {
+        let mut state = self.lock();
+        if state
+            .by_key
+            .get(key)
+            .is_some_and(|s| Arc::ptr_eq(s, slot) && s.identity.get().is_none())
+        {
+            state.by_key.remove(key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+}
+
+/// Sanitises an untrusted string before it goes into an error or a log.
+fn echo(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_ECHO_CHARS)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if text.chars().nth(MAX_ECHO_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Displays an error with its sources, for one log line.
+struct ErrorChain<'a>(&'a dyn StdError);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+pub mod client {
+    //! The caller's side: makes a `KP-AWS-IAM` credential by signing an
+    //! `sts:GetCallerIdentity` request with the caller's own AWS credentials.
+    //! The request is never sent; the verifier replays it. The
+    //! `kong-pulsar-token` binary is a thin shell around [`authorization_header`].
+
+    use std::time::SystemTime;
+
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{
+        SignableBody, SignableRequest, SigningError, SigningSettings, sign,
+    };
+    use aws_sigv4::sign::v4;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::{Map, Value, json};
+    use url::Url;
+
+    use super::{
+        CONTENT_TYPE, GET_CALLER_IDENTITY_BODY, SCHEME, SERVER_ID_HEADER, authority,
+        is_header_value,
+    };
+
+    /// The environment variables naming the STS endpoint, most specific
+    /// first, as the AWS SDKs read them.
+    pub const ENDPOINT_VARIABLES: [&str; 2] = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"];
+
+    /// What a credential is made for.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TokenRequest {
+        /// The `x-kp-server-id` the verifier expects (`identity.iam.server_id`).
+        pub server_id: String,
+        /// The signing region (the endpoint's region).
+        pub region: String,
+        /// The STS endpoint the verifier is configured with.
+        pub sts_endpoint: Url,
+    }
+
+    /// Why no credential could be made.
+    #[derive(Debug, thiserror::Error)]
+    pub enum TokenError {
+        /// The server id cannot be a header value.
+        #[error("the server id must be non-empty printable ASCII")]
+        ServerId,
+        /// The region is not a region name.
+        #[error("{0:?} is not an AWS region")]
+        Region(String),
+        /// The STS endpoint is not an http(s) URL with path `/`.
+        #[error("{value:?} is not an STS endpoint URL (http(s), path /)")]
+        Endpoint {
+            /// The value given.
+            value: String,
+            /// The parsing error, when it did not parse at all.
+            #[source]
+            source: Option<url::ParseError>,
+        },
+        /// The signing parameters are incomplete.
+        #[error("cannot sign: {0}")]
+        Params(#[source] v4::signing_params::BuildError),
+        /// SigV4 signing failed.
+        #[error("cannot sign the request")]
+        Signing(#[source] SigningError),
+    }
+
+    /// `https://sts.{region}.amazonaws.com/` (`.amazonaws.com.cn` in China).
+    pub fn default_sts_endpoint(region: &str) -> Result<Url, TokenError> {
+        check_region(region)?;
+        let suffix = if region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        parse_endpoint(&format!("https://sts.{region}.{suffix}/"))
+    }
+
+    /// The endpoint to sign for: `explicit` if given, else the first of
+    /// [`ENDPOINT_VARIABLES`] that `env` has (unless
+    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`), else
+    /// [`default_sts_endpoint`]. `env` is `std::env::var` in the binary.
+    pub fn resolve_sts_endpoint(
+        explicit: Option<&str>,
+        region: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Url, TokenError> {
+        if let Some(url) = explicit {
+            return parse_endpoint(url);
+        }
+        let ignore = env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !ignore
+            && let Some(url) = ENDPOINT_VARIABLES
+                .iter()
+                .filter_map(|name| env(name))
+                .find(|v| !v.is_empty())
+        {
+            return parse_endpoint(&url);
+        }
+        default_sts_endpoint(region)
+    }
+
+    /// The base64url credential: a SigV4-signed GetCallerIdentity request for
+    /// `request`, signed at `time` with `credentials`.
+    pub fn build_token(
+        credentials: &Credentials,
+        request: &TokenRequest,
+        time: SystemTime,
+    ) -> Result<String, TokenError> {
+        if !is_header_value(&request.server_id) || request.server_id.trim() != request.server_id {
+            return Err(TokenError::ServerId);
+        }
+        check_region(&request.region)?;
+        let url = parse_endpoint(request.sts_endpoint.as_str())?;
+        let host = authority(&url);
+        let content_type = format!("{CONTENT_TYPE}; charset=utf-8");
+        // `host` is given explicitly so that the value signed is the value
+        // the verifier compares and STS sees.
+        let signed = [
+            ("host", host.as_str()),
+            ("content-type", content_type.as_str()),
+            (SERVER_ID_HEADER, request.server_id.as_str()),
+        ];
+        let signable = SignableRequest::new(
+            "POST",
+            url.as_str(),
+            signed.iter().copied(),
+            SignableBody::Bytes(GET_CALLER_IDENTITY_BODY.as_bytes()),
+        )
+        .map_err(TokenError::Signing)?;
+        let identity = credentials.clone().into();
+        let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&request.region)
+            .name("sts")
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(TokenError::Params)?
+            .into();
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(TokenError::Signing)?
+            .into_parts();
+        let mut headers = Map::new();
+        for (name, value) in signed.iter().copied().chain(instructions.headers()) {
+            headers.insert(name.to_ascii_lowercase(), Value::from(value));
+        }
+        let json = json!({
+            "method": "POST",
+            "url": url.as_str(),
+            "headers": headers,
+            "body": GET_CALLER_IDENTITY_BODY,
+        });
+        Ok(URL_SAFE_NO_PAD.encode(json.to_string()))
+    }
+
+    /// `KP-AWS-IAM <credential>`: the whole `Authorization` header value.
+    pub fn authorization_header(
+        credentials: &Credentials,
+        request: &TokenRequest,
+        time: SystemTime,
+    ) -> Result<String, TokenError> {
+        Ok(format!(
+            "{SCHEME} {}",
+            build_token(credentials, request, time)?
+        ))
+    }
+
+    fn check_region(region: &str) -> Result<(), TokenError> {
+        let ok = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err(TokenError::Region(super::echo(region)))
+        }
+    }
+
+    fn parse_endpoint(value: &str) -> Result<Url, TokenError> {
+        let url = Url::parse(value).map_err(|source| TokenError::Endpoint {
+            value: super::echo(value),
+            source: Some(source),
+        })?;
+        let ok = matches!(url.scheme(), "https" | "http")
+            && url.has_host()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if ok {
+            Ok(url)
+        } else {
+            Err(TokenError::Endpoint {
+                value: super::echo(value),
+                source: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client::{TokenRequest, build_token, default_sts_endpoint, resolve_sts_endpoint};
+    use super::*;
+    use aws_credential_types::Credentials;
+    use serde_json::json;
+
+    /// Never resolves (RFC 6761): a test that reaches the network fails.
+    const ENDPOINT: &str = "https://sts.kp-test.invalid/";
+    const SERVER_ID: &str = "kong-pulsar";
+    const MAX_AGE: Duration = Duration::from_secs(900);
+
+    fn signed_at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_677_300) // 2026-11-26T07:15:00Z
+    }
+
+    fn config(endpoint: &str) -> IamConfig {
+        IamConfig {
+            sts_endpoint: Url::parse(endpoint).unwrap(),
+            server_id: SERVER_ID.to_owned(),
+            max_age: MAX_AGE,
+        }
+    }
+
+    fn verifier(endpoint: &str) -> IamVerifier {
+        IamVerifier::new(config(endpoint), IamVerifier::http_client().unwrap())
+    }
+
+    fn credentials(session: bool) -> Credentials {
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            session.then(|| "FwoGZXIvYXdzEXAMPLESESSIONTOKEN".to_owned()),
+            None,
+            "unit-test",
+        )
+    }
+
+    fn token_for(endpoint: &str, server_id: &str) -> String {
+        let request = TokenRequest {
+            server_id: server_id.to_owned(),
+            region: "us-east-1".to_owned(),
+            sts_endpoint: Url::parse(endpoint).unwrap(),
+        };
+        build_token(&credentials(true), &request, signed_at()).unwrap()
+    }
+
+    fn token() -> String {
+        token_for(ENDPOINT, SERVER_ID)
+    }
+
+    fn decode(token: &str) -> Value {
+        serde_json::from_slice(&BASE64URL.decode(token).unwrap()).unwrap()
+    }
+
+    fn encode(value: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    /// The helper's token with `edit` applied to its JSON.
+    fn edited(edit: impl FnOnce(&mut Value)) -> String {
+        let mut value = decode(&token());
+        edit(&mut value);
+        encode(&value)
+    }
+
+    fn set_header(value: &mut Value, name: &str, v: &str) {
+        value["headers"][name] = json!(v);
+    }
+
+    /// Runs only the local checks, at `now`.
+    fn check_at(v: &IamVerifier, token: &str, now: SystemTime) -> Result<Checked, IamError> {
+        v.check(token, now)
+    }
+
+    async fn refused(token: &str) -> IamError {
+        refused_at(token, signed_at() + Duration::from_secs(10)).await
+    }
+
+    async fn refused_at(token: &str, now: SystemTime) -> IamError {
+        let v = verifier(ENDPOINT);
+        let err = v.verify_at(token, now).await.unwrap_err();
+        assert_eq!(v.sts_call_count(), 0, "{err:?} was decided on the network");
+        assert_eq!(err.status(), 401, "{err:?}");
+        err
+    }
+
+    #[test]
+    fn the_helpers_token_passes_every_local_check() {
+        let v = verifier(ENDPOINT);
+        let checked = check_at(&v, &token(), signed_at() + Duration::from_secs(5)).unwrap();
+        let names: Vec<_> = checked.forward.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, FORWARDED_HEADERS);
+        assert_eq!(checked.body, GET_CALLER_IDENTITY_BODY);
+        assert_eq!(checked.expires_at, signed_at() + MAX_AGE);
+    }
+
+    #[test]
+    fn the_helpers_token_has_the_documented_shape() {
+        let value = decode(&token());
+        assert_eq!(value["method"], "POST");
+        assert_eq!(value["url"], ENDPOINT);
+        assert_eq!(value["body"], GET_CALLER_IDENTITY_BODY);
+        let headers = value["headers"].as_object().unwrap();
+        assert_eq!(headers["host"], "sts.kp-test.invalid");
+        assert_eq!(headers[SERVER_ID_HEADER], SERVER_ID);
+        assert_eq!(headers["x-amz-date"], "20261126T071500Z");
+        let auth = headers["authorization"].as_str().unwrap();
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/sts/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-kp-server-id, \
+                 Signature="
+            ),
+            "{auth}"
+        );
+        // Padded base64url is accepted too (Vault-style clients pad).
+        let padded = base64::engine::general_purpose::URL_SAFE.encode(value.to_string());
+        assert!(check_at(&verifier(ENDPOINT), &padded, signed_at()).is_ok());
+    }
+
+    /// What STS does with the forwarded request, written from the SigV4
+    /// specification rather than with the signer: proves the forwarded
+    /// headers and body are everything the signature covers. (moto does not
+    /// check signatures, so nothing else would notice a missing header.)
+    #[test]
+    fn the_forwarded_request_reproduces_the_signature() {
+        let v = verifier(ENDPOINT);
+        let checked = check_at(&v, &token(), signed_at()).unwrap();
+        let header = |name: &str| {
+            checked
+                .forward
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let auth = header("authorization").unwrap();
+        let parsed = SigV4Authorization::parse(&auth).unwrap();
+        let canonical_headers: String = parsed
+            .signed_headers
+            .iter()
+            .map(|name| {
+                let value = match *name {
+                    // What the HTTP client derives from the configured endpoint.
+                    "host" => v.authority.clone(),
+                    other => header(other).unwrap(),
+                };
+                format!("{name}:{value}\n")
+            })
+            .collect();
+        let signed_headers = parsed.signed_headers.join(";");
+        let canonical_request = format!(
+            "POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}",
+            hex::encode(Sha256::digest(checked.body.as_bytes()))
+        );
+        let date = header("x-amz-date").unwrap();
+        let scope = format!("{}/us-east-1/sts/aws4_request", &date[..8]);
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+            hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        );
+        let key = aws_sigv4::sign::v4::generate_signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            signed_at(),
+            "us-east-1",
+            "sts",
+        );
+        let signature = aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes());
+        assert!(auth.ends_with(&format!("Signature={signature}")), "{auth}");
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_another_endpoint_never_reaches_the_network() {
+        for url in [
+            "https://attacker.example/",
+            "https://sts.kp-test.invalid.evil.test/",
+            "https://evil.test/sts.kp-test.invalid/",
+            "https://203.0.113.7/",
+            "https://[2001:db8::1]/",
+            "http://sts.kp-test.invalid/",
+            "https://sts.kp-test.invalid@attacker.example/",
+            "https://user:pass@sts.kp-test.invalid/",
+            "https://sts.kp-test.invalid:8443/",
+            "https://sts.kp-test.invalid/other",
+            "https://sts.kp-test.invalid/?Action=AssumeRole",
+            "https://sts.kp-test.invalid/#x",
+            "https://sts.kp-test.invalid./",
+            "ftp://sts.kp-test.invalid/",
+            "not a url",
+        ] {
+            let t = edited(|v| v["url"] = json!(url));
+            assert!(
+                matches!(refused(&t).await, IamError::WrongEndpoint),
+                "{url}"
+            );
+        }
+        // Normalisation: case and an explicit default port are the same URL.
+        let t = edited(|v| v["url"] = json!("HTTPS://STS.kp-test.INVALID:443/"));
+        assert!(check_at(&verifier(ENDPOINT), &t, signed_at()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_host_header_must_be_the_endpoints() {
+        for host in [
+            "attacker.example",
+            "sts.kp-test.invalid:8443",
+            "sts.kp-test.invalid.evil.test",
+        ] {
+            let t = edited(|v| set_header(v, "host", host));
+            assert!(
+                matches!(refused(&t).await, IamError::WrongEndpoint),
+                "{host}"
+            );
+        }
+        let t = edited(|v| {
+            v["headers"].as_object_mut().unwrap().remove("host");
+        });
+        assert!(matches!(refused(&t).await, IamError::WrongEndpoint));
+    }
+
+    #[tokio::test]
+    async fn http_is_accepted_only_when_the_configured_endpoint_is_http() {
+        const LOCAL: &str = "http://127.0.0.1:9/";
+        let v = verifier(LOCAL);
+        let t = token_for(LOCAL, SERVER_ID);
+        assert!(check_at(&v, &t, signed_at()).is_ok());
+        let https = edited(|v| {
+            v["url"] = json!("https://127.0.0.1:9/");
+            set_header(v, "host", "127.0.0.1:9");
+        });
+        assert!(matches!(
+            check_at(&v, &https, signed_at()),
+            Err(IamError::WrongEndpoint)
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_a_post_of_exactly_get_caller_identity_is_accepted() {
+        for method in ["GET", "post", "PUT", ""] {
+            let t = edited(|v| v["method"] = json!(method));
+            assert!(
+                matches!(refused(&t).await, IamError::WrongMethod),
+                "{method}"
+            );
+        }
+        for body in [
+            "Action=AssumeRole&Version=2011-06-15",
+            "Action=GetCallerIdentity&Version=2011-06-15&RoleArn=x",
+            "Action=GetCallerIdentity&Version=2011-06-15&",
+            "Action=GetCallerIdentity&Action=GetCallerIdentity&Version=2011-06-15",
+            "Action=GetCallerIdentity&Version=2011-06-15&Version=2011-06-15",
+            "Action=GetCallerIdentity",
+            "Action=GetCaller%49dentity&Version=2011-06-15",
+            "action=GetCallerIdentity&version=2011-06-15",
+            "Action=GetCallerIdentity;Version=2011-06-15",
+            "",
+        ] {
+            let t = edited(|v| v["body"] = json!(body));
+            assert!(matches!(refused(&t).await, IamError::WrongBody), "{body}");
+        }
+        let reversed = edited(|v| v["body"] = json!("Version=2011-06-15&Action=GetCallerIdentity"));
+        assert!(check_at(&verifier(ENDPOINT), &reversed, signed_at()).is_ok());
+
+        for content_type in [
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded; charset=latin1",
+        ] {
+            let t = edited(|v| set_header(v, "content-type", content_type));
+            assert!(
+                matches!(refused(&t).await, IamError::WrongBody),
+                "{content_type}"
+            );
+        }
+        let t = edited(|v| set_header(v, "content-length", "44"));
+        assert!(matches!(refused(&t).await, IamError::WrongBody));
+        let t = edited(|v| set_header(v, "content-length", "43"));
+        assert!(check_at(&verifier(ENDPOINT), &t, signed_at()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_server_id_must_be_present_signed_and_ours() {
+        let t = token_for(ENDPOINT, "another-service");
+        assert!(matches!(
+            refused(&t).await,
+            IamError::WrongServerId { found } if found == "another-service"
+        ));
+        let t = edited(|v| {
+            v["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove(SERVER_ID_HEADER);
+        });
+        assert!(matches!(refused(&t).await, IamError::MissingServerId));
+        // Present, right value, but not covered by the signature.
+        let t = edited(|v| {
+            let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+            set_header(v, "authorization", &auth.replace(";x-kp-server-id", ""));
+        });
+        assert!(matches!(refused(&t).await, IamError::ServerIdNotSigned));
+        // Header names are case-insensitive.
+        let t = edited(|v| {
+            let headers = v["headers"].as_object_mut().unwrap();
+            let id = headers.remove(SERVER_ID_HEADER).unwrap();
+            headers.insert("X-KP-Server-Id".to_owned(), id);
+        });
+        assert!(check_at(&verifier(ENDPOINT), &t, signed_at()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_signature_must_be_recent_and_not_from_the_future() {
+        let t = token();
+        assert!(matches!(
+            refused_at(&t, signed_at() + MAX_AGE).await,
+            IamError::Stale
+        ));
+        assert!(matches!(
+            refused_at(&t, signed_at() + Duration::from_secs(86_400)).await,
+            IamError::Stale
+        ));
+        assert!(matches!(
+            refused_at(&t, signed_at() - MAX_FUTURE_SKEW - Duration::from_secs(1)).await,
+            IamError::NotYetValid
+        ));
+        let v = verifier(ENDPOINT);
+        assert!(check_at(&v, &t, signed_at() - MAX_FUTURE_SKEW).is_ok());
+        assert!(check_at(&v, &t, signed_at() + MAX_AGE - Duration::from_secs(1)).is_ok());
+
+        for date in [
+            "2026-11-26T07:15:00Z",
+            "20261126T0715Z",
+            "20261326T071500Z",
+            "x",
+        ] {
+            let t = edited(|v| set_header(v, "x-amz-date", date));
+            assert!(
+                matches!(refused(&t).await, IamError::Malformed { .. }),
+                "{date}"
+            );
+        }
+        // A date outside the signature's credential scope.
+        let t = edited(|v| set_header(v, "x-amz-date", "20261127T071500Z"));
+        assert!(matches!(
+            refused_at(&t, signed_at() + Duration::from_secs(86_400)).await,
+            IamError::Malformed { .. }
+        ));
+        let t = edited(|v| {
+            let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+            set_header(v, "authorization", &auth.replace(";x-amz-date", ""));
+        });
+        assert!(matches!(refused(&t).await, IamError::Malformed { .. }));
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_credentials_are_refused_before_decoding_json() {
+        for bad in ["", "!!!", "a b", "eyJ9", "e30.e30"] {
+            assert!(
+                matches!(refused(bad).await, IamError::Malformed { .. }),
+                "{bad}"
+            );
+        }
+        for json in [
+            json!([]),
+            json!("x"),
+            json!({}),
+            json!({"method": "POST", "url": ENDPOINT, "headers": {}}),
+            json!({"method": "POST", "url": ENDPOINT, "headers": {}, "body": GET_CALLER_IDENTITY_BODY, "extra": 1}),
+            json!({"method": "POST", "url": ENDPOINT, "headers": [], "body": GET_CALLER_IDENTITY_BODY}),
+            json!({"method": 1, "url": ENDPOINT, "headers": {}, "body": GET_CALLER_IDENTITY_BODY}),
+        ] {
+            assert!(
+                matches!(refused(&encode(&json)).await, IamError::Malformed { .. }),
+                "{json}"
+            );
+        }
+        // A duplicated field, which a map-based parser would silently resolve.
+        let mut text = decode(&token()).to_string();
+        text.insert_str(1, "\"url\":\"https://attacker.example/\",");
+        let dup = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        assert!(matches!(refused(&dup).await, IamError::Malformed { .. }));
+
+        let huge = "A".repeat(MAX_CREDENTIAL_BYTES + 1);
+        assert!(matches!(refused(&huge).await, IamError::Oversized));
+        let big_header = edited(|v| set_header(v, "x-filler", &"x".repeat(MAX_CREDENTIAL_BYTES)));
+        assert!(matches!(refused(&big_header).await, IamError::Oversized));
+    }
+
+    #[tokio::test]
+    async fn headers_must_be_unambiguous_and_well_formed() {
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "the same header twice, in another case",
+                Box::new(|v| set_header(v, "X-Amz-Date", "20261126T071500Z")),
+            ),
+            (
+                "two values",
+                Box::new(|v| {
+                    v["headers"]["x-amz-date"] = json!(["20261126T071500Z", "20261126T071501Z"])
+                }),
+            ),
+            (
+                "a line break",
+                Box::new(|v| set_header(v, "x-kp-server-id", "kong-pulsar\r\nx: y")),
+            ),
+            ("a bad name", Box::new(|v| set_header(v, "bad name", "x"))),
+            (
+                "a non-string value",
+                Box::new(|v| v["headers"]["x-amz-date"] = json!(1)),
+            ),
+            (
+                "no Authorization",
+                Box::new(|v| {
+                    v["headers"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("authorization");
+                }),
+            ),
+            (
+                "SigV4A",
+                Box::new(|v| {
+                    let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+                    set_header(
+                        v,
+                        "authorization",
+                        &auth.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256"),
+                    );
+                }),
+            ),
+            (
+                "a short signature",
+                Box::new(|v| {
+                    let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+                    let cut = &auth[..auth.len() - 2];
+                    set_header(v, "authorization", cut);
+                }),
+            ),
+            (
+                "a repeated SignedHeaders",
+                Box::new(|v| {
+                    let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+                    set_header(v, "authorization", &format!("{auth}, SignedHeaders=host"));
+                }),
+            ),
+            (
+                "a signed header that is absent",
+                Box::new(|v| {
+                    v["headers"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("x-amz-security-token");
+                }),
+            ),
+        ];
+        for (what, edit) in cases {
+            let t = edited(|v| edit(v));
+            assert!(
+                matches!(refused(&t).await, IamError::Malformed { .. }),
+                "{what}"
+            );
+        }
+        // A one-element list is a value (Go's http.Header shape).
+        let t = edited(|v| v["headers"]["x-amz-date"] = json!(["20261126T071500Z"]));
+        assert!(check_at(&verifier(ENDPOINT), &t, signed_at()).is_ok());
+        // Signed for another service.
+        let t = edited(|v| {
+            let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+            set_header(v, "authorization", &auth.replace("/sts/", "/iam/"));
+        });
+        assert!(matches!(refused(&t).await, IamError::WrongEndpoint));
+    }
+
+    #[tokio::test]
+    async fn only_allow_listed_headers_are_signed_or_forwarded() {
+        let t = edited(|v| {
+            set_header(v, "cookie", "session=secret");
+            let auth = v["headers"]["authorization"].as_str().unwrap().to_owned();
+            set_header(
+                v,
+                "authorization",
+                &auth.replace("SignedHeaders=", "SignedHeaders=cookie;"),
+            );
+        });
+        assert!(matches!(refused(&t).await, IamError::HeaderNotAllowed(h) if h == "cookie"));
+
+        let t = edited(|v| {
+            set_header(v, "cookie", "session=secret");
+            set_header(v, "x-forwarded-for", "10.0.0.1");
+            set_header(v, "transfer-encoding", "chunked");
+        });
+        let checked = check_at(&verifier(ENDPOINT), &t, signed_at()).unwrap();
+        assert!(
+            checked
+                .forward
+                .iter()
+                .all(|(name, _)| FORWARDED_HEADERS.contains(name))
+        );
+        assert_eq!(checked.forward.len(), FORWARDED_HEADERS.len());
+    }
+
+    #[test]
+    fn the_configured_endpoint_is_validated() {
+        assert!(config(ENDPOINT).validate().is_ok());
+        assert!(config("http://127.0.0.1:5000").validate().is_ok());
+        assert!(config("http://localhost:5000/").validate().is_ok());
+        for bad in [
+            "http://sts.amazonaws.com/",
+            "https://sts.amazonaws.com/sts",
+            "https://sts.amazonaws.com/?x=1",
+            "https://u:p@sts.amazonaws.com/",
+        ] {
+            assert!(
+                matches!(config(bad).validate(), Err(IamError::InvalidConfig(_))),
+                "{bad}"
+            );
+        }
+        let mut c = config(ENDPOINT);
+        c.server_id = " x".to_owned();
+        assert!(c.validate().is_err());
+        c.server_id = String::new();
+        assert!(c.validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_insecure_configured_endpoint_is_never_called() {
+        let v = verifier("http://sts.kp-test.invalid/");
+        let t = token_for("http://sts.kp-test.invalid/", SERVER_ID);
+        let err = v.verify_at(&t, signed_at()).await.unwrap_err();
+        assert!(matches!(err, IamError::InvalidConfig(_)), "{err:?}");
+        assert_eq!(err.status(), 500);
+        assert_eq!(v.sts_call_count(), 0);
+    }
+
+    #[test]
+    fn the_policy_settings_convert() {
+        let settings = crate::policy::IamSettings {
+            sts_endpoint: Url::parse(ENDPOINT).unwrap(),
+            server_id: SERVER_ID.to_owned(),
+            max_age_seconds: 900,
+        };
+        assert_eq!(IamConfig::from(&settings), config(ENDPOINT));
+    }
+
+    #[test]
+    fn the_scheme_is_stripped_case_insensitively() {
+        assert_eq!(credential("KP-AWS-IAM abc"), Some("abc"));
+        assert_eq!(credential("kp-aws-iam  abc"), Some("abc"));
+        assert_eq!(credential("Bearer abc"), None);
+        assert_eq!(credential("KP-AWS-IAMabc"), None);
+    }
+
+    fn caller(arn: &str) -> CallerIdentity {
+        CallerIdentity {
+            arn: arn.to_owned(),
+            user_id: "AROAEXAMPLE:session".to_owned(),
+            account: "123456789012".to_owned(),
+        }
+    }
+
+    #[test]
+    fn assumed_roles_become_their_role() {
+        let id = caller("arn:aws:sts::123456789012:assumed-role/publisher/i-0abc")
+            .into_identity()
+            .unwrap();
+        assert_eq!(id.principal, "arn:aws:iam::123456789012:role/publisher");
+        assert_eq!(id.iam_arn.as_deref(), Some(id.principal.as_str()));
+        assert_eq!(id.service.as_deref(), Some("publisher"));
+        assert_eq!(id.method, AuthMethod::Iam);
+        assert_eq!(id.issuer, ISSUER);
+        assert!(id.groups.is_empty() && id.kong_consumer.is_none());
+        assert_eq!(id.claims["session_name"], "i-0abc");
+        assert_eq!(id.claims["account"], "123456789012");
+        assert_eq!(id.claims["user_id"], "AROAEXAMPLE:session");
+        assert_eq!(
+            id.claims["arn"],
+            "arn:aws:sts::123456789012:assumed-role/publisher/i-0abc"
+        );
+        let cn = caller("arn:aws-cn:sts::123456789012:assumed-role/r/s")
+            .into_identity()
+            .unwrap();
+        assert_eq!(cn.principal, "arn:aws-cn:iam::123456789012:role/r");
+    }
+
+    #[test]
+    fn users_root_and_federated_users_keep_their_arn() {
+        for (arn, service) in [
+            ("arn:aws:iam::123456789012:user/alice", Some("alice")),
+            (
+                "arn:aws:iam::123456789012:user/team/ci/deployer",
+                Some("deployer"),
+            ),
+            ("arn:aws:iam::123456789012:root", None),
+            ("arn:aws:sts::123456789012:federated-user/bob", Some("bob")),
+        ] {
+            let id = caller(arn).into_identity().unwrap();
+            assert_eq!(id.principal, arn);
+            assert_eq!(id.iam_arn.as_deref(), Some(arn));
+            assert_eq!(id.service.as_deref(), service, "{arn}");
+            assert!(!id.claims.contains_key("session_name"));
+        }
+    }
+
+    #[test]
+    fn other_arn_shapes_are_refused() {
+        for arn in [
+            // What moto answers for plain (non-role) credentials: no such ARN
+            // exists in AWS.
+            "arn:aws:sts::123456789012:user/moto",
+            "arn:aws:iam::123456789012:role/r",
+            "arn:aws:sts::123456789012:assumed-role/r",
+            "arn:aws:sts::123456789012:assumed-role/r/s/extra",
+            "arn:aws:sts::123456789012:assumed-role/r*/s",
+            "arn:aws:iam::123456789012:user/",
+            "arn:aws:iam::123456789012:user//alice",
+            "arn:aws:iam::12345:user/alice",
+            "arn:aws:iam::210987654321:user/alice",
+            "arn:aws:iam:us-east-1:123456789012:user/alice",
+            "arn:aws:s3:::bucket",
+            "not-an-arn",
+        ] {
+            assert!(
+                matches!(
+                    caller(arn).into_identity(),
+                    Err(IamError::UnexpectedResponse { .. })
+                ),
+                "{arn}"
+            );
+        }
+    }
+
+    #[test]
+    fn get_caller_identity_responses_are_parsed() {
+        let xml = r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult>
+    <Arn>arn:aws:sts::123456789012:assumed-role/R/my&amp;session</Arn>
+    <UserId>AROA123:my&amp;session</UserId>
+    <Account>123456789012</Account>
+  </GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>01234567-89ab</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>"#;
+        let c = parse_caller_identity(xml).unwrap();
+        assert_eq!(c.arn, "arn:aws:sts::123456789012:assumed-role/R/my&session");
+        assert_eq!(c.user_id, "AROA123:my&session");
+        assert_eq!(c.account, "123456789012");
+
+        for bad in [
+            "",
+            "<html>hello</html>",
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>a</Arn></GetCallerIdentityResult></GetCallerIdentityResponse>",
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>a</Arn><Arn>b</Arn><UserId>u</UserId><Account>1</Account></GetCallerIdentityResult></GetCallerIdentityResponse>",
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn><x/></Arn><UserId>u</UserId><Account>1</Account></GetCallerIdentityResult></GetCallerIdentityResponse>",
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>a&bogus;</Arn><UserId>u</UserId><Account>1</Account></GetCallerIdentityResult></GetCallerIdentityResponse>",
+        ] {
+            assert!(
+                matches!(
+                    parse_caller_identity(bad),
+                    Err(IamError::UnexpectedResponse { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    fn error_xml(code: &str) -> String {
+        format!(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{code}</Code><Message>…</Message></Error><RequestId>r</RequestId></ErrorResponse>"#
+        )
+    }
+
+    #[test]
+    fn sts_errors_map_onto_401_503_and_502() {
+        for code in [
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+            "IncompleteSignature",
+            "AccessDenied",
+        ] {
+            let err = classify_error(403, &error_xml(code));
+            assert!(
+                matches!(&err, IamError::BadSignature { code: c } if c == code),
+                "{err:?}"
+            );
+            assert_eq!(err.status(), 401);
+        }
+        let err = classify_error(400, &error_xml("IncompleteSignature"));
+        assert_eq!(err.status(), 401);
+        assert!(
+            matches!(classify_error(403, "nope"), IamError::BadSignature { code } if code == "HTTP 403")
+        );
+        for (status, body) in [
+            (500, error_xml("InternalFailure")),
+            (503, String::new()),
+            (400, error_xml("Throttling")),
+            (429, String::new()),
+        ] {
+            let err = classify_error(status, &body);
+            assert!(
+                matches!(err, IamError::StsUnavailable { .. }),
+                "{status} {err:?}"
+            );
+            assert_eq!(err.status(), 503);
+        }
+        for status in [301, 400, 404] {
+            let err = classify_error(status, &error_xml("InvalidAction"));
+            assert!(
+                matches!(err, IamError::UnexpectedResponse { .. }),
+                "{status}"
+            );
+            assert_eq!(err.status(), 502);
+        }
+        // An STS-supplied code is sanitised before it is echoed.
+        let err = classify_error(403, &error_xml("Bad\u{1b}[31m"));
+        assert!(matches!(err, IamError::BadSignature { code } if code == "Bad?[31m"));
+    }
+
+    #[tokio::test]
+    async fn the_cache_serves_until_the_signature_expires() {
+        let v = verifier(ENDPOINT);
+        let key: [u8; 32] = Sha256::digest(b"cred").into();
+        let id = caller("arn:aws:iam::123456789012:user/alice")
+            .into_identity()
+            .unwrap();
+        let now = signed_at();
+        let slot = v.cache.slot(key, now + MAX_AGE, now);
+        slot.identity.set(id.clone()).unwrap();
+        assert_eq!(
+            v.cache.fresh(&key, now + MAX_AGE - Duration::from_secs(1)),
+            Some(id)
+        );
+        assert_eq!(v.cache.fresh(&key, now + MAX_AGE), None);
+        // An expired entry is not served by verify either: the date check
+        // refuses it (there is no credential "cred" to re-check, so it is
+        // malformed, which proves the cache was bypassed).
+        assert!(matches!(
+            v.verify_at("cred", now + MAX_AGE).await,
+            Err(IamError::Malformed { .. })
+        ));
+        assert_eq!(v.sts_call_count(), 0);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_evicting_expired_then_oldest() {
+        let cache = Cache::new(3);
+        let now = signed_at();
+        let key = |i: u8| [i; 32];
+        let live = now + MAX_AGE;
+        cache.slot(key(1), live, now);
+        cache.slot(key(2), now + Duration::from_secs(1), now);
+        cache.slot(key(3), live, now);
+        // Key 2 expired by then: it goes first.
+        let later = now + Duration::from_secs(2);
+        cache.slot(key(4), live, later);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.lock().by_key.contains_key(&key(1)));
+        assert!(!cache.lock().by_key.contains_key(&key(2)));
+        // Nothing expired: the oldest (1) goes.
+        cache.slot(key(5), live, later);
+        assert_eq!(cache.len(), 3);
+        assert!(!cache.lock().by_key.contains_key(&key(1)));
+        // A failed verification's slot is forgotten; a live one is kept.
+        let s = cache.slot(key(6), live, later);
+        cache.forget(&key(6), &s);
+        assert!(!cache.lock().by_key.contains_key(&key(6)));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_network_failure_is_unavailable_and_not_cached() {
+        // Port 9 (discard) on loopback: connection refused, quickly.
+        const LOCAL: &str = "http://127.0.0.1:9/";
+        let v = verifier(LOCAL);
+        let now = SystemTime::now();
+        let fresh = {
+            let request = TokenRequest {
+                server_id: SERVER_ID.to_owned(),
+                region: "us-east-1".to_owned(),
+                sts_endpoint: Url::parse(LOCAL).unwrap(),
+            };
+            build_token(&credentials(false), &request, now).unwrap()
+        };
+        for expected_calls in 1..=2 {
+            let err = v.verify_at(&fresh, now).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    IamError::StsUnavailable {
+                        source: Some(_),
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(err.status(), 503);
+            assert!(err.source().is_some(), "the transport error is kept");
+            assert_eq!(v.sts_call_count(), expected_calls);
+        }
+        assert_eq!(v.cache.len(), 0);
+    }
+
+    #[test]
+    fn the_client_resolves_its_endpoint_like_the_sdks() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let resolve =
+            |explicit, vars| resolve_sts_endpoint(explicit, "eu-west-1", env(vars)).unwrap();
+        assert_eq!(
+            resolve(None, &[]).as_str(),
+            "https://sts.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            resolve(None, &[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")]).as_str(),
+            "http://127.0.0.1:5000/"
+        );
+        assert_eq!(
+            resolve(
+                None,
+                &[
+                    ("AWS_ENDPOINT_URL", "http://a:1"),
+                    ("AWS_ENDPOINT_URL_STS", "http://b:2")
+                ]
+            )
+            .as_str(),
+            "http://b:2/"
+        );
+        assert_eq!(
+            resolve(
+                None,
+                &[
+                    ("AWS_ENDPOINT_URL", "http://a:1"),
+                    ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+                ]
+            )
+            .as_str(),
+            "https://sts.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            resolve(
+                Some("https://sts.amazonaws.com"),
+                &[("AWS_ENDPOINT_URL", "http://a:1")]
+            )
+            .as_str(),
+            "https://sts.amazonaws.com/"
+        );
+        assert_eq!(
+            default_sts_endpoint("cn-north-1").unwrap().as_str(),
+            "https://sts.cn-north-1.amazonaws.com.cn/"
+        );
+        assert!(
+            resolve_sts_endpoint(Some("https://sts.amazonaws.com/x"), "us-east-1", env(&[]))
+                .is_err()
+        );
+        assert!(default_sts_endpoint("us-east-1/../x").is_err());
+    }
+
+    #[test]
+    fn the_client_refuses_bad_inputs() {
+        let request = |server_id: &str, region: &str| TokenRequest {
+            server_id: server_id.to_owned(),
+            region: region.to_owned(),
+            sts_endpoint: Url::parse(ENDPOINT).unwrap(),
+        };
+        let build = |r: TokenRequest| build_token(&credentials(false), &r, signed_at());
+        assert!(matches!(
+            build(request("", "us-east-1")),
+            Err(client::TokenError::ServerId)
+        ));
+        assert!(matches!(
+            build(request("a\nb", "us-east-1")),
+            Err(client::TokenError::ServerId)
+        ));
+        assert!(matches!(
+            build(request("x", "US EAST")),
+            Err(client::TokenError::Region(_))
+        ));
+        // Without a session token, nothing about one is sent.
+        let t = build(request(SERVER_ID, "us-east-1")).unwrap();
+        let headers = decode(&t)["headers"].clone();
+        assert!(headers.get("x-amz-security-token").is_none());
+        assert!(check_at(&verifier(ENDPOINT), &t, signed_at()).is_ok());
+    }
+
+    #[test]
+    fn errors_never_carry_the_credential() {
+        let t = token();
+        let value = decode(&t);
+        let auth = value["headers"]["authorization"].as_str().unwrap();
+        let signature = auth.rsplit('=').next().unwrap();
+        let v = verifier(ENDPOINT);
+        let mut errors = Vec::new();
+        for now in [
+            signed_at() + MAX_AGE,
+            signed_at() - Duration::from_secs(3600),
+        ] {
+            errors.push(check_at(&v, &t, now).err().unwrap());
+        }
+        errors.push(check_at(&v, &t[1..], signed_at()).err().unwrap());
+        for err in errors {
+            let text = format!("{} {:?}", ErrorChain(&err), err);
+            assert!(!text.contains(signature), "{text}");
+            assert!(!text.contains("FwoGZXIvYXdzEXAMPLESESSIONTOKEN"), "{text}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The `rotate` function's handler: one entry point for the three inputs it
+//! is invoked with, each turned into a JSON report.
+//!
+//! * an EventBridge scheduled event (`"detail-type": "Scheduled Event"`): a
+//!   full cycle — reconcile Pulsar with the policy, then rotate tenant tokens
+//!   that are due. `detail.dryRun: true` reports and changes nothing;
+//!   `detail.force: true` rotates every token.
+//! * a Secrets Manager rotation step (`{"Step","SecretId","ClientRequestToken"}`)
+//!   for a token secret: the four-step protocol.
+//! * a manual request: `{"action":"reconcile"|"rotate"|"cycle","dryRun":…,"force":…}`.
+//!
+//! Reconciliation runs before token rotation in a cycle, so a new tenant's
+//! namespaces and grants exist when its first token is tested against the
+//! broker. A failure for one tenant is reported and the others go on; the
+//! invocation itself fails only for input it does not understand, or for a
+//! rotation step that failed (Secrets Manager must see that failure).
+
+use std::sync::Arc;
+
+use lambda_runtime::LambdaEvent;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::admin::{AdminClient, AdminError};
+use crate::config::Config;
+use crate::policy::{Policy, PolicyError};
+use crate::reconcile::reconcile;
+use crate::rotation::{RotateOptions, RotationError, RotationStepEvent, handle_rotation_step, rotate_tokens};
+use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
+
+/// What the function was asked to do.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Reconcile and rotate (scheduled, or `"action":"cycle"`).
+    Cycle { dry_run: bool, force: bool },
+    /// Only reconcile Pulsar with the policy.
+    Reconcile { dry_run: bool },
+    /// Only rotate tenant tokens.
+    RotateTokens { dry_run: bool, force: bool },
+    /// One Secrets Manager rotation step.
+    Step(RotationStepEvent),
+}
+
+/// Why the invocation failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("unrecognised event: {0}")]
+    UnknownEvent(String),
+    #[error("rotation step failed: {0}")]
+    Step(#[from] RotationError),
+    #[error("the admin token could not be read: {0}")]
+    AdminToken(#[source] SecretsError),
+    #[error("the admin client could not be built: {0}")]
+    Admin(#[from] AdminError),
+}
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0} is not set (the rotate function needs it)")]
+    Missing(&'static str),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Flags {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+impl Task {
+    /// Recognises the event's shape.
+    pub fn parse(event: &Value) -> Result<Self, RotateError> {
+        let unknown = |why: &str| RotateError::UnknownEvent(why.to_owned());
+        let object = event.as_object().ok_or_else(|| unknown("not a JSON object"))?;
+        if object.contains_key("Step") {
+            let step = serde_json::from_value(event.clone())
+                .map_err(|e| RotateError::UnknownEvent(format!("rotation step: {e}")))?;
+            return Ok(Self::Step(step));
+        }
+        if object.get("source").and_then(Value::as_str) == Some("aws.events")
+            || object.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        {
+            let flags: Flags = match object.get("detail") {
+                Some(detail @ Value::Object(_)) => serde_json::from_value(detail.clone())
+                    .map_err(|e| RotateError::UnknownEvent(format!("detail: {e}")))?,
+                _ => Flags { dry_run: false, force: false },
+            };
+            return Ok(Self::Cycle { dry_run: flags.dry_run, force: flags.force });
+        }
+        let action = object
+            .get("action")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unknown("expected a scheduled event, a rotation step or an \"action\""))?;
+        let flags: Flags = serde_json::from_value(event.clone())
+            .map_err(|e| RotateError::UnknownEvent(format!("flags: {e}")))?;
+        match action {
+            "cycle" => Ok(Self::Cycle { dry_run: flags.dry_run, force: flags.force }),
+            "reconcile" => Ok(Self::Reconcile { dry_run: flags.dry_run }),
+            "rotate" => Ok(Self::RotateTokens { dry_run: flags.dry_run, force: flags.force }),
+            other => Err(RotateError::UnknownEvent(format!(
+                "unknown action {other:?} (use cycle, reconcile or rotate)"
+            ))),
+        }
+    }
+}
+
+/// Everything the rotate function needs, built once per cold start.
+pub struct Rotator {
+    policy: Arc<Policy>,
+    secrets: aws_sdk_secretsmanager::Client,
+    broker_url: Url,
+    admin_url: Url,
+    admin_token_secret: String,
+}
+
+impl Rotator {
+    /// Builds from configuration; no network call happens here.
+    pub fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, StartupError> {
+        Ok(Self {
+            policy: Arc::new(Policy::load(&config.policy)?),
+            secrets: aws_sdk_secretsmanager::Client::new(aws),
+            broker_url: config.pulsar_service_url.clone(),
+            admin_url: config
+                .pulsar_admin_url
+                .clone()
+                .ok_or(StartupError::Missing("PULSAR_ADMIN_URL"))?,
+            admin_token_secret: config
+                .admin_token_secret
+                .clone()
+                .ok_or(StartupError::Missing("KP_ADMIN_TOKEN_SECRET"))?,
+        })
+    }
+
+    /// Handles one invocation and returns its report.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, RotateError> {
+        let result = self.run(event).await;
+        if let Err(error) = &result {
+            tracing::error!(%error, cause = ?std::error::Error::source(error), "rotate failed");
+        }
+        result
+    }
+
+    async fn run(&self, event: LambdaEvent<Value>) -> Result<Value, RotateError> {
+        let task = Task::parse(&event.payload)?;
+        tracing::info!(task = ?task, "rotate invoked");
+        match task {
+            Task::Step(step) => {
+                let report = handle_rotation_step(step, &self.policy, &self.secrets, &self.broker_url).await?;
+                Ok(json!({ "step": report }))
+            }
+            Task::Reconcile { dry_run } => {
+                let report = reconcile(&self.policy, &self.admin().await?, dry_run).await;
+                Ok(json!({ "dryRun": dry_run, "reconcile": report }))
+            }
+            Task::RotateTokens { dry_run, force } => {
+                let tokens = self.rotate_tokens(dry_run, force).await;
+                Ok(json!({ "dryRun": dry_run, "tokens": tokens }))
+            }
+            Task::Cycle { dry_run, force } => {
+                let reconcile = reconcile(&self.policy, &self.admin().await?, dry_run).await;
+                let tokens = self.rotate_tokens(dry_run, force).await;
+                let failed_tenants: Vec<String> = reconcile
+                    .failed_tenants()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(tokens.iter().filter(|t| t.outcome.is_failure()).map(|t| t.tenant.clone()))
+                    .collect();
+                Ok(json!({
+                    "dryRun": dry_run,
+                    "reconcile": reconcile,
+                    "tokens": tokens,
+                    "failedTenants": failed_tenants,
+                }))
+            }
+        }
+    }
+
+    async fn rotate_tokens(&self, dry_run: bool, force: bool) -> Vec<crate::rotation::TenantOutcome> {
+        let options = RotateOptions {
+            dry_run,
+            force,
+            ..RotateOptions::default()
+        };
+        rotate_tokens(&self.policy, &self.secrets, &self.broker_url, options).await
+    }
+
+    /// The admin client, with the super-user token read fresh for each run
+    /// (it can be rotated too; a run is hourly, so one read is cheap).
+    async fn admin(&self) -> Result<AdminClient, RotateError> {
+        let value = SecretsManager::new(self.secrets.clone())
+            .get(&self.admin_token_secret)
+            .await
+            .map_err(RotateError::AdminToken)?;
+        let token = match TenantToken::parse(&self.admin_token_secret, &value) {
+            Ok(parsed) => parsed.token,
+            Err(_) => value,
+        };
+        Ok(AdminClient::new(self.admin_url.clone(), token)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str) -> Value {
+        let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_events_are_recognised() {
+        assert!(matches!(
+            Task::parse(&event("rotate-scheduled.json")).unwrap(),
+            Task::Cycle { dry_run: false, force: false }
+        ));
+        assert!(matches!(
+            Task::parse(&event("rotate-scheduled-dry-run.json")).unwrap(),
+            Task::Cycle { dry_run: true, force: false }
+        ));
+        assert!(matches!(
+            Task::parse(&event("rotate-reconcile-dry-run.json")).unwrap(),
+            Task::Reconcile { dry_run: true }
+        ));
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            assert!(matches!(Task::parse(&event(&format!("rotate-step-{step}.json"))).unwrap(), Task::Step(_)));
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_a_reason() {
+        for bad in [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!({"action": "delete-everything"}),
+            json!({"action": "reconcile", "dryRun": "yes"}),
+            json!({"Step": "dropSecret", "SecretId": "x", "ClientRequestToken": "y"}),
+            json!({"source": "aws.events", "detail": {"dryRun": 1}}),
+        ] {
+            assert!(matches!(Task::parse(&bad), Err(RotateError::UnknownEvent(_))), "{bad}");
+        }
+    }
+}

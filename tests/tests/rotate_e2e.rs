@@ -1,0 +1,177 @@
+//! The rotate function end to end, invoked through the Lambda Invoke API
+//! with the shipped `events/` samples, against the real broker and moto:
+//! a scheduled cycle onboards a tenant from the policy (tenant, namespace,
+//! grant, token secret), a dry run changes nothing, a second run converges,
+//! and the Secrets Manager four-step protocol rotates the token.
+
+use base64::Engine;
+use kp_tests::lambda::{Function, event, temp_file};
+use kp_tests::{stack, unique};
+use serde_json::{Value, json};
+
+struct Rig {
+    function: Function,
+    tenant: String,
+    role: String,
+    token_secret: String,
+    sm: aws_sdk_secretsmanager::Client,
+}
+
+async fn rig() -> Rig {
+    let stack = stack();
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.aws_config().await);
+    let (tenant, role) = (unique("onboard"), unique("onboard-gw"));
+    let signing = unique("kong-pulsar/signing");
+    let admin = unique("kong-pulsar/admin");
+    let token_secret = format!("kong-pulsar/tokens/{tenant}");
+    let key = base64::engine::general_purpose::STANDARD.encode(stack.token_secret());
+    for (name, value) in [
+        (&signing, json!({ "alg": "HS256", "key": key }).to_string()),
+        (&admin, json!({ "token": stack.superuser_token() }).to_string()),
+    ] {
+        sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+    }
+    let policy = format!(
+        r#"version: 1
+pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: {signing} }}
+identity:
+  oidc:
+    - issuer: https://idp.example.com
+      audiences: [kong-pulsar]
+      algorithms: [RS256]
+tenants:
+  {tenant}:
+    role: {role}
+    token_secret: {token_secret}
+    token_ttl: 24h
+    namespaces:
+      orders: {{ deduplication: true }}
+rules:
+  - name: checkout
+    when: {{ issuer: "https://idp.example.com", groups_any: [checkout] }}
+    allow: {{ tenant: {tenant}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+"#
+    );
+    let policy_path = temp_file("kp-rotate", "policy.yaml", &policy);
+    let function = Function::start(
+        "rotate",
+        &[
+            ("KP_POLICY_FILE", policy_path.display().to_string()),
+            ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
+            ("PULSAR_ADMIN_URL", stack.admin_url.to_string()),
+            ("KP_ADMIN_TOKEN_SECRET", admin),
+            ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+            ("AWS_REGION", stack.aws_region.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ],
+    );
+    Rig { function, tenant, role, token_secret, sm }
+}
+
+impl Rig {
+    async fn invoke(&self, payload: &Value) -> Value {
+        let (status, out) = self.function.invoke(payload).await;
+        assert_eq!(status, 200, "rotate failed: {out}\n{}", self.function.logs());
+        out
+    }
+
+    async fn current_token(&self) -> Option<String> {
+        let out = self
+            .sm
+            .get_secret_value()
+            .secret_id(&self.token_secret)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .ok()?;
+        let value: Value = serde_json::from_str(out.secret_string()?).ok()?;
+        value["token"].as_str().map(str::to_owned)
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_cycle_onboards_a_tenant_and_a_second_run_converges() {
+    let rig = rig().await;
+    let admin = stack().admin();
+
+    // Dry run: the plan, and nothing changed.
+    let report = rig.invoke(&event("rotate-scheduled-dry-run.json")).await;
+    assert_eq!(report["dryRun"], true);
+    let kinds: Vec<&str> = report["reconcile"]["changes"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
+    assert!(kinds.contains(&"create_tenant") && kinds.contains(&"grant"), "{kinds:?}");
+    assert!(admin.get(&format!("/admin/v2/tenants/{}", rig.tenant)).await.is_err(), "dry run created the tenant");
+    assert!(rig.current_token().await.is_none(), "dry run created the secret");
+
+    // The real cycle.
+    let report = rig.invoke(&event("rotate-scheduled.json")).await;
+    assert_eq!(report["failedTenants"], json!([]), "{report:#}");
+    let ns = admin.get(&format!("/admin/v2/namespaces/{}/orders/permissions", rig.tenant)).await.unwrap();
+    assert_eq!(ns[&rig.role], json!(["produce"]));
+    assert_eq!(admin.get(&format!("/admin/v2/namespaces/{}/orders/deduplication", rig.tenant)).await.unwrap(), json!(true));
+    let token = rig.current_token().await.expect("token secret created");
+    let broker = stack().broker_as(&token).await.expect("the minted token authenticates");
+    broker
+        .producer(&format!("persistent://{}/orders/probe", rig.tenant))
+        .await
+        .expect("the tenant role may produce where the policy says");
+
+    // Converged: nothing more to do.
+    let again = rig.invoke(&event("rotate-scheduled.json")).await;
+    assert_eq!(again["reconcile"]["changes"], json!([]), "{again:#}");
+    assert_eq!(again["tokens"][0]["outcome"], "fresh", "{again:#}");
+    let manual = rig.invoke(&event("rotate-reconcile-dry-run.json")).await;
+    assert_eq!(manual["reconcile"]["changes"], json!([]));
+}
+
+#[tokio::test]
+async fn the_four_step_protocol_runs_through_the_function_with_the_shipped_events() {
+    let rig = rig().await;
+    rig.invoke(&event("rotate-scheduled.json")).await;
+    let old = rig.current_token().await.expect("created");
+
+    // What Secrets Manager does before invoking the rotation Lambda: enable
+    // rotation and stage an empty AWSPENDING version under a request token.
+    // (moto cannot invoke a Lambda, so it fails after doing exactly that.)
+    let request_token = uuid::Uuid::new_v4().to_string();
+    let _ = rig
+        .sm
+        .rotate_secret()
+        .secret_id(&rig.token_secret)
+        .client_request_token(&request_token)
+        .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:kp-no-such-rotator")
+        .rotation_rules(aws_sdk_secretsmanager::types::RotationRulesType::builder().automatically_after_days(30).build())
+        .send()
+        .await;
+
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let mut payload = event(&format!("rotate-step-{step}.json"));
+        payload["SecretId"] = json!(rig.token_secret);
+        payload["ClientRequestToken"] = json!(request_token);
+        let out = rig.invoke(&payload).await;
+        assert_eq!(out["step"]["versionId"].as_str().or(out["step"]["version_id"].as_str()), Some(request_token.as_str()), "{out:#}");
+        // Each step is idempotent: the same event again succeeds.
+        rig.invoke(&payload).await;
+    }
+    let new = rig.current_token().await.unwrap();
+    assert_ne!(new, old, "AWSCURRENT moved to the rotated token");
+    assert!(stack().broker_as(&new).await.is_ok());
+    assert!(stack().broker_as(&old).await.is_ok(), "the old token stays valid until it expires");
+
+    // An unknown request token is refused, and the invocation fails.
+    let mut payload = event("rotate-step-finishSecret.json");
+    payload["SecretId"] = json!(rig.token_secret);
+    payload["ClientRequestToken"] = json!(uuid::Uuid::new_v4().to_string());
+    let (status, out) = rig.function.invoke(&payload).await;
+    assert_ne!(status, 200, "{out}");
+}
+
+#[tokio::test]
+async fn input_the_function_does_not_understand_fails_the_invocation() {
+    let rig = rig().await;
+    for bad in [json!({}), json!({"action": "delete-everything"}), json!("scheduled")] {
+        let (status, out) = rig.function.invoke(&bad).await;
+        assert_ne!(status, 200, "{bad} -> {out}");
+        assert!(out.to_string().contains("unrecognised event"), "{out}");
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod certificates;
 pub mod config;
 pub mod identity;
 pub mod kong;

@@ -191,7 +191,9 @@ impl ApiError {
             | Self::StsUnavailable(_) => title.to_owned(),
             // Which check failed helps an attacker more than a caller.
             Self::InvalidToken(_) => "the bearer token could not be verified".to_owned(),
-            Self::InvalidIamToken(_) => "the KP-AWS-IAM credential could not be verified".to_owned(),
+            Self::InvalidIamToken(_) => {
+                "the KP-AWS-IAM credential could not be verified".to_owned()
+            }
             Self::Payload(PayloadError::Legacy) => PayloadError::Legacy.to_string(),
             _ => self.to_string(),
         };

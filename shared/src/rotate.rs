@@ -2,11 +2,12 @@
 //! is invoked with, each turned into a JSON report.
 //!
 //! * an EventBridge scheduled event (`"detail-type": "Scheduled Event"`): a
-//!   full cycle — reconcile Pulsar with the policy, then rotate tenant tokens
-//!   that are due. `detail.dryRun: true` reports and changes nothing;
-//!   `detail.force: true` rotates every token.
+//!   full cycle — reconcile Pulsar with the policy, rotate tenant tokens that
+//!   are due, renew certificates that are due. `detail.dryRun: true` reports
+//!   and changes nothing; `detail.force: true` replaces every token and
+//!   certificate.
 //! * a Secrets Manager rotation step (`{"Step","SecretId","ClientRequestToken"}`)
-//!   for a token secret: the four-step protocol.
+//!   for a token or certificate secret: the four-step protocol.
 //! * a manual request: `{"action":"reconcile"|"rotate"|"cycle","dryRun":…,"force":…}`.
 //!
 //! Reconciliation runs before token rotation in a cycle, so a new tenant's
@@ -23,10 +24,16 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::admin::{AdminClient, AdminError};
+use crate::certificates::{
+    CertificateError, CertificateReport, RenewOptions, handle_certificate_rotation_step,
+    renew_certificates,
+};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError};
 use crate::reconcile::reconcile;
-use crate::rotation::{RotateOptions, RotationError, RotationStepEvent, handle_rotation_step, rotate_tokens};
+use crate::rotation::{
+    RotateOptions, RotationError, RotationStepEvent, handle_rotation_step, rotate_tokens,
+};
 use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
 
 /// What the function was asked to do.
@@ -36,7 +43,7 @@ pub enum Task {
     Cycle { dry_run: bool, force: bool },
     /// Only reconcile Pulsar with the policy.
     Reconcile { dry_run: bool },
-    /// Only rotate tenant tokens.
+    /// Only rotate tenant tokens and renew certificates.
     RotateTokens { dry_run: bool, force: bool },
     /// One Secrets Manager rotation step.
     Step(RotationStepEvent),
@@ -49,6 +56,8 @@ pub enum RotateError {
     UnknownEvent(String),
     #[error("rotation step failed: {0}")]
     Step(#[from] RotationError),
+    #[error("certificate rotation step failed: {0}")]
+    CertificateStep(#[from] CertificateError),
     #[error("the admin token could not be read: {0}")]
     AdminToken(#[source] SecretsError),
     #[error("the admin client could not be built: {0}")]
@@ -77,7 +86,9 @@ impl Task {
     /// Recognises the event's shape.
     pub fn parse(event: &Value) -> Result<Self, RotateError> {
         let unknown = |why: &str| RotateError::UnknownEvent(why.to_owned());
-        let object = event.as_object().ok_or_else(|| unknown("not a JSON object"))?;
+        let object = event
+            .as_object()
+            .ok_or_else(|| unknown("not a JSON object"))?;
         if object.contains_key("Step") {
             let step = serde_json::from_value(event.clone())
                 .map_err(|e| RotateError::UnknownEvent(format!("rotation step: {e}")))?;
@@ -89,20 +100,36 @@ impl Task {
             let flags: Flags = match object.get("detail") {
                 Some(detail @ Value::Object(_)) => serde_json::from_value(detail.clone())
                     .map_err(|e| RotateError::UnknownEvent(format!("detail: {e}")))?,
-                _ => Flags { dry_run: false, force: false },
+                _ => Flags {
+                    dry_run: false,
+                    force: false,
+                },
             };
-            return Ok(Self::Cycle { dry_run: flags.dry_run, force: flags.force });
+            return Ok(Self::Cycle {
+                dry_run: flags.dry_run,
+                force: flags.force,
+            });
         }
         let action = object
             .get("action")
             .and_then(Value::as_str)
-            .ok_or_else(|| unknown("expected a scheduled event, a rotation step or an \"action\""))?;
+            .ok_or_else(|| {
+                unknown("expected a scheduled event, a rotation step or an \"action\"")
+            })?;
         let flags: Flags = serde_json::from_value(event.clone())
             .map_err(|e| RotateError::UnknownEvent(format!("flags: {e}")))?;
         match action {
-            "cycle" => Ok(Self::Cycle { dry_run: flags.dry_run, force: flags.force }),
-            "reconcile" => Ok(Self::Reconcile { dry_run: flags.dry_run }),
-            "rotate" => Ok(Self::RotateTokens { dry_run: flags.dry_run, force: flags.force }),
+            "cycle" => Ok(Self::Cycle {
+                dry_run: flags.dry_run,
+                force: flags.force,
+            }),
+            "reconcile" => Ok(Self::Reconcile {
+                dry_run: flags.dry_run,
+            }),
+            "rotate" => Ok(Self::RotateTokens {
+                dry_run: flags.dry_run,
+                force: flags.force,
+            }),
             other => Err(RotateError::UnknownEvent(format!(
                 "unknown action {other:?} (use cycle, reconcile or rotate)"
             ))),
@@ -151,37 +178,76 @@ impl Rotator {
         tracing::info!(task = ?task, "rotate invoked");
         match task {
             Task::Step(step) => {
-                let report = handle_rotation_step(step, &self.policy, &self.secrets, &self.broker_url).await?;
-                Ok(json!({ "step": report }))
+                match handle_rotation_step(
+                    step.clone(),
+                    &self.policy,
+                    &self.secrets,
+                    &self.broker_url,
+                )
+                .await
+                {
+                    Ok(report) => Ok(json!({ "step": report })),
+                    // Not a token secret: it may be a certificate's.
+                    Err(RotationError::NotATokenSecret { .. }) => {
+                        let report =
+                            handle_certificate_rotation_step(step, &self.policy, &self.secrets)
+                                .await?;
+                        Ok(json!({ "step": report }))
+                    }
+                    Err(other) => Err(other.into()),
+                }
             }
+
             Task::Reconcile { dry_run } => {
                 let report = reconcile(&self.policy, &self.admin().await?, dry_run).await;
                 Ok(json!({ "dryRun": dry_run, "reconcile": report }))
             }
             Task::RotateTokens { dry_run, force } => {
                 let tokens = self.rotate_tokens(dry_run, force).await;
-                Ok(json!({ "dryRun": dry_run, "tokens": tokens }))
+                let certificates = self.renew_certificates(dry_run, force).await;
+                Ok(json!({ "dryRun": dry_run, "tokens": tokens, "certificates": certificates }))
             }
             Task::Cycle { dry_run, force } => {
                 let reconcile = reconcile(&self.policy, &self.admin().await?, dry_run).await;
                 let tokens = self.rotate_tokens(dry_run, force).await;
+                let certificates = self.renew_certificates(dry_run, force).await;
                 let failed_tenants: Vec<String> = reconcile
                     .failed_tenants()
                     .into_iter()
                     .map(str::to_owned)
-                    .chain(tokens.iter().filter(|t| t.outcome.is_failure()).map(|t| t.tenant.clone()))
+                    .chain(
+                        tokens
+                            .iter()
+                            .filter(|t| t.outcome.is_failure())
+                            .map(|t| t.tenant.clone()),
+                    )
+                    .collect();
+                let failed_certificates: Vec<&str> = certificates
+                    .iter()
+                    .filter(|c| c.outcome.is_failure())
+                    .map(|c| c.name.as_str())
                     .collect();
                 Ok(json!({
                     "dryRun": dry_run,
                     "reconcile": reconcile,
                     "tokens": tokens,
+                    "certificates": certificates,
                     "failedTenants": failed_tenants,
+                    "failedCertificates": failed_certificates,
                 }))
             }
         }
     }
 
-    async fn rotate_tokens(&self, dry_run: bool, force: bool) -> Vec<crate::rotation::TenantOutcome> {
+    async fn renew_certificates(&self, dry_run: bool, force: bool) -> Vec<CertificateReport> {
+        renew_certificates(&self.policy, &self.secrets, RenewOptions { force, dry_run }).await
+    }
+
+    async fn rotate_tokens(
+        &self,
+        dry_run: bool,
+        force: bool,
+    ) -> Vec<crate::rotation::TenantOutcome> {
         let options = RotateOptions {
             dry_run,
             force,
@@ -218,18 +284,27 @@ mod tests {
     fn the_shipped_events_are_recognised() {
         assert!(matches!(
             Task::parse(&event("rotate-scheduled.json")).unwrap(),
-            Task::Cycle { dry_run: false, force: false }
+            Task::Cycle {
+                dry_run: false,
+                force: false
+            }
         ));
         assert!(matches!(
             Task::parse(&event("rotate-scheduled-dry-run.json")).unwrap(),
-            Task::Cycle { dry_run: true, force: false }
+            Task::Cycle {
+                dry_run: true,
+                force: false
+            }
         ));
         assert!(matches!(
             Task::parse(&event("rotate-reconcile-dry-run.json")).unwrap(),
             Task::Reconcile { dry_run: true }
         ));
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            assert!(matches!(Task::parse(&event(&format!("rotate-step-{step}.json"))).unwrap(), Task::Step(_)));
+            assert!(matches!(
+                Task::parse(&event(&format!("rotate-step-{step}.json"))).unwrap(),
+                Task::Step(_)
+            ));
         }
     }
 
@@ -244,7 +319,10 @@ mod tests {
             json!({"Step": "dropSecret", "SecretId": "x", "ClientRequestToken": "y"}),
             json!({"source": "aws.events", "detail": {"dryRun": 1}}),
         ] {
-            assert!(matches!(Task::parse(&bad), Err(RotateError::UnknownEvent(_))), "{bad}");
+            assert!(
+                matches!(Task::parse(&bad), Err(RotateError::UnknownEvent(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -109,6 +109,7 @@ impl PublishApp {
         )
         .await;
 
+        let sts_endpoint = format!("{}/", stack.aws_endpoint.trim_end_matches('/'));
         let policy = format!(
             r#"version: 1
 pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
@@ -152,7 +153,7 @@ rules:
 "#,
             issuer = issuer.issuer(),
             kong_trusted = options.kong_trusted,
-            sts = format!("{}/", stack.aws_endpoint.trim_end_matches('/')),
+            sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
         let function = Function::start(

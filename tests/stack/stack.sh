@@ -21,6 +21,7 @@ VENV=$ROOT/.venv
 
 PULSAR_PORT=${KP_PULSAR_PORT:-6650}
 PULSAR_HTTP_PORT=${KP_PULSAR_HTTP_PORT:-8080}
+PULSAR_TLS_PORT=${KP_PULSAR_TLS_PORT:-6651}
 BOOKIE_PORT=${KP_BOOKIE_PORT:-3181}
 MOTO_PORT=${KP_MOTO_PORT:-5000}
 LAMBDA_PORT=${KP_LAMBDA_PORT:-9000}
@@ -134,7 +135,7 @@ require_free_port() { # require_free_port <port> <what>
   if port_in_use "$1"; then
     local who
     who=$(port_owner "$1")
-    die "port $1 (needed for $2) is already in use${who:+ by $who}. Stop that process or choose another port (KP_PULSAR_PORT, KP_PULSAR_HTTP_PORT, KP_BOOKIE_PORT, KP_MOTO_PORT)."
+    die "port $1 (needed for $2) is already in use${who:+ by $who}. Stop that process or choose another port (KP_PULSAR_PORT, KP_PULSAR_HTTP_PORT, KP_PULSAR_TLS_PORT, KP_BOOKIE_PORT, KP_MOTO_PORT)."
   fi
 }
 
@@ -175,6 +176,30 @@ admin_get() { # admin_get <path>: GET on the admin API as the super-user; prints
     "http://127.0.0.1:$PULSAR_HTTP_PORT$1"
 }
 
+# make_tls: a throw-away CA and the broker's server certificate for the TLS
+# listener (127.0.0.1/localhost), new every broker start like the token key.
+# The CA key is kept so tests can issue client certificates from it (it is
+# what the rotate function's CA secret holds in production). RSA keys: every
+# TLS stack (JDK, OpenSSL, aws-lc) accepts them; PKCS#8 is what Pulsar reads.
+make_tls() {
+  local d=$STACK_DIR/tls
+  rm -rf "$d"
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kong-pulsar test CA" \
+      -keyout ca.key.pem -out ca.cert.pem \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key.pem -out broker.csr.pem
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -in broker.csr.pem -CA ca.cert.pem -CAkey ca.key.pem -CAcreateserial \
+      -days 30 -extfile broker.ext -out broker.cert.pem
+    rm -f broker.csr.pem broker.ext ca.cert.srl
+    chmod 600 ca.key.pem broker.key.pem
+  ) >"$STACK_DIR/tls.log" 2>&1 || die "openssl could not create the test TLS certificates; see $STACK_DIR/tls.log"
+}
+
 pulsar_ready() { admin_get /admin/v2/namespaces/public 2>/dev/null | grep -q '"public/default"'; }
 
 start_pulsar() {
@@ -186,6 +211,7 @@ start_pulsar() {
   fi
   require_free_port "$PULSAR_PORT" "Pulsar's binary protocol"
   require_free_port "$PULSAR_HTTP_PORT" "Pulsar's admin API"
+  require_free_port "$PULSAR_TLS_PORT" "Pulsar's TLS listener"
   require_free_port "$BOOKIE_PORT" "Pulsar's embedded bookie"
 
   # A fresh broker every start: new data directory, new signing key.
@@ -195,14 +221,16 @@ start_pulsar() {
   chmod 600 "$STACK_DIR/token-secret.key"
   mint_token "$SUPERUSER_ROLE" >"$STACK_DIR/superuser.token"
   chmod 600 "$STACK_DIR/superuser.token"
+  make_tls
   sed -e "s|@BROKER_PORT@|$PULSAR_PORT|" -e "s|@WEB_PORT@|$PULSAR_HTTP_PORT|" \
+      -e "s|@BROKER_TLS_PORT@|$PULSAR_TLS_PORT|" -e "s|@TLS_DIR@|$STACK_DIR/tls|" \
       -e "s|@TOKEN_SECRET_FILE@|$STACK_DIR/token-secret.key|" \
       -e "s|@SUPERUSER_ROLE@|$SUPERUSER_ROLE|" \
       -e "s|@SUPERUSER_TOKEN_FILE@|$STACK_DIR/superuser.token|" \
       "$HERE/standalone.conf.in" >"$STACK_DIR/pulsar/standalone.conf"
 
   local t0=$SECONDS
-  say "starting Apache Pulsar on 127.0.0.1:$PULSAR_PORT (admin :$PULSAR_HTTP_PORT)"
+  say "starting Apache Pulsar on 127.0.0.1:$PULSAR_PORT (TLS :$PULSAR_TLS_PORT, admin :$PULSAR_HTTP_PORT)"
   # JVM flags as Pulsar's own bin/pulsar sets them.
   (cd "$STACK_DIR/pulsar" && exec setsid "$JAVA" \
     -Xms128m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseG1GC -XX:TieredStopAtLevel=1 \
@@ -271,6 +299,17 @@ AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 ENV
+  # Only a broker rendered with the TLS listener has one: a stack started
+  # before it existed, and reused, must not claim it.
+  local conf=$STACK_DIR/pulsar/standalone.conf port
+  port=$(sed -n 's/^brokerServicePortTls=//p' "$conf" 2>/dev/null)
+  if [ -n "$port" ] && [ -f "$STACK_DIR/tls/ca.cert.pem" ]; then
+    cat >>"$STACK_DIR/stack.env" <<ENV
+PULSAR_TLS_SERVICE_URL=pulsar+ssl://127.0.0.1:$port
+KP_STACK_TLS_CA_CERT_FILE=$STACK_DIR/tls/ca.cert.pem
+KP_STACK_TLS_CA_KEY_FILE=$STACK_DIR/tls/ca.key.pem
+ENV
+  fi
 }
 
 cmd_up() {

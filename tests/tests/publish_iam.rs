@@ -15,7 +15,10 @@ async fn an_iam_role_publishes_as_its_role_and_other_roles_are_refused() {
         kong_event(
             "POST",
             &format!("/events/{}/orders/order-created", app.tenant_a),
-            &[("authorization", authorization), ("content-type", "application/json")],
+            &[
+                ("authorization", authorization),
+                ("content-type", "application/json"),
+            ],
             br#"{"orderId":"iam-1"}"#,
         )
     };
@@ -26,22 +29,36 @@ async fn an_iam_role_publishes_as_its_role_and_other_roles_are_refused() {
     let p = properties(&receive(&mut consumer).await);
     assert_eq!(p["kp-auth-method"], "iam");
     assert_eq!(p["kp-issuer"], "aws-iam");
-    assert_eq!(p["kp-source-id"], format!("arn:aws:iam::123456789012:role/{}", app.iam_role));
+    assert_eq!(
+        p["kp-source-id"],
+        format!("arn:aws:iam::123456789012:role/{}", app.iam_role)
+    );
     assert_eq!(p["kp-service-tag"], app.iam_role);
 
     // The same credential again: served from the verified-identity cache.
     assert_eq!(app.call(&event(&authorization)).await.status, 202);
 
     // A role no rule names is authenticated but not allowed.
-    let other = app.iam_authorization(&kp_tests::unique("other-role"), "s").await;
+    let other = app
+        .iam_authorization(&kp_tests::unique("other-role"), "s")
+        .await;
     let resp = app.call(&event(&other)).await;
-    assert_eq!((resp.status, resp.body["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (resp.status, resp.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
 
     // A tampered credential never reaches STS and is a 401.
     let tampered = format!("{}x", authorization);
     let resp = app.call(&event(&tampered)).await;
-    assert_eq!((resp.status, resp.body["code"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(
+        (resp.status, resp.body["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
     assert_eq!(app.stored(&topic).await, 2);
     let logs = app.function.logs();
-    assert!(!logs.contains(authorization.split_whitespace().nth(1).unwrap()), "a credential was logged");
+    assert!(
+        !logs.contains(authorization.split_whitespace().nth(1).unwrap()),
+        "a credential was logged"
+    );
 }

@@ -14,6 +14,7 @@ struct Rig {
     tenant: String,
     role: String,
     token_secret: String,
+    cert_secret: String,
     sm: aws_sdk_secretsmanager::Client,
 }
 
@@ -24,12 +25,29 @@ async fn rig() -> Rig {
     let signing = unique("kong-pulsar/signing");
     let admin = unique("kong-pulsar/admin");
     let token_secret = format!("kong-pulsar/tokens/{tenant}");
+    let (ca, cert_secret) = (
+        unique("kong-pulsar/ca"),
+        format!("kong-pulsar/certs/{tenant}"),
+    );
+    let read = |p: &Option<std::path::PathBuf>| {
+        std::fs::read_to_string(p.as_ref().expect("the stack has a TLS CA")).unwrap()
+    };
+    let ca_value = json!({ "cert_pem": read(&stack.tls_ca_cert_file), "key_pem": read(&stack.tls_ca_key_file) });
     let key = base64::engine::general_purpose::STANDARD.encode(stack.token_secret());
     for (name, value) in [
         (&signing, json!({ "alg": "HS256", "key": key }).to_string()),
-        (&admin, json!({ "token": stack.superuser_token() }).to_string()),
+        (
+            &admin,
+            json!({ "token": stack.superuser_token() }).to_string(),
+        ),
+        (&ca, ca_value.to_string()),
     ] {
-        sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+        sm.create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
     }
     let policy = format!(
         r#"version: 1
@@ -50,6 +68,14 @@ rules:
   - name: checkout
     when: {{ issuer: "https://idp.example.com", groups_any: [checkout] }}
     allow: {{ tenant: {tenant}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+certificates:
+  - name: {tenant}-client
+    role: {role}
+    sans: [{tenant}.internal]
+    validity: 30d
+    renew_before: 7d
+    secret: {cert_secret}
+    ca_secret: {ca}
 "#
     );
     let policy_path = temp_file("kp-rotate", "policy.yaml", &policy);
@@ -66,13 +92,25 @@ rules:
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ],
     );
-    Rig { function, tenant, role, token_secret, sm }
+    Rig {
+        function,
+        tenant,
+        role,
+        token_secret,
+        cert_secret,
+        sm,
+    }
 }
 
 impl Rig {
     async fn invoke(&self, payload: &Value) -> Value {
         let (status, out) = self.function.invoke(payload).await;
-        assert_eq!(status, 200, "rotate failed: {out}\n{}", self.function.logs());
+        assert_eq!(
+            status,
+            200,
+            "rotate failed: {out}\n{}",
+            self.function.logs()
+        );
         out
     }
 
@@ -98,28 +136,94 @@ async fn a_scheduled_cycle_onboards_a_tenant_and_a_second_run_converges() {
     // Dry run: the plan, and nothing changed.
     let report = rig.invoke(&event("rotate-scheduled-dry-run.json")).await;
     assert_eq!(report["dryRun"], true);
-    let kinds: Vec<&str> = report["reconcile"]["changes"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
-    assert!(kinds.contains(&"create_tenant") && kinds.contains(&"grant"), "{kinds:?}");
-    assert!(admin.get(&format!("/admin/v2/tenants/{}", rig.tenant)).await.is_err(), "dry run created the tenant");
-    assert!(rig.current_token().await.is_none(), "dry run created the secret");
+    let kinds: Vec<&str> = report["reconcile"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"create_tenant") && kinds.contains(&"grant"),
+        "{kinds:?}"
+    );
+    assert!(
+        admin
+            .get(&format!("/admin/v2/tenants/{}", rig.tenant))
+            .await
+            .is_err(),
+        "dry run created the tenant"
+    );
+    assert!(
+        rig.current_token().await.is_none(),
+        "dry run created the secret"
+    );
 
     // The real cycle.
     let report = rig.invoke(&event("rotate-scheduled.json")).await;
     assert_eq!(report["failedTenants"], json!([]), "{report:#}");
-    let ns = admin.get(&format!("/admin/v2/namespaces/{}/orders/permissions", rig.tenant)).await.unwrap();
+    let ns = admin
+        .get(&format!(
+            "/admin/v2/namespaces/{}/orders/permissions",
+            rig.tenant
+        ))
+        .await
+        .unwrap();
     assert_eq!(ns[&rig.role], json!(["produce"]));
-    assert_eq!(admin.get(&format!("/admin/v2/namespaces/{}/orders/deduplication", rig.tenant)).await.unwrap(), json!(true));
+    assert_eq!(
+        admin
+            .get(&format!(
+                "/admin/v2/namespaces/{}/orders/deduplication",
+                rig.tenant
+            ))
+            .await
+            .unwrap(),
+        json!(true)
+    );
     let token = rig.current_token().await.expect("token secret created");
-    let broker = stack().broker_as(&token).await.expect("the minted token authenticates");
+    let broker = stack()
+        .broker_as(&token)
+        .await
+        .expect("the minted token authenticates");
     broker
         .producer(&format!("persistent://{}/orders/probe", rig.tenant))
         .await
         .expect("the tenant role may produce where the policy says");
 
+    // The role's client certificate was issued from the CA.
+    assert_eq!(
+        report["certificates"][0]["outcome"], "created",
+        "{report:#}"
+    );
+    let cert: Value = serde_json::from_str(
+        rig.sm
+            .get_secret_value()
+            .secret_id(&rig.cert_secret)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .unwrap()
+            .secret_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        cert["cert_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(cert["key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
+    assert!(
+        !report.to_string().contains("PRIVATE KEY"),
+        "key material in the report"
+    );
+
     // Converged: nothing more to do.
     let again = rig.invoke(&event("rotate-scheduled.json")).await;
     assert_eq!(again["reconcile"]["changes"], json!([]), "{again:#}");
     assert_eq!(again["tokens"][0]["outcome"], "fresh", "{again:#}");
+    assert_eq!(again["certificates"][0]["outcome"], "fresh", "{again:#}");
+    assert_eq!(again["failedCertificates"], json!([]));
     let manual = rig.invoke(&event("rotate-reconcile-dry-run.json")).await;
     assert_eq!(manual["reconcile"]["changes"], json!([]));
 }
@@ -140,7 +244,11 @@ async fn the_four_step_protocol_runs_through_the_function_with_the_shipped_event
         .secret_id(&rig.token_secret)
         .client_request_token(&request_token)
         .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:kp-no-such-rotator")
-        .rotation_rules(aws_sdk_secretsmanager::types::RotationRulesType::builder().automatically_after_days(30).build())
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
         .send()
         .await;
 
@@ -149,14 +257,23 @@ async fn the_four_step_protocol_runs_through_the_function_with_the_shipped_event
         payload["SecretId"] = json!(rig.token_secret);
         payload["ClientRequestToken"] = json!(request_token);
         let out = rig.invoke(&payload).await;
-        assert_eq!(out["step"]["versionId"].as_str().or(out["step"]["version_id"].as_str()), Some(request_token.as_str()), "{out:#}");
+        assert_eq!(
+            out["step"]["versionId"]
+                .as_str()
+                .or(out["step"]["version_id"].as_str()),
+            Some(request_token.as_str()),
+            "{out:#}"
+        );
         // Each step is idempotent: the same event again succeeds.
         rig.invoke(&payload).await;
     }
     let new = rig.current_token().await.unwrap();
     assert_ne!(new, old, "AWSCURRENT moved to the rotated token");
     assert!(stack().broker_as(&new).await.is_ok());
-    assert!(stack().broker_as(&old).await.is_ok(), "the old token stays valid until it expires");
+    assert!(
+        stack().broker_as(&old).await.is_ok(),
+        "the old token stays valid until it expires"
+    );
 
     // An unknown request token is refused, and the invocation fails.
     let mut payload = event("rotate-step-finishSecret.json");
@@ -169,7 +286,11 @@ async fn the_four_step_protocol_runs_through_the_function_with_the_shipped_event
 #[tokio::test]
 async fn input_the_function_does_not_understand_fails_the_invocation() {
     let rig = rig().await;
-    for bad in [json!({}), json!({"action": "delete-everything"}), json!("scheduled")] {
+    for bad in [
+        json!({}),
+        json!({"action": "delete-everything"}),
+        json!("scheduled"),
+    ] {
         let (status, out) = rig.function.invoke(&bad).await;
         assert_ne!(status, 200, "{bad} -> {out}");
         assert!(out.to_string().contains("unrecognised event"), "{out}");

@@ -19,6 +19,12 @@ use serde_json::{Value, json};
 
 const ADMIN_ROLE: &str = "kp-admin";
 
+/// The log-capturing test installs a scoped subscriber; tracing caches each
+/// callsite's interest process-wide, so events from tests running at the same
+/// time can be cached as "never" and the capture misses lines. That test
+/// takes this lock exclusively, every other test shares it.
+static LOG_CAPTURE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn admin_client() -> AdminClient {
     let stack = stack();
     AdminClient::new(
@@ -130,6 +136,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn from_empty_one_run_sets_up_what_the_policy_says_and_the_broker_enforces_it() {
+    let _shared = LOG_CAPTURE.read().await;
     let admin = admin_client();
     let (t, role) = (unique("rc"), unique("rc-role"));
     let policy = policy(&document(
@@ -232,6 +239,7 @@ async fn from_empty_one_run_sets_up_what_the_policy_says_and_the_broker_enforces
 
 #[tokio::test]
 async fn drift_is_corrected_inside_managed_tenants_only_and_a_dry_run_changes_nothing() {
+    let _shared = LOG_CAPTURE.read().await;
     let stack = stack();
     let admin = admin_client();
     let fixtures = stack.admin();
@@ -428,6 +436,7 @@ async fn drift_is_corrected_inside_managed_tenants_only_and_a_dry_run_changes_no
 
 #[tokio::test]
 async fn a_failing_tenant_is_reported_and_the_others_are_reconciled() {
+    let _shared = LOG_CAPTURE.read().await;
     let fixtures = stack().admin();
     let admin = admin_client();
     let (bad, bad_role) = (unique("rcx"), unique("rcx-role"));
@@ -529,6 +538,7 @@ async fn a_failing_tenant_is_reported_and_the_others_are_reconciled() {
 
 #[tokio::test]
 async fn enforced_schema_validation_would_lock_out_our_producer_so_it_is_switched_off() {
+    let _shared = LOG_CAPTURE.read().await;
     let fixtures = stack().admin();
     let admin = admin_client();
     let (t, role) = (unique("rcv"), unique("rcv-role"));
@@ -583,6 +593,7 @@ async fn enforced_schema_validation_would_lock_out_our_producer_so_it_is_switche
 
 #[tokio::test]
 async fn the_admin_client_types_the_brokers_answers() {
+    let _shared = LOG_CAPTURE.read().await;
     let stack = stack();
     let admin = admin_client();
     let t = unique("rca");
@@ -684,6 +695,7 @@ async fn the_admin_client_types_the_brokers_answers() {
 
 #[tokio::test]
 async fn without_admin_rights_every_tenant_fails_and_nothing_changes() {
+    let _shared = LOG_CAPTURE.read().await;
     let stack = stack();
     let t = unique("rcn");
     let nobody = AdminClient::new(
@@ -748,6 +760,7 @@ impl Captured {
 
 #[tokio::test]
 async fn every_change_is_one_structured_log_line_and_the_token_is_never_logged() {
+    let _exclusive = LOG_CAPTURE.write().await;
     use tracing::instrument::WithSubscriber;
 
     let stack = stack();

@@ -45,6 +45,7 @@ use crate::policy::{Certificate, Policy};
 use crate::rotation::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 use crate::rotation::{RotationStep, RotationStepEvent};
 use crate::secrets::SecretValue;
+use crate::telemetry::error_chain;
 use crate::telemetry::fingerprint;
 
 /// Issued certificates start this long before "now", so a verifier whose
@@ -602,21 +603,6 @@ fn trim_to_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
 
 fn to_offset(at: DateTime<Utc>) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp(at.timestamp()).ok()
-}
-
-/// An error with its causes, for reports: the cause is usually the useful part.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.ends_with(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 // ---------------------------------------------------------------------------

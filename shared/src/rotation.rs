@@ -44,6 +44,7 @@ pub use store::StoreError;
 
 use crate::policy::{Policy, Tenant};
 use crate::secrets::TenantToken;
+use crate::telemetry::error_chain;
 
 /// The tenant whose `token_secret` names this secret. Secrets Manager events
 /// carry the ARN while the policy usually holds the name, so both the name and
@@ -74,37 +75,9 @@ fn is_arn_random_suffix(rest: &str) -> bool {
 /// and so must the secret's `role` field when it has one. A token whose `sub`
 /// cannot be read is no use to the broker either.
 fn is_for_role(token: &TenantToken, role: &str) -> bool {
-    use base64::Engine as _;
-    let sub = token
-        .token
-        .expose()
-        .split('.')
-        .nth(1)
-        .and_then(|payload| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    let sub = crate::secrets::unverified_claims(token.token.expose())
         .and_then(|claims| claims.get("sub")?.as_str().map(str::to_owned));
     sub.as_deref() == Some(role) && token.role.as_deref().is_none_or(|r| r == role)
-}
-
-/// An error with its causes, for reports: `Display` alone drops the source
-/// chain, and the cause is usually the useful part.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        // Wrappers often repeat their cause's message; say it once.
-        if !text.ends_with(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

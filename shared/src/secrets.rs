@@ -231,13 +231,18 @@ impl TenantToken {
 /// The `exp` claim of a JWT, read without verifying it: only to decide when
 /// to fetch the secret again, never to trust the token.
 fn jwt_expiry(token: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(unverified_claims(token)?.get("exp")?.as_i64()?, 0)
+}
+
+/// A JWT's payload, decoded but NOT verified: for bookkeeping about tokens we
+/// minted or stored ourselves (when to refresh, which role), never for trust.
+pub(crate) fn unverified_claims(token: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    chrono::DateTime::from_timestamp(claims.get("exp")?.as_i64()?, 0)
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn looks_like_jwt(text: &str) -> bool {

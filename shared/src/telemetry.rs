@@ -28,6 +28,23 @@ pub fn fingerprint(secret: &[u8]) -> String {
     hex::encode(&digest[..6])
 }
 
+/// An error with its causes, for reports and logs: `Display` alone drops the
+/// source chain, and the cause is usually the useful part.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        // Wrappers often repeat their cause's message; say it once.
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The one audit record written per publish request.
 #[derive(Debug, Default)]
 pub struct Audit<'a> {

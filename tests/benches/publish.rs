@@ -824,6 +824,14 @@ fn report_latency(run: &Run, warmup: usize) {
         human(handler.p99 - bare.p99),
         human(handler.mean - bare.mean)
     );
+    if bare.n < 2_000 {
+        eprintln!(
+            "   (p99 of {} calls is each arm's {}th-worst call, so one broker or host hiccup\n   \
+             moves it: indicative only; the full run settles it)",
+            bare.n,
+            bare.n + 1 - (0.99 * bare.n as f64).ceil() as usize
+        );
+    }
 }
 
 fn report_cpu(run: &Run, steps: &[Step], events: usize) {

@@ -7,6 +7,7 @@
 #   stack.sh down     stop it; no process is left behind
 #   stack.sh status   what is running
 #   stack.sh test     setup + up + the whole test suite + down (if it started it)
+#   stack.sh validate check the deployment artifacts (tests/stack/validate.sh)
 #   stack.sh run      setup + up + demo tenant/policy + `cargo lambda watch`
 #
 # Everything the stack writes lives under $KP_STACK_DIR (default target/stack);
@@ -347,6 +348,8 @@ cmd_test() {
   load_env
   PATH="$VENV/bin:$PATH"
   cd "$ROOT"
+  say "deployment artifacts (template, Kong config, events, release build)"
+  "$HERE/validate.sh"
   say "cargo fmt --check"
   cargo fmt --all -- --check
   say "cargo clippy"
@@ -401,6 +404,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   test) cmd_test ;;
+  validate) setup_python; "$HERE/validate.sh" ;;
   run) cmd_run ;;
   token) mint_token "${2:?usage: stack.sh token <role> [ttl-seconds]}" "${3:-}"; echo ;;
   *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;

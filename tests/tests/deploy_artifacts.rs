@@ -1,0 +1,256 @@
+//! What users deploy agrees with the code: `template.yaml` sets exactly the
+//! configuration the functions read, with defaults they accept; its dry-run
+//! schedule sends an event `rotate` takes as a dry run; the shipped policy
+//! loads and names only secrets the template's IAM policies reach; every
+//! sample in `events/` is a payload the function it is named after
+//! recognises. (Syntax and schema checks of the same files — cfn-lint,
+//! `sam validate --lint`, `deck file validate` — are in tests/stack/validate.sh.)
+//! No stack needed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use kong_pulsar::config::{Config, PolicySource};
+use kong_pulsar::kong::{PayloadError, PayloadShape, parse_request};
+use kong_pulsar::policy::Policy;
+use kong_pulsar::rotate::Task;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn template() -> String {
+    std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml")
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// `Parameters.<name>.Default` of the template (a plain scalar).
+fn parameter_default(template: &str, name: &str) -> String {
+    let lines: Vec<&str> = template.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == format!("  {name}:"))
+        .unwrap_or_else(|| panic!("parameter {name} not in template.yaml"));
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || indent(l) > 2)
+        .find_map(|l| l.trim().strip_prefix("Default: "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| panic!("parameter {name} has no Default"))
+}
+
+/// Every environment variable name the template sets (Globals and functions).
+fn template_env_names(template: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut block: Option<usize> = None;
+    for line in template.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if let Some(at) = block {
+            if indent(line) <= at {
+                block = None;
+            } else if let Some((name, _)) = line.trim().split_once(':') {
+                if indent(line) == at + 2 {
+                    names.insert(name.to_owned());
+                }
+                continue;
+            }
+        }
+        if line.trim() == "Variables:" {
+            block = Some(indent(line));
+        }
+    }
+    names
+}
+
+#[test]
+fn template_sets_exactly_the_configuration_the_functions_read() {
+    let template = template();
+    let set = template_env_names(&template);
+    assert!(!set.is_empty(), "no Environment.Variables found");
+
+    // Every name Config asks for, recorded through its lookup.
+    let asked = std::cell::RefCell::new(BTreeSet::new());
+    Config::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        Some(match name {
+            "KP_POLICY_FILE" => "/opt/example.yaml".into(),
+            "PULSAR_SERVICE_URL" => "pulsar+ssl://broker:6651".into(),
+            "PULSAR_ADMIN_URL" => "https://broker:8443".into(),
+            "KP_SECRET_TTL" => "5m".into(),
+            "KP_MAX_BODY_BYTES" | "KP_MAX_BATCH" => "1".into(),
+            _ => "x".into(),
+        })
+    })
+    .expect("config");
+    let mut read = asked.into_inner();
+    read.insert("RUST_LOG".into()); // the tracing filter (telemetry)
+
+    let unknown: Vec<_> = set.difference(&read).collect();
+    assert!(
+        unknown.is_empty(),
+        "template.yaml sets variables no function reads: {unknown:?}"
+    );
+    // KP_POLICY is the inline alternative to KP_POLICY_FILE (the template ships a file).
+    read.remove("KP_POLICY");
+    let missing: Vec<_> = read.difference(&set).collect();
+    assert!(
+        missing.is_empty(),
+        "template.yaml does not set {missing:?} (DESIGN §9: the template sets the same names)"
+    );
+}
+
+#[test]
+fn template_defaults_are_values_the_functions_accept() {
+    let template = template();
+    let ttl = parameter_default(&template, "SecretTtl");
+    let body = parameter_default(&template, "MaxBodyBytes");
+    let batch = parameter_default(&template, "MaxBatch");
+    let config = Config::from_lookup(|name| {
+        Some(match name {
+            "KP_POLICY_FILE" => "/opt/example.yaml".into(),
+            "PULSAR_SERVICE_URL" => "pulsar://broker:6650".into(),
+            "KP_SECRET_TTL" => ttl.clone(),
+            "KP_MAX_BODY_BYTES" => body.clone(),
+            "KP_MAX_BATCH" => batch.clone(),
+            _ => return None,
+        })
+    })
+    .expect("the template's defaults must be valid configuration");
+    assert_eq!(config.secret_ttl.as_secs(), 300);
+    assert_eq!(config.max_body_bytes, 1 << 20);
+    assert_eq!(config.max_batch, 500);
+}
+
+#[test]
+fn template_builds_the_workspace_binaries() {
+    let template = template();
+    let binaries: Vec<&str> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Binary: "))
+        .collect();
+    assert_eq!(binaries, ["publish", "rotate"]);
+    for bin in binaries {
+        let manifest =
+            std::fs::read_to_string(root().join("functions").join(bin).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("functions/{bin}/Cargo.toml: {e}"));
+        assert!(
+            manifest.contains(&format!("name = \"{bin}\"")),
+            "functions/{bin} does not build a binary named {bin}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_schedule_sends_a_dry_run_cycle() {
+    let template = template();
+    let inputs: Vec<&str> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Input: "))
+        .collect();
+    assert_eq!(inputs.len(), 1, "one scheduled Input (the dry run)");
+    let json = inputs[0].trim_matches('\'');
+    let event: Value = serde_json::from_str(json).expect("the Input is JSON");
+    match Task::parse(&event).expect("rotate recognises the dry-run schedule's input") {
+        Task::Cycle {
+            dry_run: true,
+            force: false,
+        } => {}
+        other => panic!("the dry-run schedule would run {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
+    let template = template();
+    let file = parameter_default(&template, "PolicyFile");
+    let prefix = parameter_default(&template, "SecretPrefix");
+    let policy = Policy::load(&PolicySource::File(root().join("policy").join(&file)))
+        .unwrap_or_else(|e| panic!("policy/{file} (the template's PolicyFile) does not load: {e}"));
+
+    // publish may read only <prefix>/tokens/*; rotate anything under <prefix>/.
+    for tenant in policy.tenants() {
+        assert!(
+            tenant
+                .token_secret
+                .starts_with(&format!("{prefix}/tokens/")),
+            "tenant token secret {} is outside {prefix}/tokens/: publish could not read it",
+            tenant.token_secret
+        );
+    }
+    let mut rotate_reads = vec![policy.pulsar().token_signing_secret.clone()];
+    for cert in policy.certificates() {
+        rotate_reads.push(cert.secret.clone());
+        rotate_reads.push(cert.ca_secret.clone());
+    }
+    for secret in rotate_reads {
+        assert!(
+            secret.starts_with(&format!("{prefix}/")),
+            "secret {secret} is outside {prefix}/: rotate could not read it"
+        );
+    }
+}
+
+#[test]
+fn every_sample_event_is_recognised_by_its_function() {
+    let mut seen = 0;
+    let mut files: Vec<_> = std::fs::read_dir(root().join("events"))
+        .expect("events/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let event: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        if name.starts_with("publish-") {
+            match parse_request(&event, 1 << 20) {
+                Ok(request) => {
+                    let expected = if name.starts_with("publish-apigw-v1") {
+                        PayloadShape::ApiGatewayV1
+                    } else if name.starts_with("publish-http-v2") {
+                        PayloadShape::HttpApiV2
+                    } else {
+                        PayloadShape::Kong
+                    };
+                    assert_eq!(request.shape, expected, "{name}");
+                    assert!(!request.method.is_empty(), "{name}: no method");
+                }
+                Err(PayloadError::Legacy) => {
+                    assert!(
+                        name.contains("legacy"),
+                        "{name}: taken for Kong's legacy mode"
+                    )
+                }
+                Err(PayloadError::Unrecognized) => {
+                    panic!("{name}: publish does not recognise it")
+                }
+                Err(_) => {} // a deliberately malformed sample: recognised, then refused
+            }
+        } else if name.starts_with("rotate-") {
+            let task = Task::parse(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let dry = name.contains("dry-run");
+            match task {
+                Task::Cycle { dry_run, .. } | Task::Reconcile { dry_run } => {
+                    assert_eq!(dry_run, dry, "{name}")
+                }
+                Task::RotateTokens { dry_run, .. } => assert_eq!(dry_run, dry, "{name}"),
+                Task::Step(_) => assert!(name.starts_with("rotate-step-"), "{name}"),
+            }
+        } else {
+            panic!("{name}: sample events are named publish-* or rotate-* after their function");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 12, "only {seen} sample events");
+}

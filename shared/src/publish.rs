@@ -201,11 +201,15 @@ impl Publisher {
         audit.events = events.len();
 
         let idempotency_key = envelope.idempotency_key.clone();
-        let fingerprint = request_fingerprint(&topic, &request.body);
+        // The body is hashed only when there is a key to compare it under.
         let claim = match &idempotency_key {
             Some(key) => match self
                 .idempotency
-                .claim(&identity.principal, key, fingerprint)
+                .claim(
+                    &identity.principal,
+                    key,
+                    request_fingerprint(&topic, &request.body),
+                )
                 .await
             {
                 Replay::Stored(response) => {

@@ -203,10 +203,30 @@ make_tls() {
 
 pulsar_ready() { admin_get /admin/v2/namespaces/public 2>/dev/null | grep -q '"public/default"'; }
 
+# The admin API answers before storage takes writes. brokers/health produces
+# and reads back a heartbeat message, so a bookie that cannot write (a full
+# disk turns it read-only) is reported here, by name, instead of surfacing as
+# produce timeouts in every test. With "started", a failing broker is stopped.
+require_pulsar_writable() {
+  local t0=$SECONDS
+  until curl -fsS --max-time 30 -H "Authorization: Bearer $(cat "$STACK_DIR/superuser.token")" \
+      "http://127.0.0.1:$PULSAR_HTTP_PORT/admin/v2/brokers/health" 2>/dev/null | grep -q ok; do
+    if [ $((SECONDS - t0)) -ge 60 ]; then
+      [ "${1:-}" = started ] && stop_pid "$STACK_DIR/pulsar.pid" Pulsar
+      die "Pulsar answers but cannot store messages (its health check fails). Disk where its data lives:
+$(df -h "$STACK_DIR" | tail -n 1)
+Last storage warnings: $(grep -E 'almost full|readOnly true|Not enough' "$STACK_DIR/pulsar/logs/pulsar.log" 2>/dev/null | tail -n 3)
+Logs in $STACK_DIR/pulsar/logs"
+    fi
+    sleep 1
+  done
+}
+
 start_pulsar() {
   local pidfile=$STACK_DIR/pulsar.pid
   if pid_alive "$pidfile"; then
     pulsar_ready || die "a Pulsar started by this stack is running (pid $(cat "$pidfile")) but not answering; run '$0 down' and retry"
+    require_pulsar_writable
     say "Pulsar already running (pid $(cat "$pidfile")); reusing it"
     return 0
   fi
@@ -262,6 +282,7 @@ $(tail -n 15 "$STACK_DIR/pulsar/logs/stdout.log" "$STACK_DIR/pulsar/logs/pulsar.
     fi
     sleep 1
   done
+  require_pulsar_writable started
   local rss
   rss=$(ps -o rss= -p "$(cat "$pidfile")" 2>/dev/null | awk '{printf "%d MiB", $1/1024}')
   say "Pulsar ready in $((SECONDS - t0))s (RSS ${rss:-?})"

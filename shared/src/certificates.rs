@@ -42,8 +42,10 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use crate::policy::{Certificate, Policy};
-use crate::rotation::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
-use crate::rotation::{RotationStep, RotationStepEvent};
+use crate::rotation::store::{AWSCURRENT, AWSPENDING, Select, Store, StoreError};
+use crate::rotation::{
+    RotationStep, RotationStepEvent, StepRefused, already_staged, describe, staged_for_rotation,
+};
 use crate::secrets::SecretValue;
 use crate::telemetry::error_chain;
 use crate::telemetry::fingerprint;
@@ -107,44 +109,12 @@ pub enum CertificateError {
         /// Which check failed.
         reason: String,
     },
-    /// The secret of a rotation event does not exist.
-    #[error("secret {secret} does not exist")]
-    SecretNotFound {
-        /// The `SecretId` of the event.
-        secret: String,
-    },
+    /// One of AWS's template guards refused a rotation step.
+    #[error(transparent)]
+    Refused(#[from] StepRefused),
     /// No `certificates:` entry keeps its certificate in this secret.
     #[error("secret {secret} is not a certificate secret in the policy")]
     NotACertificateSecret {
-        /// The secret's name.
-        secret: String,
-    },
-    /// Rotation is not enabled on the secret.
-    #[error("secret {secret} is not enabled for rotation")]
-    RotationNotEnabled {
-        /// The secret's name.
-        secret: String,
-    },
-    /// The request token is not a version of the secret.
-    #[error("secret version {version_id} has no stage for rotation of secret {secret}")]
-    UnknownVersion {
-        /// The secret's name.
-        secret: String,
-        /// The request token.
-        version_id: String,
-    },
-    /// The version exists but is neither `AWSPENDING` nor `AWSCURRENT`.
-    #[error("secret version {version_id} is not staged AWSPENDING for rotation of secret {secret}")]
-    NotPending {
-        /// The secret's name.
-        secret: String,
-        /// The request token.
-        version_id: String,
-    },
-    /// `createSecret` needs a current version to rotate from, as in AWS's
-    /// rotation template.
-    #[error("secret {secret} has no AWSCURRENT value to rotate from")]
-    NoCurrentValue {
         /// The secret's name.
         secret: String,
     },
@@ -922,8 +892,11 @@ async fn renew_one(
     if let Err(err) = tested {
         return failed(S::Test, &err);
     }
-    if let Err(err) = promote(store, &cert.secret, &version_id, current_version.as_deref()).await {
-        return failed(S::Promote, &err);
+    if let Err(err) = store
+        .promote_pending(&cert.secret, &version_id, current_version.as_deref())
+        .await
+    {
+        return failed(S::Promote, &err.into());
     }
     log_change(
         "certificate_renewed",
@@ -940,17 +913,6 @@ async fn renew_one(
         new_not_after: issued.not_after,
         fingerprint: issued.fingerprint,
     }
-}
-
-async fn promote(
-    store: Store<'_>,
-    secret: &str,
-    version_id: &str,
-    from: Option<&str>,
-) -> Result<(), CertificateError> {
-    store.promote(secret, version_id, from).await?;
-    store.unstage(secret, version_id, AWSPENDING).await?;
-    Ok(())
 }
 
 fn log_change(
@@ -1056,13 +1018,7 @@ pub async fn handle_certificate_rotation_step(
     let store = Store::new(secrets);
     let secret_id = event.secret_id.as_str();
     let version_id = event.client_request_token.as_str();
-    let metadata =
-        store
-            .describe(secret_id)
-            .await?
-            .ok_or_else(|| CertificateError::SecretNotFound {
-                secret: secret_id.to_owned(),
-            })?;
+    let metadata = describe(store, secret_id).await?;
     let cert = certificate_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(
         || CertificateError::NotACertificateSecret {
             secret: metadata.name.clone(),
@@ -1087,17 +1043,7 @@ pub async fn handle_certificate_rotation_step(
     let name = metadata.name.as_str();
     let action = match event.step {
         RotationStep::CreateSecret => {
-            if store
-                .get(secret_id, Select::Stage(AWSCURRENT))
-                .await?
-                .is_none()
-            {
-                return Err(CertificateError::NoCurrentValue {
-                    secret: name.to_owned(),
-                });
-            }
-            let pending = Select::VersionInStage(version_id, AWSPENDING);
-            if store.get(secret_id, pending).await?.is_some() {
+            if already_staged(store, secret_id, &metadata, version_id).await? {
                 return Ok(report(CertificateStepAction::AlreadyStaged));
             }
             let ca = CertificateAuthority::load(store, &cert.ca_secret).await?;
@@ -1140,7 +1086,9 @@ pub async fn handle_certificate_rotation_step(
         }
         RotationStep::FinishSecret => {
             let previous = metadata.version_with(AWSCURRENT).map(str::to_owned);
-            promote(store, secret_id, version_id, previous.as_deref()).await?;
+            store
+                .promote_pending(secret_id, version_id, previous.as_deref())
+                .await?;
             tracing::info!(
                 event = "certificate_rotated",
                 certificate = cert.name,
@@ -1156,36 +1104,6 @@ pub async fn handle_certificate_rotation_step(
         }
     };
     Ok(report(action))
-}
-
-/// AWS's template guard: `Ok(true)` when the version is pending rotation,
-/// `Ok(false)` when it is already current (every step is then a no-op).
-fn staged_for_rotation(
-    metadata: &SecretMetadata,
-    version_id: &str,
-) -> Result<bool, CertificateError> {
-    if !metadata.rotation_enabled {
-        return Err(CertificateError::RotationNotEnabled {
-            secret: metadata.name.clone(),
-        });
-    }
-    if !metadata.versions.contains_key(version_id) {
-        return Err(CertificateError::UnknownVersion {
-            secret: metadata.name.clone(),
-            version_id: version_id.to_owned(),
-        });
-    }
-    let stages = metadata.stages_of(version_id);
-    if stages.iter().any(|s| s == AWSCURRENT) {
-        return Ok(false);
-    }
-    if !stages.iter().any(|s| s == AWSPENDING) {
-        return Err(CertificateError::NotPending {
-            secret: metadata.name.clone(),
-            version_id: version_id.to_owned(),
-        });
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

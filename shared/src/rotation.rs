@@ -33,8 +33,10 @@ pub(crate) mod store;
 
 pub use probe::{ProbeError, TokenCheck};
 pub use protocol::{
-    RotationError, RotationStep, RotationStepEvent, StepAction, StepReport, handle_rotation_step,
+    RotationError, RotationStep, RotationStepEvent, StepAction, StepRefused, StepReport,
+    handle_rotation_step,
 };
+pub(crate) use protocol::{already_staged, describe, staged_for_rotation};
 pub use scheduled::{
     FailedStep, RotateOptions, RotationReason, TenantOutcome, TokenOutcome, rotate_tenant_token,
     rotate_tokens,

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod app;
 pub mod lambda;
 pub mod oidc;
+pub mod secrets;
 
 pub use admin::Admin;
 

@@ -25,8 +25,8 @@ use kong_pulsar::certificates::{
     renew_certificates,
 };
 use kong_pulsar::policy::Policy;
-use kong_pulsar::rotation::{RotationStep, RotationStepEvent};
-use kp_tests::{stack, unique};
+use kong_pulsar::rotation::{RotationStep, StepRefused};
+use kp_tests::{secrets, stack, unique};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 use x509_parser::extensions::GeneralName;
@@ -129,18 +129,8 @@ impl Fixture {
 
     /// (version id, value) of the version carrying `stage`.
     async fn staged(&self, secret: &str, stage: &str) -> Option<(String, Value)> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(secret)
-            .version_stage(stage)
-            .send()
-            .await
-            .ok()?;
-        Some((
-            out.version_id.unwrap(),
-            serde_json::from_str(&out.secret_string.unwrap()).unwrap(),
-        ))
+        let (version_id, value) = secrets::staged(&self.client, secret, stage).await?;
+        Some((version_id, serde_json::from_str(&value).unwrap()))
     }
 
     async fn current(&self, secret: &str) -> (String, Value) {
@@ -150,14 +140,7 @@ impl Fixture {
     }
 
     async fn stages(&self, secret: &str) -> HashMap<String, Vec<String>> {
-        self.client
-            .describe_secret()
-            .secret_id(secret)
-            .send()
-            .await
-            .unwrap()
-            .version_ids_to_stages
-            .unwrap_or_default()
+        secrets::stages(&self.client, secret).await
     }
 
     async fn exists(&self, secret: &str) -> bool {
@@ -176,45 +159,14 @@ impl Fixture {
         secret: &str,
         token: &str,
     ) -> Result<CertificateStepAction, CertificateError> {
-        let event = RotationStepEvent {
-            step,
-            secret_id: secret.to_owned(),
-            client_request_token: token.to_owned(),
-        };
+        let event = secrets::step_event(step, secret, token);
         handle_certificate_rotation_step(event, &policy(entries), &self.client)
             .await
             .map(|report| report.action)
     }
 
-    /// What moto's `RotateSecret` leaves when the rotation Lambda cannot be
-    /// invoked: rotation enabled, `token` staged `AWSPENDING` with no value.
     async fn begin_native_rotation(&self, secret: &str) -> String {
-        let token = uuid::Uuid::new_v4().to_string();
-        let err = self
-            .client
-            .rotate_secret()
-            .secret_id(secret)
-            .client_request_token(&token)
-            .rotation_lambda_arn(
-                "arn:aws:lambda:us-east-1:123456789012:function:kp-no-such-rotator",
-            )
-            .rotation_rules(
-                aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                    .automatically_after_days(30)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect_err("moto cannot invoke the rotation Lambda");
-        assert!(
-            format!("{err:?}").contains("ResourceNotFoundException"),
-            "{err:?}"
-        );
-        assert_eq!(
-            self.stages(secret).await[&token],
-            vec!["AWSPENDING".to_owned()]
-        );
-        token
+        secrets::begin_native_rotation(&self.client, secret).await
     }
 }
 
@@ -579,7 +531,10 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CertificateError::NotPending { .. }),
+        matches!(
+            err,
+            CertificateError::Refused(StepRefused::NotPending { .. })
+        ),
         "{err:?}"
     );
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -588,7 +543,10 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CertificateError::UnknownVersion { .. }),
+        matches!(
+            err,
+            CertificateError::Refused(StepRefused::UnknownVersion { .. })
+        ),
         "{err:?}"
     );
     let err = fx
@@ -609,7 +567,10 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CertificateError::SecretNotFound { .. }),
+        matches!(
+            err,
+            CertificateError::Refused(StepRefused::SecretNotFound { .. })
+        ),
         "{err:?}"
     );
 }
@@ -628,7 +589,10 @@ async fn the_protocol_test_step_refuses_a_certificate_from_another_ca() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, CertificateError::RotationNotEnabled { .. }),
+        matches!(
+            err,
+            CertificateError::Refused(StepRefused::RotationNotEnabled { .. })
+        ),
         "{err:?}"
     );
 

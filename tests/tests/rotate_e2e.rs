@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use kp_tests::lambda::{Function, event, temp_file};
-use kp_tests::{stack, unique};
+use kp_tests::{secrets, stack, unique};
 use serde_json::{Value, json};
 
 struct Rig {
@@ -237,20 +237,7 @@ async fn the_four_step_protocol_runs_through_the_function_with_the_shipped_event
     // What Secrets Manager does before invoking the rotation Lambda: enable
     // rotation and stage an empty AWSPENDING version under a request token.
     // (moto cannot invoke a Lambda, so it fails after doing exactly that.)
-    let request_token = uuid::Uuid::new_v4().to_string();
-    let _ = rig
-        .sm
-        .rotate_secret()
-        .secret_id(&rig.token_secret)
-        .client_request_token(&request_token)
-        .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:kp-no-such-rotator")
-        .rotation_rules(
-            aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                .automatically_after_days(30)
-                .build(),
-        )
-        .send()
-        .await;
+    let request_token = secrets::begin_native_rotation(&rig.sm, &rig.token_secret).await;
 
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
         let mut payload = event(&format!("rotate-step-{step}.json"));

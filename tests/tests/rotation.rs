@@ -24,11 +24,12 @@ use kong_pulsar::broker::BrokerError;
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::{
     FailedStep, RotateOptions, RotationError, RotationReason, RotationStep, RotationStepEvent,
-    StepAction, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step, rotate_tokens,
+    StepAction, StepRefused, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step,
+    rotate_tokens,
 };
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::app::token_secret;
-use kp_tests::{stack, unique};
+use kp_tests::{secrets, stack, unique};
 use serde_json::json;
 
 const NAMESPACE: &str = "orders";
@@ -130,11 +131,7 @@ impl Fixture {
         secret: &str,
         token: &str,
     ) -> Result<StepAction, RotationError> {
-        let event = RotationStepEvent {
-            step,
-            secret_id: secret.to_owned(),
-            client_request_token: token.to_owned(),
-        };
+        let event = secrets::step_event(step, secret, token);
         handle_rotation_step(event, &self.policy, &self.client, &stack().service_url)
             .await
             .map(|report| report.action)
@@ -157,19 +154,9 @@ impl Fixture {
 
     /// (version id, parsed token) of the version carrying `stage`.
     async fn staged(&self, secret: &str, stage: &str) -> Option<(String, TenantToken)> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(secret)
-            .version_stage(stage)
-            .send()
-            .await
-            .ok()?;
-        let value = SecretValue::new(out.secret_string.unwrap());
-        Some((
-            out.version_id.unwrap(),
-            TenantToken::parse(secret, &value).unwrap(),
-        ))
+        let (version_id, value) = secrets::staged(&self.client, secret, stage).await?;
+        let token = TenantToken::parse(secret, &SecretValue::new(value)).unwrap();
+        Some((version_id, token))
     }
 
     async fn current(&self, secret: &str) -> (String, TenantToken) {
@@ -179,53 +166,11 @@ impl Fixture {
     }
 
     async fn stages(&self, secret: &str) -> HashMap<String, Vec<String>> {
-        self.client
-            .describe_secret()
-            .secret_id(secret)
-            .send()
-            .await
-            .unwrap()
-            .version_ids_to_stages
-            .unwrap_or_default()
+        secrets::stages(&self.client, secret).await
     }
 
-    /// What moto's `RotateSecret` leaves when the rotation Lambda cannot be
-    /// invoked: rotation enabled, `token` staged `AWSPENDING` with no value.
     async fn begin_native_rotation(&self, secret: &str) -> String {
-        let token = uuid::Uuid::new_v4().to_string();
-        let err = self
-            .client
-            .rotate_secret()
-            .secret_id(secret)
-            .client_request_token(&token)
-            .rotation_lambda_arn(
-                "arn:aws:lambda:us-east-1:123456789012:function:kp-no-such-rotator",
-            )
-            .rotation_rules(
-                aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                    .automatically_after_days(30)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect_err("moto cannot invoke the rotation Lambda");
-        assert!(
-            format!("{err:?}").contains("ResourceNotFoundException"),
-            "{err:?}"
-        );
-        let described = self
-            .client
-            .describe_secret()
-            .secret_id(secret)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(described.rotation_enabled, Some(true));
-        assert_eq!(
-            described.version_ids_to_stages.unwrap()[&token],
-            vec!["AWSPENDING".to_owned()]
-        );
-        token
+        secrets::begin_native_rotation(&self.client, secret).await
     }
 }
 
@@ -647,7 +592,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RotationError::RotationNotEnabled { .. }),
+        matches!(
+            err,
+            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
+        ),
         "{err:?}"
     );
 
@@ -658,7 +606,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RotationError::UnknownVersion { .. }),
+        matches!(
+            err,
+            RotationError::Refused(StepRefused::UnknownVersion { .. })
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains(&unknown), "{err}");
@@ -676,7 +627,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .step(RotationStep::TestSecret, &t.secret, &old_version)
         .await
         .unwrap_err();
-    assert!(matches!(err, RotationError::NotPending { .. }), "{err:?}");
+    assert!(
+        matches!(err, RotationError::Refused(StepRefused::NotPending { .. })),
+        "{err:?}"
+    );
 
     // Rotation switched off again.
     fx.client
@@ -690,7 +644,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RotationError::RotationNotEnabled { .. }),
+        matches!(
+            err,
+            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
+        ),
         "{err:?}"
     );
 
@@ -712,7 +669,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, RotationError::SecretNotFound { .. }),
+        matches!(
+            err,
+            RotationError::Refused(StepRefused::SecretNotFound { .. })
+        ),
         "{err:?}"
     );
 }

@@ -113,10 +113,12 @@ pub enum StepAction {
     },
 }
 
-/// Why a rotation step was refused or failed. Secrets Manager marks the
-/// rotation failed and leaves `AWSCURRENT` where it was.
+/// AWS's template guards, the same for every kind of secret this function
+/// rotates (tenant tokens here, client certificates in
+/// [`crate::certificates`]): why a step was refused before the secret's
+/// content was looked at.
 #[derive(Debug, thiserror::Error)]
-pub enum RotationError {
+pub enum StepRefused {
     /// A Secrets Manager call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -124,12 +126,6 @@ pub enum RotationError {
     #[error("secret {secret} does not exist")]
     SecretNotFound {
         /// The `SecretId` of the event.
-        secret: String,
-    },
-    /// No tenant in the policy keeps its token in this secret.
-    #[error("secret {secret} is not a tenant token secret in the policy")]
-    NotATokenSecret {
-        /// The secret's name.
         secret: String,
     },
     /// Rotation is not enabled on the secret.
@@ -157,6 +153,24 @@ pub enum RotationError {
     /// `createSecret` needs a current version to rotate from.
     #[error("secret {secret} has no AWSCURRENT value to rotate from")]
     NoCurrentValue {
+        /// The secret's name.
+        secret: String,
+    },
+}
+
+/// Why a rotation step was refused or failed. Secrets Manager marks the
+/// rotation failed and leaves `AWSCURRENT` where it was.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// A Secrets Manager call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// One of AWS's template guards refused the step.
+    #[error(transparent)]
+    Refused(#[from] StepRefused),
+    /// No tenant in the policy keeps its token in this secret.
+    #[error("secret {secret} is not a tenant token secret in the policy")]
+    NotATokenSecret {
         /// The secret's name.
         secret: String,
     },
@@ -199,13 +213,7 @@ pub async fn handle_rotation_step(
     let store = Store::new(secrets);
     let secret_id = event.secret_id.as_str();
     let version_id = event.client_request_token.as_str();
-    let metadata =
-        store
-            .describe(secret_id)
-            .await?
-            .ok_or_else(|| RotationError::SecretNotFound {
-                secret: secret_id.to_owned(),
-            })?;
+    let metadata = describe(store, secret_id).await?;
     let tenant =
         tenant_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(|| {
             RotationError::NotATokenSecret {
@@ -246,16 +254,32 @@ pub async fn handle_rotation_step(
     Ok(report(action))
 }
 
+/// The secret of a step event, described; a missing secret is refused.
+pub(crate) async fn describe(
+    store: Store<'_>,
+    secret_id: &str,
+) -> Result<SecretMetadata, StepRefused> {
+    store
+        .describe(secret_id)
+        .await?
+        .ok_or_else(|| StepRefused::SecretNotFound {
+            secret: secret_id.to_owned(),
+        })
+}
+
 /// The template's guard: `Ok(true)` when the version is pending rotation,
 /// `Ok(false)` when it is already current (every step is then a no-op).
-fn staged_for_rotation(metadata: &SecretMetadata, version_id: &str) -> Result<bool, RotationError> {
+pub(crate) fn staged_for_rotation(
+    metadata: &SecretMetadata,
+    version_id: &str,
+) -> Result<bool, StepRefused> {
     if !metadata.rotation_enabled {
-        return Err(RotationError::RotationNotEnabled {
+        return Err(StepRefused::RotationNotEnabled {
             secret: metadata.name.clone(),
         });
     }
     if !metadata.versions.contains_key(version_id) {
-        return Err(RotationError::UnknownVersion {
+        return Err(StepRefused::UnknownVersion {
             secret: metadata.name.clone(),
             version_id: version_id.to_owned(),
         });
@@ -265,12 +289,42 @@ fn staged_for_rotation(metadata: &SecretMetadata, version_id: &str) -> Result<bo
         return Ok(false);
     }
     if !stages.iter().any(|s| s == AWSPENDING) {
-        return Err(RotationError::NotPending {
+        return Err(StepRefused::NotPending {
             secret: metadata.name.clone(),
             version_id: version_id.to_owned(),
         });
     }
     Ok(true)
+}
+
+/// `createSecret`'s preconditions, as in the template: a current version to
+/// rotate from must exist; `Ok(true)` when the pending version already holds
+/// a value (a retried step), so nothing is to be created.
+pub(crate) async fn already_staged(
+    store: Store<'_>,
+    secret_id: &str,
+    metadata: &SecretMetadata,
+    version_id: &str,
+) -> Result<bool, StepRefused> {
+    if store
+        .get(secret_id, Select::Stage(AWSCURRENT))
+        .await?
+        .is_none()
+    {
+        return Err(StepRefused::NoCurrentValue {
+            secret: metadata.name.clone(),
+        });
+    }
+    let pending = Select::VersionInStage(version_id, AWSPENDING);
+    let staged = store.get(secret_id, pending).await?.is_some();
+    if staged {
+        tracing::info!(
+            secret = metadata.name,
+            version_id,
+            "createSecret: the pending version already has a value"
+        );
+    }
+    Ok(staged)
 }
 
 struct Step<'a> {
@@ -284,23 +338,7 @@ struct Step<'a> {
 impl Step<'_> {
     async fn create(&self, policy: &Policy) -> Result<StepAction, RotationError> {
         let name = self.metadata.name.as_str();
-        if self
-            .store
-            .get(self.secret_id, Select::Stage(AWSCURRENT))
-            .await?
-            .is_none()
-        {
-            return Err(RotationError::NoCurrentValue {
-                secret: name.to_owned(),
-            });
-        }
-        let pending = Select::VersionInStage(self.version_id, AWSPENDING);
-        if self.store.get(self.secret_id, pending).await?.is_some() {
-            tracing::info!(
-                secret = name,
-                version_id = self.version_id,
-                "createSecret: the pending version already has a value"
-            );
+        if already_staged(self.store, self.secret_id, self.metadata, self.version_id).await? {
             return Ok(StepAction::AlreadyStaged);
         }
         let key = SigningKey::load(self.store, &policy.pulsar().token_signing_secret).await?;
@@ -376,10 +414,7 @@ impl Step<'_> {
         // The guard saw the version not current; another version may be.
         let previous = self.metadata.version_with(AWSCURRENT).map(str::to_owned);
         self.store
-            .promote(self.secret_id, self.version_id, previous.as_deref())
-            .await?;
-        self.store
-            .unstage(self.secret_id, self.version_id, AWSPENDING)
+            .promote_pending(self.secret_id, self.version_id, previous.as_deref())
             .await?;
         tracing::info!(
             event = "token_rotated",
@@ -443,17 +478,17 @@ mod tests {
         assert!(!staged_for_rotation(&both, "old").unwrap());
         assert!(matches!(
             staged_for_rotation(&both, "other"),
-            Err(RotationError::UnknownVersion { .. })
+            Err(StepRefused::UnknownVersion { .. })
         ));
         let previous = metadata(true, &[("old", &["AWSPREVIOUS"]), ("new", &["AWSCURRENT"])]);
         assert!(matches!(
             staged_for_rotation(&previous, "old"),
-            Err(RotationError::NotPending { .. })
+            Err(StepRefused::NotPending { .. })
         ));
         let disabled = metadata(false, &[("new", &["AWSPENDING"])]);
         assert!(matches!(
             staged_for_rotation(&disabled, "new"),
-            Err(RotationError::RotationNotEnabled { .. })
+            Err(StepRefused::RotationNotEnabled { .. })
         ));
     }
 }

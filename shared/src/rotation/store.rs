@@ -249,6 +249,18 @@ impl<'a> Store<'a> {
             .map_err(|err| classify(secret, "UpdateSecretVersionStage", err))
     }
 
+    /// Makes the `AWSPENDING` version `version_id` current ([`Store::promote`])
+    /// and then takes `AWSPENDING` off it: `finishSecret` of the protocol.
+    pub async fn promote_pending(
+        &self,
+        secret: &str,
+        version_id: &str,
+        from: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.promote(secret, version_id, from).await?;
+        self.unstage(secret, version_id, AWSPENDING).await
+    }
+
     /// Takes `stage` off `version_id`. A version left without labels is
     /// deprecated, and eventually removed, by Secrets Manager.
     pub async fn unstage(

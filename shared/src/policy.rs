@@ -43,7 +43,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::PolicySource;
@@ -263,7 +262,9 @@ pub struct ClaimMapping {
     pub service: Option<ClaimPath>,
 }
 
-/// A claim name, or a JSON pointer (starting with `/`) into nested claims.
+/// A claim name, or a JSON pointer (starting with `/`) into nested claims,
+/// as the policy spells it. The verifier resolves it (see
+/// [`crate::identity::oidc::ClaimMapping`] for the lookup rules).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimPath(String);
 
@@ -271,32 +272,6 @@ impl ClaimPath {
     /// The name or pointer as written in the policy.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// Finds the claim in a token's claims.
-    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
-        let Some(pointer) = self.0.strip_prefix('/') else {
-            return claims.get(&self.0);
-        };
-        let mut tokens = pointer.split('/').map(unescape_pointer_token);
-        let first = tokens.next()?;
-        let mut value = claims.get(first.as_ref())?;
-        for token in tokens {
-            value = match value {
-                Value::Object(map) => map.get(token.as_ref())?,
-                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(value)
-    }
-}
-
-fn unescape_pointer_token(token: &str) -> std::borrow::Cow<'_, str> {
-    if token.contains('~') {
-        token.replace("~1", "/").replace("~0", "~").into()
-    } else {
-        token.into()
     }
 }
 

@@ -1,5 +1,7 @@
 //! A minimal client for Pulsar's admin REST API (v2), for setting up and
-//! inspecting test fixtures as the super-user. Product code has its own.
+//! inspecting test fixtures as the super-user. Deliberately independent of
+//! the product's `kong_pulsar::admin::AdminClient`: the reconciler's tests
+//! check what it did through this witness, not through its own client.
 
 use serde_json::{Value, json};
 use url::Url;

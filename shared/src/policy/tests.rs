@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Map, json};
 
 use super::*;
 
@@ -1184,34 +1184,6 @@ fn topic_schemas_validate_with_json_pointers() {
             .schema_for(&topic("nope", "orders", "order-created"))
             .is_none()
     );
-}
-
-#[test]
-fn claim_paths_are_names_or_pointers() {
-    let claims = json!({
-        "cognito:groups": ["a"],
-        "https://example.com/roles": ["r"],
-        "realm_access": {"roles": ["x", "y"]},
-        "a/b": {"c~d": 1},
-    });
-    let claims = claims.as_object().unwrap();
-    let path = |s: &str| ClaimPath(s.to_owned());
-    assert_eq!(path("cognito:groups").lookup(claims), Some(&json!(["a"])));
-    assert_eq!(
-        path("https://example.com/roles").lookup(claims),
-        Some(&json!(["r"]))
-    );
-    assert_eq!(
-        path("/realm_access/roles").lookup(claims),
-        Some(&json!(["x", "y"]))
-    );
-    assert_eq!(
-        path("/realm_access/roles/1").lookup(claims),
-        Some(&json!("y"))
-    );
-    assert_eq!(path("/a~1b/c~0d").lookup(claims), Some(&json!(1)));
-    assert_eq!(path("/realm_access/missing").lookup(claims), None);
-    assert_eq!(path("sub").lookup(claims), None);
 }
 
 #[test]

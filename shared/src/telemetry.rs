@@ -20,6 +20,28 @@ pub fn init() {
         .try_init();
 }
 
+/// An untrusted string (a header, a claim, an upstream answer) made safe to
+/// put in an error or a log line: printable ASCII only (anything else, line
+/// breaks and escape sequences included, becomes `?`), at most `max_chars`
+/// characters, then `…`.
+pub fn echo(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// A short fingerprint of a secret value (first 12 hex digits of its
 /// SHA-256) for logs and error messages: enough to tell two tokens apart,
 /// useless to an attacker.

@@ -1095,23 +1095,9 @@ impl Cache {
     }
 }
 
-/// Sanitises an untrusted string before it goes into an error or a log.
+/// An untrusted string made safe for an error or a log ([`crate::telemetry::echo`]).
 fn echo(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(MAX_ECHO_CHARS)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if text.chars().nth(MAX_ECHO_CHARS).is_some() {
-        out.push('…');
-    }
-    out
+    crate::telemetry::echo(text, MAX_ECHO_CHARS)
 }
 
 /// Displays an error with its sources, for one log line.

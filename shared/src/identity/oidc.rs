@@ -1413,24 +1413,9 @@ fn is_secure_url(url: &Url) -> bool {
     }
 }
 
-/// An attacker-supplied string made safe to put in an error or a log line:
-/// printable ASCII only, bounded length.
+/// An untrusted string made safe for an error or a log ([`crate::telemetry::echo`]).
 fn echo(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(MAX_ECHO_CHARS)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if text.chars().nth(MAX_ECHO_CHARS).is_some() {
-        out.push('…');
-    }
-    out
+    crate::telemetry::echo(text, MAX_ECHO_CHARS)
 }
 
 fn unix_now() -> f64 {

@@ -28,6 +28,10 @@ MOTO_PORT=${KP_MOTO_PORT:-5000}
 LAMBDA_PORT=${KP_LAMBDA_PORT:-9000}
 SUPERUSER_ROLE=kp-superuser
 PULSAR_START_TIMEOUT=${KP_PULSAR_START_TIMEOUT:-180}
+# How long a started broker may take to store its first message, and the disk
+# usage at which its bookie stops writing (see standalone.conf.in).
+PULSAR_WRITABLE_TIMEOUT=${KP_PULSAR_WRITABLE_TIMEOUT:-60}
+BOOKIE_DISK_THRESHOLD=${KP_BOOKIE_DISK_THRESHOLD:-0.999}
 
 say() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -211,7 +215,7 @@ require_pulsar_writable() {
   local t0=$SECONDS
   until curl -fsS --max-time 30 -H "Authorization: Bearer $(cat "$STACK_DIR/superuser.token")" \
       "http://127.0.0.1:$PULSAR_HTTP_PORT/admin/v2/brokers/health" 2>/dev/null | grep -q ok; do
-    if [ $((SECONDS - t0)) -ge 60 ]; then
+    if [ $((SECONDS - t0)) -ge "$PULSAR_WRITABLE_TIMEOUT" ]; then
       [ "${1:-}" = started ] && stop_pid "$STACK_DIR/pulsar.pid" Pulsar
       die "Pulsar answers but cannot store messages (its health check fails). Disk where its data lives:
 $(df -h "$STACK_DIR" | tail -n 1)
@@ -248,6 +252,7 @@ start_pulsar() {
       -e "s|@TOKEN_SECRET_FILE@|$STACK_DIR/token-secret.key|" \
       -e "s|@SUPERUSER_ROLE@|$SUPERUSER_ROLE|" \
       -e "s|@SUPERUSER_TOKEN_FILE@|$STACK_DIR/superuser.token|" \
+      -e "s|@DISK_THRESHOLD@|$BOOKIE_DISK_THRESHOLD|" \
       "$HERE/standalone.conf.in" >"$STACK_DIR/pulsar/standalone.conf"
 
   local t0=$SECONDS

@@ -109,3 +109,54 @@ fn a_second_up_reuses_the_running_stack() {
     assert!(err.contains("Pulsar already running"), "{err}");
     assert!(err.contains("moto already running"), "{err}");
 }
+
+/// A free loopback port (the OS picks it; the listener is dropped again).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The failure that once took every producing test down: the embedded
+/// bookie turns read-only when the disk passes its usage threshold, the
+/// admin API still answers, and every produce times out. Start-up must catch
+/// it with a real produce and say so. A second, real broker is started here
+/// with a threshold below the disk's actual usage.
+#[test]
+fn a_broker_that_cannot_store_messages_fails_start_up_and_says_why() {
+    kp_tests::stack(); // set-up (Maven classpath, .venv) is done
+    let dir = scratch_dir();
+    let http_port = free_port();
+    let env = [
+        ("KP_STACK_DIR", dir.display().to_string()),
+        ("KP_PULSAR_PORT", free_port().to_string()),
+        ("KP_PULSAR_HTTP_PORT", http_port.to_string()),
+        ("KP_PULSAR_TLS_PORT", free_port().to_string()),
+        ("KP_BOOKIE_PORT", free_port().to_string()),
+        ("KP_MOTO_PORT", free_port().to_string()),
+        ("KP_BOOKIE_DISK_THRESHOLD", "0.01".into()),
+        ("KP_PULSAR_WRITABLE_TIMEOUT", "10".into()),
+    ];
+    let out = stack_sh(&["up"], &env);
+    let down = stack_sh(&["down"], &env); // moto, which did start
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("Pulsar ready"), "{err}");
+    assert!(
+        err.contains("Pulsar answers but cannot store messages"),
+        "{err}"
+    );
+    assert!(err.contains("Not enough non-faulty bookies"), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    // The broker it started is stopped, not left running: its pid file is
+    // gone and its admin port is free again.
+    assert!(!dir.join("pulsar.pid").exists(), "{err}");
+    assert!(
+        TcpListener::bind(("127.0.0.1", http_port)).is_ok(),
+        "{err}\n{}",
+        stderr(&down)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

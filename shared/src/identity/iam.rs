@@ -563,7 +563,7 @@ impl IamVerifier {
                 tracing::debug!(principal = %identity.principal, "verified an IAM caller with STS");
             }
             Err(error) if error.is_unavailable() => {
-                tracing::warn!(error = %ErrorChain(error), "STS call failed");
+                tracing::warn!(error = %crate::telemetry::error_chain(error), "STS call failed");
             }
             Err(_) => {}
         }
@@ -1098,21 +1098,6 @@ impl Cache {
 /// An untrusted string made safe for an error or a log ([`crate::telemetry::echo`]).
 fn echo(text: &str) -> String {
     crate::telemetry::echo(text, MAX_ECHO_CHARS)
-}
-
-/// Displays an error with its sources, for one log line.
-struct ErrorChain<'a>(&'a dyn StdError);
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
 }
 
 pub mod client {
@@ -2220,7 +2205,7 @@ mod tests {
         }
         errors.push(check_at(&v, &t[1..], signed_at()).err().unwrap());
         for err in errors {
-            let text = format!("{} {:?}", ErrorChain(&err), err);
+            let text = format!("{} {:?}", crate::telemetry::error_chain(&err), err);
             assert!(!text.contains(signature), "{text}");
             assert!(!text.contains("FwoGZXIvYXdzEXAMPLESESSIONTOKEN"), "{text}");
         }

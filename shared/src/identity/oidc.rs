@@ -34,7 +34,6 @@
 //! does not become an outage here.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -708,7 +707,7 @@ impl OidcVerifier {
             Err(error) => {
                 tracing::warn!(
                     issuer = %issuer.config.issuer,
-                    error = %ErrorChain(&error),
+                    error = %crate::telemetry::error_chain(&error),
                     "cannot fetch OIDC signing keys",
                 );
                 let error = Arc::new(error);
@@ -1424,24 +1423,10 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Displays an error with its sources, for one log line.
-struct ErrorChain<'a>(&'a dyn StdError);
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
     use serde_json::json;
 
     const ISS: &str = "https://idp.example.com/oauth2/default";

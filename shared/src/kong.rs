@@ -420,26 +420,20 @@ fn parse_v1(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, Paylo
         }
     }
 
-    let context_id = match context {
-        Some(ctx) => str_field(ctx, "requestId", "requestContext.requestId")?,
-        None => None,
-    };
-
-    check_declared_length(&headers, limit)?;
-    // With awsgateway_compatible Kong base64-encodes every non-empty body
-    // unless `base64_encode_body` is off, whatever its content type.
-    let base64 = bool_field(obj, "isBase64Encoded", "isBase64Encoded")?;
-    let body = decode_body(str_field(obj, "body", "body")?, base64, limit)?;
-    let request_id = pick_request_id(&headers, context_id);
-    finish(HttpRequest {
-        shape: PayloadShape::ApiGatewayV1,
-        method,
-        path,
-        headers,
-        query,
-        body,
-        request_id,
-    })
+    gateway_body(
+        obj,
+        context,
+        limit,
+        HttpRequest {
+            shape: PayloadShape::ApiGatewayV1,
+            method,
+            path,
+            headers,
+            query,
+            body: Vec::new(),
+            request_id: None,
+        },
+    )
 }
 
 fn parse_v2(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, PayloadError> {
@@ -505,24 +499,41 @@ fn parse_v2(obj: &Map<String, Value>, limit: usize) -> Result<HttpRequest, Paylo
         },
     };
 
+    gateway_body(
+        obj,
+        context,
+        limit,
+        HttpRequest {
+            shape: PayloadShape::HttpApiV2,
+            method,
+            path,
+            headers,
+            query,
+            body: Vec::new(),
+            request_id: None,
+        },
+    )
+}
+
+/// What payloads 1.0 and 2.0 share: the body (`isBase64Encoded`) and the
+/// request id (`requestContext.requestId`), filled into `request`.
+fn gateway_body(
+    obj: &Map<String, Value>,
+    context: Option<&Map<String, Value>>,
+    limit: usize,
+    mut request: HttpRequest,
+) -> Result<HttpRequest, PayloadError> {
     let context_id = match context {
         Some(ctx) => str_field(ctx, "requestId", "requestContext.requestId")?,
         None => None,
     };
-
-    check_declared_length(&headers, limit)?;
+    check_declared_length(&request.headers, limit)?;
+    // With awsgateway_compatible Kong base64-encodes every non-empty body
+    // unless `base64_encode_body` is off, whatever its content type.
     let base64 = bool_field(obj, "isBase64Encoded", "isBase64Encoded")?;
-    let body = decode_body(str_field(obj, "body", "body")?, base64, limit)?;
-    let request_id = pick_request_id(&headers, context_id);
-    finish(HttpRequest {
-        shape: PayloadShape::HttpApiV2,
-        method,
-        path,
-        headers,
-        query,
-        body,
-        request_id,
-    })
+    request.body = decode_body(str_field(obj, "body", "body")?, base64, limit)?;
+    request.request_id = pick_request_id(&request.headers, context_id);
+    finish(request)
 }
 
 /// Checks shared by every shape once the request is assembled.

@@ -48,7 +48,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,7 +57,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use url::{Host, Url};
+use url::Url;
 
 use super::{AuthMethod, Identity};
 use crate::telemetry::fingerprint;
@@ -790,16 +789,10 @@ fn authority(url: &Url) -> String {
 
 /// Why `url` cannot be the STS endpoint, if it cannot.
 fn endpoint_problem(url: &Url) -> Option<&'static str> {
-    let loopback = match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost")
-                || domain.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-                || domain.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        None => return Some("sts_endpoint has no host"),
-    };
+    if url.host().is_none() {
+        return Some("sts_endpoint has no host");
+    }
+    let loopback = super::is_loopback_host(url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}

@@ -35,7 +35,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +44,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use url::{Host, Url};
+use url::Url;
 
 use super::{AuthMethod, Identity};
 use crate::telemetry::fingerprint;
@@ -1398,16 +1397,7 @@ fn alg_name(alg: Algorithm) -> &'static str {
 fn is_secure_url(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => match url.host() {
-            Some(Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(Host::Domain(domain)) => {
-                domain.eq_ignore_ascii_case("localhost")
-                    || domain.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-                    || domain.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
-            }
-            None => false,
-        },
+        "http" => super::is_loopback_host(url),
         _ => false,
     }
 }

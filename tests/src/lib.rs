@@ -21,6 +21,7 @@ use url::Url;
 pub mod admin;
 pub mod app;
 pub mod lambda;
+pub mod logs;
 pub mod oidc;
 pub mod secrets;
 

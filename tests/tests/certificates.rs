@@ -13,9 +13,7 @@
 //! rotation function (rotation enabled, a value-less `AWSPENDING` version).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
@@ -26,7 +24,7 @@ use kong_pulsar::certificates::{
 };
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::{RotationStep, StepRefused};
-use kp_tests::{secrets, stack, unique};
+use kp_tests::{logs, secrets, stack, unique};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 use x509_parser::extensions::GeneralName;
@@ -80,7 +78,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    logs();
+    logs::global();
     Fixture {
         client: Client::new(&stack().aws_config().await),
     }
@@ -626,36 +624,6 @@ async fn the_protocol_test_step_refuses_a_certificate_from_another_ca() {
     assert_eq!(fx.current(&e.secret).await, current);
 }
 
-/// Everything this test binary logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installed globally by the first fixture (tracing caches callsite interest
-/// process-wide, so a per-test subscriber would miss events).
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn one_log_line_per_change_and_no_key_in_logs_or_reports() {
     let fx = fixture().await;
@@ -684,7 +652,7 @@ async fn one_log_line_per_change_and_no_key_in_logs_or_reports() {
     .concat();
     let text = serde_json::to_string(&reports).unwrap();
     let (_, value) = fx.current(&e.secret).await;
-    let logs = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let logs = logs::global().text();
     for secret_text in [&text, &logs] {
         assert!(!secret_text.contains("PRIVATE KEY"));
         assert!(!secret_text.contains(ca["key_pem"].as_str().unwrap()));

@@ -733,31 +733,6 @@ async fn without_admin_rights_every_tenant_fails_and_nothing_changes() {
     ));
 }
 
-/// Collects what the library logs, as JSON lines.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn every_change_is_one_structured_log_line_and_the_token_is_never_logged() {
     let _exclusive = LOG_CAPTURE.write().await;
@@ -771,7 +746,7 @@ async fn every_change_is_one_structured_log_line_and_the_token_is_never_logged()
         &[rule(&t, "orders", "produce")],
     ));
     for dry_run in [true, false] {
-        let logs = Captured::default();
+        let logs = kp_tests::logs::Captured::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -800,7 +775,7 @@ async fn every_change_is_one_structured_log_line_and_the_token_is_never_logged()
         let grant = changes.iter().find(|l| l["change"] == "grant").unwrap();
         assert_eq!(grant["role"], role.as_str());
         assert_eq!(grant["namespace"], "orders");
-        let all = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let all = logs.text();
         assert!(!all.contains(stack.superuser_token()));
     }
 }

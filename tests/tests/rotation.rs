@@ -12,8 +12,6 @@
 //! `UpdateSecretVersionStage` (see `shared/src/rotation/store.rs`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
@@ -23,13 +21,12 @@ use chrono::Utc;
 use kong_pulsar::broker::BrokerError;
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::{
-    FailedStep, RotateOptions, RotationError, RotationReason, RotationStep, RotationStepEvent,
-    StepAction, StepRefused, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step,
-    rotate_tokens,
+    FailedStep, RotateOptions, RotationError, RotationReason, RotationStep, StepAction,
+    StepRefused, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step, rotate_tokens,
 };
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::app::token_secret;
-use kp_tests::{secrets, stack, unique};
+use kp_tests::{logs, secrets, stack, unique};
 use serde_json::json;
 
 const NAMESPACE: &str = "orders";
@@ -81,7 +78,7 @@ struct Fixture {
 /// A policy over `tenants` (token_ttl 1h, rotate_before 15m) whose signing
 /// key secret holds `key` (the broker's own unless a test breaks it).
 async fn fixture(tenants: &[&TenantSpec], key: &[u8]) -> Fixture {
-    logs();
+    logs::global();
     let client = Client::new(&stack().aws_config().await);
     let signing_secret = unique("kong-pulsar/token-signing-key");
     client
@@ -710,44 +707,6 @@ async fn the_protocol_test_step_fails_for_a_token_the_broker_refuses() {
     assert_eq!(current.token.expose(), old_token);
 }
 
-/// Everything this test binary logs, at every level, from every crate.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// The capture, installed as the global subscriber by the first test to
-/// build a fixture. Global rather than per-test: tracing caches per-callsite
-/// interest process-wide, and a thread-scoped subscriber misses events whose
-/// callsite another test's thread registered first.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn no_token_or_key_reaches_logs_reports_or_errors() {
     let created = TenantSpec::new().on_broker().await;
@@ -763,11 +722,7 @@ async fn no_token_or_key_reaches_logs_reports_or_errors() {
         RotationStep::TestSecret,
         RotationStep::FinishSecret,
     ] {
-        let event = RotationStepEvent {
-            step,
-            secret_id: created.secret.clone(),
-            client_request_token: token.clone(),
-        };
+        let event = secrets::step_event(step, &created.secret, &token);
         let done = handle_rotation_step(event, &fx.policy, &fx.client, &stack().service_url)
             .await
             .unwrap();
@@ -792,7 +747,7 @@ async fn no_token_or_key_reaches_logs_reports_or_errors() {
         }
     }
     assert_eq!(secrets.len(), 6, "every token was looked at");
-    let logs = logs().text();
+    let logs = logs::global().text();
     for secret in &secrets {
         // Any JWT segment would do; the signature is the part never to leak.
         let signature = secret.rsplit('.').next().unwrap();

@@ -1416,8 +1416,8 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::error::Error as _;
     use serde_json::json;
+    use std::error::Error as _;
 
     const ISS: &str = "https://idp.example.com/oauth2/default";
 

@@ -310,8 +310,25 @@ async fn a_signature_sts_rejects_is_401_and_only_allow_listed_headers_reach_sts(
     );
     assert_eq!(headers["x-kp-server-id"], SERVER_ID);
 
-    // A rejection is not cached: the same token is asked about again.
-    assert!(v.verify(&t).await.is_err());
+    // A refusal is remembered for a short window: the same token again, even
+    // by many callers at once, is refused with STS's code and no new call.
+    let again = futures::future::join_all((0..8).map(|_| v.verify(&t))).await;
+    for err in again {
+        assert!(
+            matches!(&err, Err(IamError::BadSignature { code }) if code == "SignatureDoesNotMatch"),
+            "{err:?}"
+        );
+    }
+    assert_eq!(v.sts_call_count(), 1);
+    assert_eq!(seen.requests.lock().expect("lock").len(), 1);
+
+    // Concurrent first uses of another refused token share one STS call too.
+    let other = token(
+        &Credentials::new("AKIDOTHER", "secret", None, None, "t"),
+        &endpoint,
+    );
+    let first = futures::future::join_all((0..8).map(|_| v.verify(&other))).await;
+    assert!(first.iter().all(Result::is_err));
     assert_eq!(v.sts_call_count(), 2);
 }
 

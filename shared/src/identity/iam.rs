@@ -39,8 +39,12 @@
 //! their ARN. A verified identity is cached, keyed by the SHA-256 of the
 //! credential, until `X-Amz-Date + max_age`, so a warm function calls STS once
 //! per distinct credential; concurrent first uses of one credential share one
-//! STS call. Failures are not cached: a credential STS refused costs one STS
-//! call per attempt (each attempt has already passed every local check).
+//! STS call. A credential STS *refused* (bad signature, unknown or expired
+//! keys) is refused again without asking STS for [`REFUSAL_TTL`] (never past
+//! its own expiry), so a client retrying with bad keys costs one STS call per
+//! window rather than one per request; the window is short because IAM is
+//! eventually consistent and a brand-new access key can be refused for a few
+//! seconds. STS being unavailable is never cached.
 //!
 //! The credential, its signature and the session token are never logged:
 //! only [`fingerprint`]s are.
@@ -82,6 +86,10 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// Most identities the cache holds.
 pub const CACHE_CAPACITY: usize = 10_000;
+
+/// How long a credential STS refused is refused again without asking STS
+/// (bounded by the credential's own expiry).
+pub const REFUSAL_TTL: Duration = Duration::from_secs(30);
 
 /// The only body a credential may carry.
 pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -395,7 +403,19 @@ impl IamVerifier {
         let slot = self.cache.slot(key, checked.expires_at, now);
         let result = slot
             .identity
-            .get_or_try_init(|| self.call_sts(&checked))
+            .get_or_try_init(|| async {
+                // Also read by callers that waited on this slot while the
+                // first one's STS call was refused: they fail without a call.
+                if let Some(code) = self.cache.refused(&key, now) {
+                    return Err(IamError::BadSignature { code });
+                }
+                let result = self.call_sts(&checked).await;
+                if let Err(IamError::BadSignature { code }) = &result {
+                    let until = checked.expires_at.min(now + REFUSAL_TTL);
+                    self.cache.refuse(key, code, until, now);
+                }
+                result
+            })
             .await
             .cloned();
         if result.is_err() {
@@ -1002,6 +1022,8 @@ struct Cache {
 struct CacheState {
     by_key: HashMap<[u8; 32], Arc<Slot>>,
     next_seq: u64,
+    /// Credentials STS refused: its error code, and until when.
+    refused: HashMap<[u8; 32], (String, SystemTime)>,
 }
 
 struct Slot {
@@ -1017,6 +1039,7 @@ impl Cache {
             slots: Mutex::new(CacheState {
                 by_key: HashMap::new(),
                 next_seq: 0,
+                refused: HashMap::new(),
             }),
             capacity,
         }
@@ -1067,6 +1090,28 @@ impl Cache {
         });
         state.by_key.insert(key, slot.clone());
         slot
+    }
+
+    /// STS's code if it refused the credential `key` and that still stands
+    /// at `now`.
+    fn refused(&self, key: &[u8; 32], now: SystemTime) -> Option<String> {
+        let state = self.lock();
+        let (code, until) = state.refused.get(key)?;
+        (*until > now).then(|| code.clone())
+    }
+
+    /// Remembers that STS refused `key`, until `until`. Bounded like the
+    /// identities: expired refusals go first, and when every entry is live
+    /// the new one is simply not remembered (it costs an STS call, no more).
+    fn refuse(&self, key: [u8; 32], code: &str, until: SystemTime, now: SystemTime) {
+        let mut state = self.lock();
+        if state.refused.len() >= self.capacity {
+            state.refused.retain(|_, (_, until)| *until > now);
+            if state.refused.len() >= self.capacity {
+                return;
+            }
+        }
+        state.refused.insert(key, (code.to_owned(), until));
     }
 
     /// Drops a slot whose verification failed, unless someone has since
@@ -2034,6 +2079,32 @@ mod tests {
             Err(IamError::Malformed { .. })
         ));
         assert_eq!(v.sts_call_count(), 0);
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_for_its_window_and_bounded() {
+        let cache = Cache::new(2);
+        let now = signed_at();
+        let key = |i: u8| [i; 32];
+        let until = now + REFUSAL_TTL;
+        cache.refuse(key(1), "SignatureDoesNotMatch", until, now);
+        assert_eq!(
+            cache.refused(&key(1), until - Duration::from_secs(1)),
+            Some("SignatureDoesNotMatch".to_owned())
+        );
+        assert_eq!(cache.refused(&key(1), until), None, "the window ends");
+        assert_eq!(cache.refused(&key(2), now), None);
+        // Full of live refusals: a new one is not remembered...
+        cache.refuse(key(2), "ExpiredToken", until, now);
+        cache.refuse(key(3), "InvalidClientTokenId", until, now);
+        assert_eq!(cache.refused(&key(3), now), None);
+        // ... until the old ones have expired and make room.
+        cache.refuse(key(3), "InvalidClientTokenId", until + REFUSAL_TTL, until);
+        assert_eq!(
+            cache.refused(&key(3), until),
+            Some("InvalidClientTokenId".to_owned())
+        );
+        assert_eq!(cache.lock().refused.len(), 1);
     }
 
     #[test]

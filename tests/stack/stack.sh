@@ -32,6 +32,10 @@ PULSAR_START_TIMEOUT=${KP_PULSAR_START_TIMEOUT:-180}
 # usage at which its bookie stops writing (see standalone.conf.in).
 PULSAR_WRITABLE_TIMEOUT=${KP_PULSAR_WRITABLE_TIMEOUT:-60}
 BOOKIE_DISK_THRESHOLD=${KP_BOOKIE_DISK_THRESHOLD:-0.999}
+# How the broker verifies tokens: HS256 with a shared key (the default), or
+# RS256 with only the public half (what production setups prefer; a test
+# starts such a broker to prove RS256 rotation).
+TOKEN_ALG=${KP_TOKEN_ALG:-HS256}
 
 say() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -160,19 +164,24 @@ stop_pid() { # stop_pid <pidfile> <name>: TERM the process group, KILL after 20s
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 
-# mint_token <role> [ttl-seconds]: an HS256 Pulsar token signed with this
-# stack's key; without a TTL it never expires (the super-user's, for the
-# stack's lifetime).
+# mint_token <role> [ttl-seconds]: a Pulsar token signed with this stack's
+# key (HS256, or RS256 when the broker was started with KP_TOKEN_ALG=RS256);
+# without a TTL it never expires (the super-user's, for the stack's lifetime).
 mint_token() {
-  local header payload sig hexkey
-  hexkey=$(od -An -vtx1 "$STACK_DIR/token-secret.key" | tr -d ' \n')
-  header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+  local alg header payload sig
+  if [ -f "$STACK_DIR/token-private.pem" ]; then alg=RS256; else alg=HS256; fi
+  header=$(printf '{"alg":"%s","typ":"JWT"}' "$alg" | b64url)
   if [ -n "${2:-}" ]; then
     payload=$(printf '{"sub":"%s","exp":%d}' "$1" "$(($(date +%s) + $2))" | b64url)
   else
     payload=$(printf '{"sub":"%s"}' "$1" | b64url)
   fi
-  sig=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$hexkey" -binary | b64url)
+  if [ "$alg" = RS256 ]; then
+    sig=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$STACK_DIR/token-private.pem" -binary | b64url)
+  else
+    sig=$(printf '%s.%s' "$header" "$payload" |
+      openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(od -An -vtx1 "$STACK_DIR/token-secret.key" | tr -d ' \n')" -binary | b64url)
+  fi
   printf '%s.%s.%s' "$header" "$payload" "$sig"
 }
 
@@ -242,14 +251,28 @@ start_pulsar() {
   # A fresh broker every start: new data directory, new signing key.
   rm -rf "$STACK_DIR/pulsar"
   mkdir -p "$STACK_DIR/pulsar/data" "$STACK_DIR/pulsar/logs"
-  head -c 32 /dev/urandom >"$STACK_DIR/token-secret.key"
-  chmod 600 "$STACK_DIR/token-secret.key"
+  rm -f "$STACK_DIR/token-secret.key" "$STACK_DIR/token-private.pem" "$STACK_DIR/token-public.der"
+  local token_key_setting
+  case "$TOKEN_ALG" in
+    HS256)
+      head -c 32 /dev/urandom >"$STACK_DIR/token-secret.key"
+      chmod 600 "$STACK_DIR/token-secret.key"
+      token_key_setting="tokenSecretKey=file://$STACK_DIR/token-secret.key" ;;
+    RS256)
+      (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+        -out "$STACK_DIR/token-private.pem" 2>/dev/null) || die "openssl could not create an RSA key"
+      # Pulsar reads the public key as DER (what `pulsar tokens create-key-pair` writes).
+      openssl pkey -in "$STACK_DIR/token-private.pem" -pubout -outform DER \
+        -out "$STACK_DIR/token-public.der" 2>/dev/null || die "openssl could not export the RSA public key"
+      token_key_setting="tokenPublicKey=file://$STACK_DIR/token-public.der" ;;
+    *) die "KP_TOKEN_ALG must be HS256 or RS256, not '$TOKEN_ALG'" ;;
+  esac
   mint_token "$SUPERUSER_ROLE" >"$STACK_DIR/superuser.token"
   chmod 600 "$STACK_DIR/superuser.token"
   make_tls
   sed -e "s|@BROKER_PORT@|$PULSAR_PORT|" -e "s|@WEB_PORT@|$PULSAR_HTTP_PORT|" \
       -e "s|@BROKER_TLS_PORT@|$PULSAR_TLS_PORT|" -e "s|@TLS_DIR@|$STACK_DIR/tls|" \
-      -e "s|@TOKEN_SECRET_FILE@|$STACK_DIR/token-secret.key|" \
+      -e "s|@TOKEN_KEY_SETTING@|$token_key_setting|" \
       -e "s|@SUPERUSER_ROLE@|$SUPERUSER_ROLE|" \
       -e "s|@SUPERUSER_TOKEN_FILE@|$STACK_DIR/superuser.token|" \
       -e "s|@DISK_THRESHOLD@|$BOOKIE_DISK_THRESHOLD|" \
@@ -320,7 +343,9 @@ PULSAR_SERVICE_URL=pulsar://127.0.0.1:$PULSAR_PORT
 PULSAR_ADMIN_URL=http://127.0.0.1:$PULSAR_HTTP_PORT
 KP_STACK_SUPERUSER_ROLE=$SUPERUSER_ROLE
 KP_STACK_SUPERUSER_TOKEN_FILE=$STACK_DIR/superuser.token
+KP_STACK_TOKEN_ALG=$([ -f "$STACK_DIR/token-private.pem" ] && echo RS256 || echo HS256)
 KP_STACK_TOKEN_SECRET_FILE=$STACK_DIR/token-secret.key
+KP_STACK_TOKEN_PRIVATE_KEY_FILE=$STACK_DIR/token-private.pem
 AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=testing

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use kp_tests::{unique, workspace_root};
+use kp_tests::{free_port, unique, workspace_root};
 
 fn stack_sh(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(workspace_root().join("tests/stack/stack.sh"));
@@ -108,15 +108,6 @@ fn a_second_up_reuses_the_running_stack() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("Pulsar already running"), "{err}");
     assert!(err.contains("moto already running"), "{err}");
-}
-
-/// A free loopback port (the OS picks it; the listener is dropped again).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The failure that once took every producing test down: the embedded

@@ -42,9 +42,10 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use crate::policy::{Certificate, Policy};
-use crate::rotation::store::{AWSCURRENT, AWSPENDING, Select, Store, StoreError};
+use crate::rotation::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 use crate::rotation::{
-    RotationStep, RotationStepEvent, StepRefused, already_staged, describe, staged_for_rotation,
+    RotationStep, RotationStepEvent, StepRefused, already_staged, describe, names_secret,
+    staged_for_rotation,
 };
 use crate::secrets::SecretValue;
 use crate::telemetry::error_chain;
@@ -945,19 +946,10 @@ pub fn certificate_for_secret<'p>(
     name: &str,
     arn: Option<&str>,
 ) -> Option<&'p Certificate> {
-    policy.certificates().iter().find(|cert| {
-        let wanted = cert.secret.as_str();
-        wanted == name
-            || arn.is_some_and(|arn| {
-                wanted == arn
-                    || (wanted.starts_with("arn:")
-                        && arn.strip_prefix(wanted).is_some_and(|rest| {
-                            rest.len() == 7
-                                && rest.starts_with('-')
-                                && rest[1..].bytes().all(|b| b.is_ascii_alphanumeric())
-                        }))
-            })
-    })
+    policy
+        .certificates()
+        .iter()
+        .find(|cert| names_secret(&cert.secret, name, arn))
 }
 
 /// What a certificate rotation step did.
@@ -1015,10 +1007,20 @@ pub async fn handle_certificate_rotation_step(
     policy: &Policy,
     secrets: &Client,
 ) -> Result<CertificateStepReport, CertificateError> {
+    let metadata = describe(Store::new(secrets), &event.secret_id).await?;
+    certificate_step(event, metadata, policy, secrets).await
+}
+
+/// [`handle_certificate_rotation_step`] for a secret already described.
+pub(crate) async fn certificate_step(
+    event: RotationStepEvent,
+    metadata: SecretMetadata,
+    policy: &Policy,
+    secrets: &Client,
+) -> Result<CertificateStepReport, CertificateError> {
     let store = Store::new(secrets);
     let secret_id = event.secret_id.as_str();
     let version_id = event.client_request_token.as_str();
-    let metadata = describe(store, secret_id).await?;
     let cert = certificate_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(
         || CertificateError::NotACertificateSecret {
             secret: metadata.name.clone(),

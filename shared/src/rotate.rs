@@ -25,14 +25,15 @@ use url::Url;
 
 use crate::admin::{AdminClient, AdminError};
 use crate::certificates::{
-    CertificateError, CertificateReport, RenewOptions, handle_certificate_rotation_step,
-    renew_certificates,
+    CertificateError, CertificateReport, RenewOptions, certificate_step, renew_certificates,
 };
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError};
 use crate::reconcile::reconcile;
+use crate::rotation::store::Store;
 use crate::rotation::{
-    RotateOptions, RotationError, RotationStepEvent, handle_rotation_step, rotate_tokens,
+    RotateOptions, RotationError, RotationStepEvent, describe, rotate_tokens, tenant_for_secret,
+    token_step,
 };
 use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
 
@@ -178,24 +179,28 @@ impl Rotator {
         tracing::info!(task = ?task, "rotate invoked");
         match task {
             Task::Step(step) => {
-                match handle_rotation_step(
-                    step.clone(),
-                    &self.policy,
-                    &self.secrets,
-                    &self.broker_url,
-                )
-                .await
-                {
-                    Ok(report) => Ok(json!({ "step": report })),
-                    // Not a token secret: it may be a certificate's.
-                    Err(RotationError::NotATokenSecret { .. }) => {
-                        let report =
-                            handle_certificate_rotation_step(step, &self.policy, &self.secrets)
-                                .await?;
-                        Ok(json!({ "step": report }))
-                    }
-                    Err(other) => Err(other.into()),
-                }
+                // One DescribeSecret, then the policy says what the secret holds.
+                let metadata = describe(Store::new(&self.secrets), &step.secret_id)
+                    .await
+                    .map_err(RotationError::from)?;
+                let is_token =
+                    tenant_for_secret(&self.policy, &metadata.name, metadata.arn.as_deref())
+                        .is_some();
+                let report = if is_token {
+                    json!(
+                        token_step(
+                            step,
+                            metadata,
+                            &self.policy,
+                            &self.secrets,
+                            &self.broker_url
+                        )
+                        .await?
+                    )
+                } else {
+                    json!(certificate_step(step, metadata, &self.policy, &self.secrets).await?)
+                };
+                Ok(json!({ "step": report }))
             }
 
             Task::Reconcile { dry_run } => {

@@ -36,7 +36,7 @@ pub use protocol::{
     RotationError, RotationStep, RotationStepEvent, StepAction, StepRefused, StepReport,
     handle_rotation_step,
 };
-pub(crate) use protocol::{already_staged, describe, staged_for_rotation};
+pub(crate) use protocol::{already_staged, describe, staged_for_rotation, token_step};
 pub use scheduled::{
     FailedStep, RotateOptions, RotationReason, TenantOutcome, TokenOutcome, rotate_tenant_token,
     rotate_tokens,
@@ -48,23 +48,28 @@ use crate::policy::{Policy, Tenant};
 use crate::secrets::TenantToken;
 use crate::telemetry::error_chain;
 
-/// The tenant whose `token_secret` names this secret. Secrets Manager events
-/// carry the ARN while the policy usually holds the name, so both the name and
-/// the ARN (full, or partial without AWS's random `-xxxxxx` suffix) match.
+/// The tenant whose `token_secret` names this secret (see [`names_secret`]).
 pub fn tenant_for_secret<'p>(
     policy: &'p Policy,
     name: &str,
     arn: Option<&str>,
 ) -> Option<&'p Tenant> {
-    policy.tenants().find(|tenant| {
-        let wanted = tenant.token_secret.as_str();
-        wanted == name
-            || arn.is_some_and(|arn| {
-                wanted == arn
-                    || (wanted.starts_with("arn:")
-                        && arn.strip_prefix(wanted).is_some_and(is_arn_random_suffix))
-            })
-    })
+    policy
+        .tenants()
+        .find(|tenant| names_secret(&tenant.token_secret, name, arn))
+}
+
+/// Whether a policy's reference `wanted` to a secret is the secret `name`
+/// (ARN `arn`). Secrets Manager events carry the ARN while the policy usually
+/// holds the name, so both the name and the ARN (full, or partial without
+/// AWS's random `-xxxxxx` suffix) match.
+pub(crate) fn names_secret(wanted: &str, name: &str, arn: Option<&str>) -> bool {
+    wanted == name
+        || arn.is_some_and(|arn| {
+            wanted == arn
+                || (wanted.starts_with("arn:")
+                    && arn.strip_prefix(wanted).is_some_and(is_arn_random_suffix))
+        })
 }
 
 /// AWS appends `-` and six random characters to a secret's name in its ARN.

@@ -158,6 +158,13 @@ impl Stack {
         .await
     }
 
+    /// Opens a producer on `topic` as whoever `token` names and sends one
+    /// small JSON message: the broker's own answer to "may this token produce
+    /// here?".
+    pub async fn produce_as(&self, token: &str, topic: &str) -> Result<(), BrokerError> {
+        produce_one(&self.broker_as(token).await?, topic).await
+    }
+
     /// The broker's admin REST API as the super-user.
     pub fn admin(&self) -> Admin {
         Admin::new(self.admin_url.clone(), self.superuser_token.clone())
@@ -191,6 +198,22 @@ pub fn sign_hs256(key: &[u8], claims: &serde_json::Value) -> String {
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &id[..12])
+}
+
+/// Opens a producer on `topic` through `broker` and sends one small JSON
+/// message (boxed: pulsar-rs futures are large in debug builds).
+pub async fn produce_one(broker: &Broker, topic: &str) -> Result<(), BrokerError> {
+    Box::pin(async {
+        let mut producer = broker.producer(topic).await?;
+        producer
+            .send(kong_pulsar::broker::OutgoingMessage {
+                payload: br#"{"orderId":"42"}"#.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// A free loopback port: the OS picks it and the listener is dropped again,

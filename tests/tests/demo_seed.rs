@@ -76,20 +76,12 @@ async fn the_run_commands_seeding_lets_rotate_reconcile_and_rotate_the_demo_tena
         .await
         .unwrap();
     let value: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
-    let broker = stack()
-        .broker_as(value["token"].as_str().unwrap())
+    stack()
+        .produce_as(
+            value["token"].as_str().unwrap(),
+            &format!("persistent://demo/orders/{}", unique("seed")),
+        )
         .await
-        .expect("the rotated demo token authenticates");
-    let mut producer = broker
-        .producer(&format!("persistent://demo/orders/{}", unique("seed")))
-        .await
-        .expect("the rotated demo token may produce to demo/orders");
-    producer
-        .send(kong_pulsar::broker::OutgoingMessage {
-            payload: b"{\"orderId\":\"seed\"}".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        .expect("the rotated demo token produces to demo/orders");
     let _ = std::fs::remove_dir_all(&dir);
 }

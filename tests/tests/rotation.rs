@@ -186,18 +186,10 @@ fn outcome_of<'a>(outcomes: &'a [TenantOutcome], t: &TenantSpec) -> &'a TokenOut
 
 /// Proves the broker accepts `token` as a producer on a granted namespace.
 async fn produces(t: &TenantSpec, token: &str) {
-    let broker = stack()
-        .broker_as(token)
+    stack()
+        .produce_as(token, &t.topic())
         .await
         .unwrap_or_else(|e| panic!("the broker refused the token: {e:?}"));
-    let mut producer = broker.producer(&t.topic()).await.unwrap();
-    producer
-        .send(kong_pulsar::broker::OutgoingMessage {
-            payload: b"{}".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
 }
 
 fn random_key() -> Vec<u8> {

@@ -12,11 +12,11 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kong_pulsar::broker::{Broker, BrokerError, OutgoingMessage, Timeouts};
+use kong_pulsar::broker::{Broker, BrokerError, Timeouts};
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::{RotateOptions, SigningKey, TokenCheck, TokenOutcome, rotate_tokens};
 use kong_pulsar::secrets::{SecretValue, TenantToken};
-use kp_tests::{Admin, free_port, secrets, stack, unique, workspace_root};
+use kp_tests::{Admin, free_port, produce_one, secrets, stack, unique, workspace_root};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -165,17 +165,12 @@ async fn an_rs256_key_rotates_tokens_a_public_key_broker_accepts_and_nothing_els
     let stored = TenantToken::parse(&token_secret, &SecretValue::new(value)).unwrap();
     assert_eq!(jwt_alg(stored.token.expose()), "RS256");
     let client = broker.connect(stored.token.expose()).await.unwrap();
-    let mut producer = client
-        .producer(&format!("persistent://{tenant}/orders/{}", unique("t")))
-        .await
-        .unwrap();
-    producer
-        .send(OutgoingMessage {
-            payload: b"{}".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    produce_one(
+        &client,
+        &format!("persistent://{tenant}/orders/{}", unique("t")),
+    )
+    .await
+    .unwrap();
 
     // A forced rotation replaces it with another token the broker accepts.
     let outcomes = rotate_tokens(

@@ -210,10 +210,22 @@ pub async fn handle_rotation_step(
     secrets: &Client,
     broker_url: &Url,
 ) -> Result<StepReport, RotationError> {
+    let metadata = describe(Store::new(secrets), &event.secret_id).await?;
+    token_step(event, metadata, policy, secrets, broker_url).await
+}
+
+/// [`handle_rotation_step`] for a secret already described (the `rotate`
+/// function describes once and routes by what the policy says it holds).
+pub(crate) async fn token_step(
+    event: RotationStepEvent,
+    metadata: SecretMetadata,
+    policy: &Policy,
+    secrets: &Client,
+    broker_url: &Url,
+) -> Result<StepReport, RotationError> {
     let store = Store::new(secrets);
     let secret_id = event.secret_id.as_str();
     let version_id = event.client_request_token.as_str();
-    let metadata = describe(store, secret_id).await?;
     let tenant =
         tenant_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(|| {
             RotationError::NotATokenSecret {

@@ -278,12 +278,6 @@ impl AdminClient {
         })
     }
 
-    /// Replaces the retry bounds.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     /// Tenant names.
     pub async fn tenants(&self) -> Result<Vec<String>, AdminError> {
         self.get_json(&["tenants"]).await

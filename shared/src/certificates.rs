@@ -277,11 +277,6 @@ impl CertificateAuthority {
         Self::from_secret(secret, &current.value)
     }
 
-    /// The CA certificate, PEM.
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
     /// Issues a fresh ECDSA P-256 key and a client certificate for `cert`:
     /// CN = its role, its SANs, valid from a moment ago for `validity`.
     pub fn issue(
@@ -727,21 +722,6 @@ pub async fn renew_certificates(
         });
     }
     reports
-}
-
-/// The renewal of one entry.
-pub async fn renew_certificate(
-    cert: &Certificate,
-    secrets: &Client,
-    options: RenewOptions,
-) -> CertificateReport {
-    let outcome = renew_one(Store::new(secrets), cert, options).await;
-    CertificateReport {
-        name: cert.name.clone(),
-        role: cert.role.clone(),
-        secret: cert.secret.clone(),
-        outcome,
-    }
 }
 
 fn failed(step: CertificateStep, err: &CertificateError) -> CertificateOutcome {

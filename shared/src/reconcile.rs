@@ -88,7 +88,6 @@
 //! created is not configured).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::error::Error as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -722,7 +721,7 @@ impl Run<'_> {
         step: &str,
         err: &AdminError,
     ) {
-        let error = chain(err);
+        let error = crate::telemetry::error_chain(err);
         tracing::warn!(
             target: "reconcile",
             tenant,
@@ -773,18 +772,6 @@ fn same_schema(actual: &SchemaInfo, wanted: &SchemaUpload, document: &Value) -> 
 
 fn list(set: &BTreeSet<String>) -> Vec<String> {
     set.iter().cloned().collect()
-}
-
-/// The error and its causes, for the report (the token is never part of it).
-fn chain(err: &AdminError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -38,8 +38,7 @@ pub use protocol::{
 };
 pub(crate) use protocol::{already_staged, describe, staged_for_rotation, token_step};
 pub use scheduled::{
-    FailedStep, RotateOptions, RotationReason, TenantOutcome, TokenOutcome, rotate_tenant_token,
-    rotate_tokens,
+    FailedStep, RotateOptions, RotationReason, TenantOutcome, TokenOutcome, rotate_tokens,
 };
 pub use signing::{MintedToken, SigningKey, SigningKeyError};
 pub use store::StoreError;

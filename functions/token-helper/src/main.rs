@@ -61,13 +61,10 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            let mut message = error.to_string();
-            let mut source = error.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("kong-pulsar-token: {message}");
+            eprintln!(
+                "kong-pulsar-token: {}",
+                kong_pulsar::telemetry::error_chain(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -181,19 +181,6 @@ pub async fn rotate_tokens(
         .await
 }
 
-/// The scheduled rotation of one tenant's token.
-pub async fn rotate_tenant_token(
-    policy: &Policy,
-    tenant: &Tenant,
-    secrets: &Client,
-    broker_url: &Url,
-    options: RotateOptions,
-) -> TenantOutcome {
-    Run::new(policy, secrets, broker_url, options)
-        .tenant(tenant)
-        .await
-}
-
 /// A step failed; nothing after it ran.
 struct Failure {
     step: FailedStep,
@@ -427,7 +414,7 @@ impl<'a> Run<'a> {
         let promoted = match self.check(tenant, minted).await {
             Ok(check) => self
                 .store
-                .promote(secret, version_id, Some(&current.version_id))
+                .promote_pending(secret, version_id, Some(&current.version_id))
                 .await
                 .map(|()| check)
                 .map_err(|e| Failure::new(FailedStep::Promote, &e)),
@@ -445,17 +432,6 @@ impl<'a> Run<'a> {
                 return Err(failure);
             }
         };
-        // The rotation is done; a label left behind only makes the next
-        // native rotation restage, so it is worth a warning, not a failure.
-        if let Err(e) = self.store.unstage(secret, version_id, AWSPENDING).await {
-            tracing::warn!(
-                tenant = tenant.name.as_str(),
-                secret,
-                version_id,
-                error = error_chain(&e),
-                "rotated, but AWSPENDING could not be taken off the new version"
-            );
-        }
         tracing::info!(
             event = "token_rotated",
             tenant = tenant.name.as_str(),

@@ -204,7 +204,6 @@ impl SigningKey {
         Ok(MintedToken {
             token: SecretValue::new(token),
             role: role.to_owned(),
-            issued_at,
             expires_at,
         })
     }
@@ -223,8 +222,6 @@ pub struct MintedToken {
     pub token: SecretValue,
     /// Its `sub`.
     pub role: String,
-    /// Its `iat`.
-    pub issued_at: DateTime<Utc>,
     /// Its `exp`.
     pub expires_at: DateTime<Utc>,
 }

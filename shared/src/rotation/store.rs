@@ -251,6 +251,10 @@ impl<'a> Store<'a> {
 
     /// Makes the `AWSPENDING` version `version_id` current ([`Store::promote`])
     /// and then takes `AWSPENDING` off it: `finishSecret` of the protocol.
+    /// An error means `AWSCURRENT` did not move. Once it has, a failed
+    /// clean-up is only logged: the next `PutSecretValue` with `AWSPENDING`
+    /// moves the label anyway, and reporting it as a failed promotion would
+    /// claim the old version is still current.
     pub async fn promote_pending(
         &self,
         secret: &str,
@@ -258,7 +262,15 @@ impl<'a> Store<'a> {
         from: Option<&str>,
     ) -> Result<(), StoreError> {
         self.promote(secret, version_id, from).await?;
-        self.unstage(secret, version_id, AWSPENDING).await
+        if let Err(error) = self.unstage(secret, version_id, AWSPENDING).await {
+            tracing::warn!(
+                secret,
+                version_id,
+                error = %crate::telemetry::error_chain(&error),
+                "AWSCURRENT moved, but AWSPENDING could not be taken off the new version"
+            );
+        }
+        Ok(())
     }
 
     /// Takes `stage` off `version_id`. A version left without labels is

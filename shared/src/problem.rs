@@ -194,7 +194,6 @@ impl ApiError {
             Self::InvalidIamToken(_) => {
                 "the KP-AWS-IAM credential could not be verified".to_owned()
             }
-            Self::Payload(PayloadError::Legacy) => PayloadError::Legacy.to_string(),
             _ => self.to_string(),
         };
         let mut body = json!({

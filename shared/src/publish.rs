@@ -74,15 +74,14 @@ impl Publisher {
             .collect();
         IssuerConfig::validate_all(&issuers)?;
         let options = VerifierOptions::default();
-        let http = reqwest::Client::builder()
-            .timeout(options.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        // One client (one TLS set-up at cold start) for the IdPs and STS:
+        // both need redirects off, and both set per-request timeouts.
+        let http = IamVerifier::http_client()?;
         let iam = match policy.iam() {
             Some(settings) => {
                 let config = IamConfig::from(settings);
                 config.validate()?;
-                Some(IamVerifier::new(config, IamVerifier::http_client()?))
+                Some(IamVerifier::new(config, http.clone()))
             }
             None => None,
         };
@@ -134,11 +133,12 @@ impl Publisher {
             .request_id
             .clone()
             .unwrap_or_else(|| event.context.request_id.clone());
-        let response = match &result {
-            Ok(response) => response.clone(),
+        let error_code = result.as_ref().err().map(ApiError::code);
+        let response = match result {
+            Ok(response) => response,
             Err(err) => {
                 if matches!(err.status().0, 500..) {
-                    tracing::error!(request_id, error = %err, cause = ?std::error::Error::source(err), "publish failed");
+                    tracing::error!(request_id, error = %err, cause = ?std::error::Error::source(&err), "publish failed");
                 }
                 err.to_response(&request_id)
             }
@@ -154,7 +154,7 @@ impl Publisher {
             rule: audit.rule.as_deref(),
             message_id: audit.message_id,
             events: audit.events,
-            error_code: result.as_ref().err().map(ApiError::code),
+            error_code,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         }
         .emit();
@@ -180,9 +180,10 @@ impl Publisher {
         let identity = tokio::time::timeout(budget, self.auth.authenticate(&request.headers))
             .await
             .map_err(|_| ApiError::Timeout)??;
-        audit.identity = Some(identity.clone());
+        // Kept in the audit record and borrowed back: the claims are not copied.
+        let identity = &*audit.identity.insert(identity);
 
-        let rule = match self.policy.authorize(&identity, &topic, Action::Produce) {
+        let rule = match self.policy.authorize(identity, &topic, Action::Produce) {
             Decision::Allow { rule } => rule.to_owned(),
             Decision::Deny => {
                 audit.decision = Some("deny");
@@ -196,7 +197,7 @@ impl Publisher {
             .tenant(&topic.tenant)
             .ok_or(ApiError::Forbidden)?;
 
-        let events = self.parse_events(&request, &topic)?;
+        let (events, ndjson) = self.parse_events(&request, &topic)?;
         let envelope = Envelope::from_headers(&request.headers)?;
         audit.events = events.len();
 
@@ -226,7 +227,7 @@ impl Publisher {
         };
 
         let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let batch = events.len() > 1 || is_ndjson(&request.headers);
+        let batch = events.len() > 1 || ndjson;
         let (messages, event_ids): (Vec<_>, Vec<_>) = events
             .into_iter()
             .enumerate()
@@ -238,7 +239,7 @@ impl Publisher {
                 );
                 let message = envelope.message(
                     payload,
-                    &identity,
+                    identity,
                     &topic,
                     &request_id,
                     &received_at,
@@ -288,11 +289,12 @@ impl Publisher {
 
     /// Parses the body into events (one, or one per NDJSON line) and checks
     /// each against the topic's schema; nothing is sent unless all pass.
+    /// Also says whether the body was NDJSON (a batch, however short).
     fn parse_events(
         &self,
         request: &HttpRequest,
         topic: &TopicName,
-    ) -> Result<Vec<Vec<u8>>, ApiError> {
+    ) -> Result<(Vec<Vec<u8>>, bool), ApiError> {
         let media_type = request
             .headers
             .get("content-type")
@@ -356,7 +358,7 @@ impl Publisher {
         if !violations.is_empty() {
             return Err(ApiError::SchemaViolation(violations));
         }
-        Ok(events)
+        Ok((events, media_type == "application/x-ndjson"))
     }
 }
 
@@ -384,14 +386,6 @@ fn budget(deadline_ms: u64) -> Duration {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-fn is_ndjson(headers: &Headers) -> bool {
-    headers.get("content-type").is_some_and(|v| {
-        v.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/x-ndjson")
-    })
 }
 
 /// Matches `…/events/{tenant}/{namespace}/{topic}` (any deployment prefix).

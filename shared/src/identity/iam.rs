@@ -364,8 +364,9 @@ impl IamVerifier {
         }
     }
 
-    /// An HTTP client fit for STS calls: redirects are never followed, so an
-    /// answer can only come from the configured endpoint.
+    /// An HTTP client fit for STS (and OIDC) calls: redirects are never
+    /// followed, so an answer can only come from the configured endpoint.
+    /// Each STS request also carries its own timeout.
     pub fn http_client() -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -900,11 +900,11 @@ impl IssuerState {
     /// The configured algorithm the header names. Compared by name so that
     /// `none`, unknown names and case variants fall out the same way.
     fn pin(&self, alg: &str) -> Result<Algorithm, OidcError> {
-        self.config
-            .algorithms
-            .iter()
-            .copied()
-            .find(|a| alg_name(*a) == alg)
+        // jsonwebtoken's names are exact and case-sensitive; `none` and
+        // unknown names do not parse.
+        alg.parse::<Algorithm>()
+            .ok()
+            .filter(|a| self.config.algorithms.contains(a))
             .ok_or_else(|| OidcError::AlgorithmNotAllowed {
                 issuer: self.config.issuer.clone(),
                 alg: echo(alg),
@@ -1371,24 +1371,6 @@ impl KeySet {
 
 fn is_asymmetric(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The JWA name of `alg`, as it appears in a JOSE header.
-fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
-    }
 }
 
 /// https, or http to a loopback host (local identity providers in tests and

@@ -110,7 +110,7 @@ impl From<SendError> for ApiError {
     fn from(err: SendError) -> Self {
         match err {
             SendError::Token(e) => Self::CredentialsUnavailable(e),
-            SendError::Broker { source, .. } => source.into(),
+            SendError::Broker(source) => source.into(),
         }
     }
 }

@@ -29,14 +29,11 @@ pub enum SendError {
     /// The tenant's token could not be obtained.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// The broker refused or failed. `sent` messages were persisted first.
-    #[error("{source}")]
-    Broker {
-        #[source]
-        source: BrokerError,
-        /// Receipts of the messages persisted before the failure.
-        sent: Vec<MessageId>,
-    },
+    /// The broker refused or failed. In a batch, the messages before the
+    /// failing one may already be persisted; their event ids are stable
+    /// under an `Idempotency-Key`, so a retried batch can be deduplicated.
+    #[error(transparent)]
+    Broker(BrokerError),
 }
 
 /// How close to its expiry a cached token is looked up again.
@@ -129,10 +126,7 @@ impl TenantBrokers {
             Ok(result) => result,
             Err(_) => {
                 self.forget(credentials).await;
-                Err(SendError::Broker {
-                    source: BrokerError::Timeout,
-                    sent: Vec::new(),
-                })
+                Err(SendError::Broker(BrokerError::Timeout))
             }
         }
     }
@@ -152,7 +146,7 @@ impl TenantBrokers {
                 .await
             {
                 Ok(()) => return Ok(sent),
-                Err(SendError::Broker { source, .. }) if source.is_credentials() && !refreshed => {
+                Err(SendError::Broker(source)) if source.is_credentials() && !refreshed => {
                     refreshed = true;
                     tracing::info!(
                         role = credentials.role,
@@ -160,11 +154,11 @@ impl TenantBrokers {
                     );
                     self.forget(credentials).await;
                 }
-                Err(SendError::Broker { source, .. }) => {
+                Err(SendError::Broker(source)) => {
                     if source.is_credentials() {
                         self.forget(credentials).await;
                     }
-                    return Err(SendError::Broker { source, sent });
+                    return Err(SendError::Broker(source));
                 }
                 Err(other) => return Err(other),
             }
@@ -178,12 +172,11 @@ impl TenantBrokers {
         messages: &[OutgoingMessage],
         sent: &mut Vec<MessageId>,
     ) -> Result<(), SendError> {
-        let broker_err = |source| SendError::Broker {
-            source,
-            sent: Vec::new(),
-        };
         let client = self.client(credentials).await?;
-        let producer = self.producer(&client, topic).await.map_err(broker_err)?;
+        let producer = self
+            .producer(&client, topic)
+            .await
+            .map_err(SendError::Broker)?;
         let mut producer = producer.lock().await;
         for message in &messages[sent.len()..] {
             match producer.send(message.clone()).await {
@@ -193,7 +186,7 @@ impl TenantBrokers {
                     // request build a fresh one.
                     drop(producer);
                     client.producers.lock().await.remove(topic);
-                    return Err(broker_err(source));
+                    return Err(SendError::Broker(source));
                 }
             }
         }
@@ -219,10 +212,7 @@ impl TenantBrokers {
         tokens.current().await?;
         let broker = Broker::connect(&self.service_url, tokens, self.timeouts)
             .await
-            .map_err(|source| SendError::Broker {
-                source,
-                sent: Vec::new(),
-            })?;
+            .map_err(SendError::Broker)?;
         let client = Arc::new(RoleClient {
             broker,
             producers: Mutex::new(HashMap::new()),

@@ -57,10 +57,8 @@ pub struct PublishApp {
     pub role_a: String,
     pub secret_a: String,
     pub tenant_b: String,
-    pub role_b: String,
     /// The IAM role a rule lets produce to tenant A.
     pub iam_role: String,
-    pub policy_path: std::path::PathBuf,
     tokens_issued: std::sync::Mutex<Vec<String>>,
 }
 
@@ -177,9 +175,7 @@ rules:
             role_a,
             secret_a,
             tenant_b,
-            role_b,
             iam_role,
-            policy_path,
             tokens_issued: std::sync::Mutex::new(vec![token_a]),
         }
     }

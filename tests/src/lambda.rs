@@ -4,7 +4,6 @@
 //! processes against it, exactly as `cargo lambda watch` or Lambda runs them.
 //! Tests then `POST /2015-03-31/functions/{name}/invocations` like Kong does.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ pub struct InvokeApi {
 
 impl InvokeApi {
     fn start() -> Self {
-        let port = free_port();
+        let port = crate::free_port();
         let cargo_lambda = tool("cargo-lambda");
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("kp-invoke-api-{port}.log")))
@@ -70,7 +69,7 @@ pub struct Function {
     pub name: String,
     pub log_path: PathBuf,
     // Declared before `api` so the function stops before its control plane.
-    child: ChildGuard,
+    _child: ChildGuard,
     api: InvokeApi,
     http: reqwest::Client,
 }
@@ -106,7 +105,7 @@ impl Function {
         Self {
             name,
             log_path,
-            child: ChildGuard(child),
+            _child: ChildGuard(child),
             api,
             http: reqwest::Client::new(),
         }
@@ -173,11 +172,6 @@ impl Function {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
-
-    /// True while the process is alive.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.0.try_wait(), Ok(None))
-    }
 }
 
 /// Kills the child when dropped, so no test leaves a process behind.
@@ -188,13 +182,6 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A tool from the project's `.venv` (installed by `tests/stack/stack.sh setup`).

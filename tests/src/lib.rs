@@ -56,10 +56,7 @@ pub fn stack() -> &'static Stack {
 impl Stack {
     fn load() -> Result<Self, String> {
         let mut vars: HashMap<String, String> = HashMap::new();
-        let env_file = std::env::var("KP_STACK_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target/stack"))
-            .join("stack.env");
+        let env_file = stack_dir().join("stack.env");
         if let Ok(text) = std::fs::read_to_string(&env_file) {
             for line in text.lines().filter(|l| !l.starts_with('#')) {
                 if let Some((k, v)) = line.split_once('=') {
@@ -214,6 +211,13 @@ pub async fn produce_one(broker: &Broker, topic: &str) -> Result<(), BrokerError
             .map(drop)
     })
     .await
+}
+
+/// The running stack's state directory (`KP_STACK_DIR`, as stack.sh reads it).
+pub fn stack_dir() -> PathBuf {
+    std::env::var("KP_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target/stack"))
 }
 
 /// A free loopback port: the OS picks it and the listener is dropped again,

@@ -19,14 +19,16 @@ admin PUT "/admin/v2/tenants/$TENANT" '{"adminRoles":["kp-admin"],"allowedCluste
 admin PUT "/admin/v2/namespaces/$TENANT/$NAMESPACE" '{}' 2>/dev/null || true
 admin POST "/admin/v2/namespaces/$TENANT/$NAMESPACE/permissions/$ROLE" '["produce"]'
 
-TOKEN=$("$ROOT/tests/stack/stack.sh" token "$ROLE" 86400)
+# Signed with the running broker's key: its state directory is where stack.env
+# says the super-user token lives (this script may write elsewhere).
+TOKEN=$(KP_STACK_DIR=$(dirname "$KP_STACK_SUPERUSER_TOKEN_FILE") "$ROOT/tests/stack/stack.sh" token "$ROLE" 86400)
 EXPIRES=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
 SIGNING_SECRET=kong-pulsar/token-signing-key ADMIN_SECRET=kong-pulsar/admin-token
 "$ROOT/.venv/bin/python" - "$SECRET" "$TOKEN" "$ROLE" "$EXPIRES" \
-    "$SIGNING_SECRET" "$KP_STACK_TOKEN_SECRET_FILE" "$ADMIN_SECRET" "$KP_STACK_SUPERUSER_TOKEN_FILE" <<'PY'
+    "$SIGNING_SECRET" "$ADMIN_SECRET" "$KP_STACK_SUPERUSER_TOKEN_FILE" <<'PY'
 import base64, json, os, sys
 import boto3
-name, token, role, expires, signing, key_file, admin, admin_token_file = sys.argv[1:]
+name, token, role, expires, signing, admin, admin_token_file = sys.argv[1:]
 sm = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"], endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 
 def put(name, value):
@@ -37,8 +39,12 @@ def put(name, value):
 
 put(name, json.dumps({"token": token, "role": role, "expires_at": expires}))
 # What `rotate` mints tenant tokens with: the key this broker verifies them with.
-with open(key_file, "rb") as f:
-    put(signing, json.dumps({"alg": "HS256", "key": base64.b64encode(f.read()).decode()}))
+if os.environ.get("KP_STACK_TOKEN_ALG") == "RS256":
+    with open(os.environ["KP_STACK_TOKEN_PRIVATE_KEY_FILE"]) as f:
+        put(signing, json.dumps({"alg": "RS256", "private_key_pem": f.read()}))
+else:
+    with open(os.environ["KP_STACK_TOKEN_SECRET_FILE"], "rb") as f:
+        put(signing, json.dumps({"alg": "HS256", "key": base64.b64encode(f.read()).decode()}))
 with open(admin_token_file) as f:
     put(admin, json.dumps({"token": f.read().strip()}))
 PY

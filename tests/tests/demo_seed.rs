@@ -7,18 +7,19 @@
 use std::path::PathBuf;
 
 use kp_tests::lambda::{Function, event};
-use kp_tests::{stack, unique, workspace_root};
+use kp_tests::{secrets, stack, unique, workspace_root};
 use serde_json::{Value, json};
 
 /// Runs demo.sh into a scratch state directory (a copy of the running
 /// stack's `stack.env`), so a developer's own `functions.env` is left alone.
 fn seed() -> PathBuf {
-    let stack_dir = std::env::var("KP_STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target/stack"));
     let dir = std::env::temp_dir().join(unique("kp-demo"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(stack_dir.join("stack.env"), dir.join("stack.env")).unwrap();
+    std::fs::copy(
+        kp_tests::stack_dir().join("stack.env"),
+        dir.join("stack.env"),
+    )
+    .unwrap();
     let out = std::process::Command::new(workspace_root().join("tests/stack/demo.sh"))
         .env("STACK_DIR", &dir)
         .output()
@@ -68,14 +69,10 @@ async fn the_run_commands_seeding_lets_rotate_reconcile_and_rotate_the_demo_tena
     assert_eq!(report["tokens"][0]["outcome"], "rotated", "{report:#}");
     let secret = report["tokens"][0]["secret"].as_str().unwrap().to_owned();
     let sm = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
-    let current = sm
-        .get_secret_value()
-        .secret_id(&secret)
-        .version_stage("AWSCURRENT")
-        .send()
+    let (_, current) = secrets::staged(&sm, &secret, "AWSCURRENT")
         .await
-        .unwrap();
-    let value: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+        .expect("AWSCURRENT");
+    let value: Value = serde_json::from_str(&current).unwrap();
     stack()
         .produce_as(
             value["token"].as_str().unwrap(),

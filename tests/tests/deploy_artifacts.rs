@@ -8,23 +8,16 @@
 //! No stack needed.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use kong_pulsar::config::{Config, PolicySource};
 use kong_pulsar::kong::{PayloadError, PayloadShape, parse_request};
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotate::Task;
+use kp_tests::workspace_root;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 fn template() -> String {
-    std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml")
+    std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml")
 }
 
 fn indent(line: &str) -> usize {
@@ -139,9 +132,13 @@ fn template_builds_the_workspace_binaries() {
         .collect();
     assert_eq!(binaries, ["publish", "rotate"]);
     for bin in binaries {
-        let manifest =
-            std::fs::read_to_string(root().join("functions").join(bin).join("Cargo.toml"))
-                .unwrap_or_else(|e| panic!("functions/{bin}/Cargo.toml: {e}"));
+        let manifest = std::fs::read_to_string(
+            workspace_root()
+                .join("functions")
+                .join(bin)
+                .join("Cargo.toml"),
+        )
+        .unwrap_or_else(|e| panic!("functions/{bin}/Cargo.toml: {e}"));
         assert!(
             manifest.contains(&format!("name = \"{bin}\"")),
             "functions/{bin} does not build a binary named {bin}"
@@ -173,8 +170,10 @@ fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
     let template = template();
     let file = parameter_default(&template, "PolicyFile");
     let prefix = parameter_default(&template, "SecretPrefix");
-    let policy = Policy::load(&PolicySource::File(root().join("policy").join(&file)))
-        .unwrap_or_else(|e| panic!("policy/{file} (the template's PolicyFile) does not load: {e}"));
+    let policy = Policy::load(&PolicySource::File(
+        workspace_root().join("policy").join(&file),
+    ))
+    .unwrap_or_else(|e| panic!("policy/{file} (the template's PolicyFile) does not load: {e}"));
 
     // publish may read only <prefix>/tokens/*; rotate anything under <prefix>/.
     for tenant in policy.tenants() {
@@ -202,7 +201,7 @@ fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
 #[test]
 fn every_sample_event_is_recognised_by_its_function() {
     let mut seen = 0;
-    let mut files: Vec<_> = std::fs::read_dir(root().join("events"))
+    let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events"))
         .expect("events/")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

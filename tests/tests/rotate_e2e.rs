@@ -115,15 +115,8 @@ impl Rig {
     }
 
     async fn current_token(&self) -> Option<String> {
-        let out = self
-            .sm
-            .get_secret_value()
-            .secret_id(&self.token_secret)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .ok()?;
-        let value: Value = serde_json::from_str(out.secret_string()?).ok()?;
+        let (_, text) = secrets::staged(&self.sm, &self.token_secret, "AWSCURRENT").await?;
+        let value: Value = serde_json::from_str(&text).ok()?;
         value["token"].as_str().map(str::to_owned)
     }
 }
@@ -194,18 +187,10 @@ async fn a_scheduled_cycle_onboards_a_tenant_and_a_second_run_converges() {
         report["certificates"][0]["outcome"], "created",
         "{report:#}"
     );
-    let cert: Value = serde_json::from_str(
-        rig.sm
-            .get_secret_value()
-            .secret_id(&rig.cert_secret)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .unwrap()
-            .secret_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let (_, cert) = secrets::staged(&rig.sm, &rig.cert_secret, "AWSCURRENT")
+        .await
+        .expect("the certificate secret has an AWSCURRENT version");
+    let cert: Value = serde_json::from_str(&cert).unwrap();
     assert!(
         cert["cert_pem"]
             .as_str()

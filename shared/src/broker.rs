@@ -138,24 +138,23 @@ impl BrokerError {
     }
 }
 
-fn connection_server_error(err: &ConnectionError) -> Option<ServerError> {
+/// The connection-level error inside `err`, wherever pulsar-rs nests it.
+fn connection_error(err: &pulsar::Error) -> Option<&ConnectionError> {
     match err {
-        ConnectionError::PulsarError(Some(code), _) => Some(*code),
+        pulsar::Error::Connection(c)
+        | pulsar::Error::Producer(ProducerError::Connection(c))
+        | pulsar::Error::Consumer(pulsar::error::ConsumerError::Connection(c))
+        | pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => Some(c),
         _ => None,
     }
 }
 
 fn server_error(err: &pulsar::Error) -> Option<ServerError> {
-    match err {
-        pulsar::Error::Connection(c) => connection_server_error(c),
-        pulsar::Error::Producer(ProducerError::Connection(c)) => connection_server_error(c),
-        pulsar::Error::Consumer(pulsar::error::ConsumerError::Connection(c)) => {
-            connection_server_error(c)
-        }
-        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(Some(code), _)) => Some(*code),
-        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => {
-            connection_server_error(c)
-        }
+    if let pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(Some(code), _)) = err {
+        return Some(*code);
+    }
+    match connection_error(err)? {
+        ConnectionError::PulsarError(Some(code), _) => Some(*code),
         _ => None,
     }
 }
@@ -170,12 +169,11 @@ fn server_error(err: &pulsar::Error) -> Option<ServerError> {
 const PULSAR_RS_FATAL_CONNECT: &str = "fatal error when connecting to the Pulsar server";
 
 fn is_auth_failure(err: &pulsar::Error) -> bool {
-    let connection = match err {
-        pulsar::Error::Connection(c) => c,
-        pulsar::Error::Producer(ProducerError::Connection(c)) => c,
-        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => c,
-        pulsar::Error::Authentication(_) => return true,
-        _ => return false,
+    if matches!(err, pulsar::Error::Authentication(_)) {
+        return true;
+    }
+    let Some(connection) = connection_error(err) else {
+        return false;
     };
     match connection {
         ConnectionError::Authentication(_) => true,

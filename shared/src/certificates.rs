@@ -747,15 +747,15 @@ async fn verdict(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<Verdict, CertificateError> {
-    let Some(metadata) = store.describe(&cert.secret).await? else {
+    if store.describe(&cert.secret).await?.is_none() {
         return Ok(Verdict::Replace {
             reason: RenewalReason::Missing,
             current_version: None,
             not_after: None,
         });
-    };
+    }
     let current = store.get(&cert.secret, Select::Stage(AWSCURRENT)).await?;
-    let Some(current) = current.filter(|_| metadata.version_with(AWSCURRENT).is_some()) else {
+    let Some(current) = current else {
         return Ok(Verdict::Replace {
             reason: RenewalReason::NoCurrentValue,
             current_version: None,

@@ -21,11 +21,8 @@ pub mod kong_consumer;
 pub mod oidc;
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
-use url::{Host, Url};
-
-use crate::kong::Headers;
+use crate::http::Headers;
 use iam::{IamError, IamVerifier};
 use oidc::{OidcError, OidcVerifier};
 
@@ -166,22 +163,5 @@ impl Authenticator {
             };
         }
         kong.ok_or(AuthError::UnsupportedScheme)
-    }
-}
-
-/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `::1`):
-/// the only place an identity provider or STS may be reached over plain http
-/// (local providers in tests and development), since nobody can sit on that
-/// path and swap the answers.
-pub(crate) fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost")
-                || domain.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-                || domain.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
     }
 }

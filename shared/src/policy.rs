@@ -47,7 +47,7 @@ use url::Url;
 
 use crate::config::PolicySource;
 use crate::identity::{AuthMethod, Identity};
-use crate::topic::{PulsarName, TopicName};
+use crate::pulsar::topic::{PulsarName, TopicName};
 
 pub use glob::Glob;
 pub use schema::{CompiledSchema, MAX_VIOLATIONS, SchemaViolation};

@@ -29,8 +29,12 @@ mod probe;
 mod protocol;
 mod scheduled;
 mod signing;
-pub(crate) mod store;
 
+pub mod handler;
+pub mod kinds;
+pub mod reconcile;
+
+pub use crate::secrets::store::StoreError;
 pub use probe::{ProbeError, TokenCheck};
 pub use protocol::{
     RotationError, RotationStep, RotationStepEvent, StepAction, StepRefused, StepReport,
@@ -41,7 +45,6 @@ pub use scheduled::{
     FailedStep, RotateOptions, RotationReason, TenantOutcome, TokenOutcome, rotate_tokens,
 };
 pub use signing::{MintedToken, SigningKey, SigningKeyError};
-pub use store::StoreError;
 
 use crate::policy::{Policy, Tenant};
 use crate::secrets::TenantToken;

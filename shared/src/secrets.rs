@@ -1,6 +1,8 @@
 //! Secrets: reading them from AWS Secrets Manager, caching them per warm
 //! instance, and keeping their values out of `Debug` output and logs.
 
+pub mod store;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

@@ -46,17 +46,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use kong_pulsar::broker::{Broker, OutgoingMessage, Producer, TenantBrokers, Timeouts};
+use kong_pulsar::edge::kong::{HttpRequest, parse_request};
+use kong_pulsar::edge::publish::{Limits, Publisher};
 use kong_pulsar::identity::Authenticator;
 use kong_pulsar::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
-use kong_pulsar::kong::{HttpRequest, parse_request};
 use kong_pulsar::policy::{Action, Decision, Policy};
-use kong_pulsar::publish::{Limits, Publisher};
+use kong_pulsar::pulsar::broker::{Broker, OutgoingMessage, Producer, TenantBrokers, Timeouts};
+use kong_pulsar::pulsar::topic::TopicName;
 use kong_pulsar::secrets::{
     CachedSecrets, SecretSource, SecretValue, SecretsError, SecretsManager,
 };
 use kong_pulsar::telemetry::Audit;
-use kong_pulsar::topic::TopicName;
 use kp_tests::app::kong_event;
 use kp_tests::oidc::{KeyType, Provider, TestIssuer};
 use kp_tests::{Stack, stack, unique, unix_now};

@@ -1,6 +1,6 @@
 //! A minimal client for Pulsar's admin REST API (v2), for setting up and
 //! inspecting test fixtures as the super-user. Deliberately independent of
-//! the product's `kong_pulsar::admin::AdminClient`: the reconciler's tests
+//! the product's `kong_pulsar::pulsar::admin::AdminClient`: the reconciler's tests
 //! check what it did through this witness, not through its own client.
 
 use serde_json::{Value, json};

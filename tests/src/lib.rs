@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use kong_pulsar::broker::{Broker, BrokerError, Timeouts};
+use kong_pulsar::pulsar::broker::{Broker, BrokerError, Timeouts};
 use kong_pulsar::secrets::SecretValue;
 use serde_json::json;
 use url::Url;
@@ -203,7 +203,7 @@ pub async fn produce_one(broker: &Broker, topic: &str) -> Result<(), BrokerError
     Box::pin(async {
         let mut producer = broker.producer(topic).await?;
         producer
-            .send(kong_pulsar::broker::OutgoingMessage {
+            .send(kong_pulsar::pulsar::broker::OutgoingMessage {
                 payload: br#"{"orderId":"42"}"#.to_vec(),
                 ..Default::default()
             })

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kong_pulsar::broker::{BrokerError, OutgoingMessage};
+use kong_pulsar::pulsar::broker::{BrokerError, OutgoingMessage};
 use kp_tests::{sign_hs256, stack, unique, unix_now};
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
 use pulsar::{Consumer, SubType};
@@ -143,12 +143,12 @@ async fn an_unreachable_broker_is_unavailable_not_a_credentials_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("pulsar://{}", closed.local_addr().unwrap());
     drop(closed);
-    let err = kong_pulsar::broker::Broker::connect(
+    let err = kong_pulsar::pulsar::broker::Broker::connect(
         &url.parse().unwrap(),
         std::sync::Arc::new(kong_pulsar::secrets::SecretValue::new(
             stack().mint_token("r"),
         )),
-        kong_pulsar::broker::Timeouts::default(),
+        kong_pulsar::pulsar::broker::Timeouts::default(),
     )
     .await
     .err()

@@ -17,12 +17,12 @@ use std::net::IpAddr;
 
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
-use kong_pulsar::certificates::{
+use kong_pulsar::policy::Policy;
+use kong_pulsar::rotation::kinds::certificate::{
     CertificateError, CertificateOutcome, CertificateReport, CertificateStep,
     CertificateStepAction, RenewOptions, RenewalReason, handle_certificate_rotation_step,
     renew_certificates,
 };
-use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::{RotationStep, StepRefused};
 use kp_tests::{logs, secrets, stack, unique};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};

@@ -10,9 +10,9 @@
 use std::collections::BTreeSet;
 
 use kong_pulsar::config::{Config, PolicySource};
-use kong_pulsar::kong::{PayloadError, PayloadShape, parse_request};
+use kong_pulsar::edge::kong::{PayloadError, PayloadShape, parse_request};
 use kong_pulsar::policy::Policy;
-use kong_pulsar::rotate::Task;
+use kong_pulsar::rotation::handler::Task;
 use kp_tests::workspace_root;
 use serde_json::Value;
 

@@ -7,10 +7,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kong_pulsar::admin::{AdminClient, AdminError, TenantInfo};
-use kong_pulsar::broker::BrokerError;
 use kong_pulsar::policy::Policy;
-use kong_pulsar::reconcile::{
+use kong_pulsar::pulsar::admin::{AdminClient, AdminError, TenantInfo};
+use kong_pulsar::pulsar::broker::BrokerError;
+use kong_pulsar::rotation::reconcile::{
     Change, Drift, Options, Report, SCHEMA_FORMAT_PROPERTY, reconcile, reconcile_with,
 };
 use kong_pulsar::secrets::SecretValue;
@@ -113,7 +113,7 @@ fn kinds(report: &Report) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-fn roles(perms: &kong_pulsar::admin::Permissions) -> BTreeSet<&str> {
+fn roles(perms: &kong_pulsar::pulsar::admin::Permissions) -> BTreeSet<&str> {
     perms.keys().map(String::as_str).collect()
 }
 
@@ -640,7 +640,7 @@ async fn the_admin_client_types_the_brokers_answers() {
             &t,
             "ns",
             "json-typed",
-            &kong_pulsar::admin::SchemaUpload {
+            &kong_pulsar::pulsar::admin::SchemaUpload {
                 schema_type: "JSON".into(),
                 schema: r#"{"type":"object","required":["orderId"]}"#.into(),
                 properties: Default::default(),

@@ -18,8 +18,8 @@ use aws_sdk_secretsmanager::Client;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
-use kong_pulsar::broker::BrokerError;
 use kong_pulsar::policy::Policy;
+use kong_pulsar::pulsar::broker::BrokerError;
 use kong_pulsar::rotation::{
     FailedStep, RotateOptions, RotationError, RotationReason, RotationStep, StepAction,
     StepRefused, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step, rotate_tokens,

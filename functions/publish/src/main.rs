@@ -1,10 +1,10 @@
 //! The `publish` Lambda function: Kong invokes it with an HTTP request and it
 //! publishes the event into Pulsar. Composition root only: configuration and
 //! clients are built once per cold start; the behaviour lives in
-//! `kong_pulsar::publish`.
+//! `kong_pulsar::edge::publish`.
 
 use kong_pulsar::config::Config;
-use kong_pulsar::publish::Publisher;
+use kong_pulsar::edge::publish::Publisher;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 

@@ -1,9 +1,9 @@
 //! The `rotate` Lambda function: EventBridge and Secrets Manager invoke it to
 //! rotate tenant tokens and reconcile Pulsar with the policy. Composition root
-//! only; the behaviour lives in `kong_pulsar::rotate`.
+//! only; the behaviour lives in `kong_pulsar::rotation::handler`.
 
 use kong_pulsar::config::Config;
-use kong_pulsar::rotate::Rotator;
+use kong_pulsar::rotation::handler::Rotator;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 

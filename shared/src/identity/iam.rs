@@ -813,7 +813,7 @@ fn endpoint_problem(url: &Url) -> Option<&'static str> {
     if url.host().is_none() {
         return Some("sts_endpoint has no host");
     }
-    let loopback = super::is_loopback_host(url);
+    let loopback = crate::http::is_loopback_host(url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}

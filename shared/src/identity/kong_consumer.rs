@@ -4,8 +4,8 @@
 //! (`identity.kong.trusted: true`). Without an auth plugin on the route a
 //! client could send those headers itself, so trust is off by default.
 
+use crate::http::Headers;
 use crate::identity::{AuthMethod, Identity};
-use crate::kong::Headers;
 
 /// Reads the Kong consumer from `headers`. `None` when there is no
 /// authenticated consumer: no consumer headers, or Kong's anonymous consumer

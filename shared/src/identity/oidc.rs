@@ -1379,7 +1379,7 @@ fn is_asymmetric(alg: Algorithm) -> bool {
 fn is_secure_url(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => super::is_loopback_host(url),
+        "http" => crate::http::is_loopback_host(url),
         _ => false,
     }
 }

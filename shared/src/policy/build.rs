@@ -21,7 +21,7 @@ use super::{
     When,
 };
 use crate::config::parse_duration;
-use crate::topic::PulsarName;
+use crate::pulsar::topic::PulsarName;
 
 /// What is wrong, and where.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::broker::{Broker, BrokerError, Timeouts};
 use crate::policy::{Action, Policy, Tenant};
+use crate::pulsar::broker::{Broker, BrokerError, Timeouts};
 use crate::secrets::SecretValue;
 
 /// The topic looked up in the check. Pulsar grants per namespace, so any

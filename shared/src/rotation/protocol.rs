@@ -30,11 +30,11 @@ use url::Url;
 
 use super::probe::{self, ProbeError, TokenCheck};
 use super::signing::{SigningKey, SigningKeyError};
-use super::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 use super::{is_for_role, tenant_for_secret};
-use crate::broker::Timeouts;
 use crate::policy::{Policy, Tenant};
+use crate::pulsar::broker::Timeouts;
 use crate::secrets::TenantToken;
+use crate::secrets::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 
 /// A step of the rotation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -115,7 +115,7 @@ pub enum StepAction {
 
 /// AWS's template guards, the same for every kind of secret this function
 /// rotates (tenant tokens here, client certificates in
-/// [`crate::certificates`]): why a step was refused before the secret's
+/// [`crate::rotation::kinds::certificate`]): why a step was refused before the secret's
 /// content was looked at.
 #[derive(Debug, thiserror::Error)]
 pub enum StepRefused {

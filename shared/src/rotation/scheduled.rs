@@ -10,11 +10,11 @@ use url::Url;
 
 use super::probe::{self, TokenCheck};
 use super::signing::{MintedToken, SigningKey};
-use super::store::{AWSCURRENT, AWSPENDING, Select, Store};
 use super::{error_chain, is_for_role};
-use crate::broker::Timeouts;
 use crate::policy::{Policy, Tenant};
+use crate::pulsar::broker::Timeouts;
 use crate::secrets::TenantToken;
+use crate::secrets::store::{AWSCURRENT, AWSPENDING, Select, Store};
 
 /// How a scheduled run behaves.
 #[derive(Debug, Clone, Copy)]

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 
-use super::store::{AWSCURRENT, Select, Store, StoreError};
 use crate::secrets::SecretValue;
+use crate::secrets::store::{AWSCURRENT, Select, Store, StoreError};
 
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 /// A shorter one is either truncated or a mistake (a password, a file name).

@@ -23,18 +23,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::admin::{AdminClient, AdminError};
-use crate::certificates::{
-    CertificateError, CertificateReport, RenewOptions, certificate_step, renew_certificates,
-};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError};
-use crate::reconcile::reconcile;
-use crate::rotation::store::Store;
+use crate::pulsar::admin::{AdminClient, AdminError};
+use crate::rotation::kinds::certificate::{
+    CertificateError, CertificateReport, RenewOptions, certificate_step, renew_certificates,
+};
+use crate::rotation::reconcile::reconcile;
 use crate::rotation::{
     RotateOptions, RotationError, RotationStepEvent, describe, rotate_tokens, tenant_for_secret,
     token_step,
 };
+use crate::secrets::store::Store;
 use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
 
 /// What the function was asked to do.

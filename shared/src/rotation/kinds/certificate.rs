@@ -42,12 +42,12 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use crate::policy::{Certificate, Policy};
-use crate::rotation::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 use crate::rotation::{
     RotationStep, RotationStepEvent, StepRefused, already_staged, describe, names_secret,
     staged_for_rotation,
 };
 use crate::secrets::SecretValue;
+use crate::secrets::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 use crate::telemetry::error_chain;
 use crate::telemetry::fingerprint;
 

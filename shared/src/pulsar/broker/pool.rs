@@ -13,8 +13,8 @@ use url::Url;
 use super::{
     Broker, BrokerError, MessageId, OutgoingMessage, Producer, Timeouts, TokenError, TokenSource,
 };
+use crate::pulsar::topic::TopicName;
 use crate::secrets::{SecretSource, SecretValue, TenantToken};
-use crate::topic::TopicName;
 
 /// Which role to act as, and where its token lives (from the policy).
 #[derive(Debug, Clone, Copy)]

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::broker::{BrokerError, SendError, TokenError};
+use crate::edge::kong::{PayloadError, ProxyResponse};
 use crate::identity::AuthError;
 use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
-use crate::kong::{PayloadError, ProxyResponse};
-use crate::topic::NameError;
+use crate::pulsar::broker::{BrokerError, SendError, TokenError};
+use crate::pulsar::topic::NameError;
 
 /// One schema violation: where in the event, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

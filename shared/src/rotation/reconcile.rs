@@ -1,5 +1,5 @@
 //! The reconciler: makes Pulsar match the policy (DESIGN §7, step 3), through
-//! the admin REST API ([`crate::admin`]).
+//! the admin REST API ([`crate::pulsar::admin`]).
 //!
 //! # Desired state
 //!
@@ -92,8 +92,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::admin::{AdminClient, AdminError, SchemaInfo, SchemaUpload, TenantInfo};
 use crate::policy::{ActionSet, CompiledSchema, Namespace, Policy, Tenant};
+use crate::pulsar::admin::{AdminClient, AdminError, SchemaInfo, SchemaUpload, TenantInfo};
 
 /// Tenants the reconciler never manages, whatever the policy says: Pulsar's
 /// own (`pulsar` holds system namespaces; `public` is the shared default).
@@ -389,7 +389,7 @@ impl Run<'_> {
         &mut self,
         tenant: &Tenant,
         desired: &TenantInfo,
-        permissions: &BTreeMap<crate::topic::PulsarName, ActionSet>,
+        permissions: &BTreeMap<crate::pulsar::topic::PulsarName, ActionSet>,
     ) {
         let name = tenant.name.as_str();
         if SYSTEM_TENANTS.contains(&name) {
@@ -812,7 +812,7 @@ tenants:
             None,
         )
         .unwrap();
-        let topic = crate::topic::TopicName::parse("t", "ns", "topic").unwrap();
+        let topic = crate::pulsar::topic::TopicName::parse("t", "ns", "topic").unwrap();
         let schema = policy.schema_for(&topic).unwrap();
         let upload = schema_upload(schema);
         assert_eq!(upload.schema_type, "NONE");

@@ -10,21 +10,20 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
 use crate::config::Config;
+use crate::edge::kong::{HttpRequest, ProxyResponse, parse_request};
+use crate::edge::problem::{ApiError, Violation};
+use crate::http::Headers;
 use crate::identity::iam::{IamConfig, IamVerifier};
 use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
 use crate::identity::{Authenticator, Identity};
-use crate::kong::{Headers, HttpRequest, ProxyResponse, parse_request};
 use crate::policy::{Action, Decision, Policy};
-use crate::problem::{ApiError, Violation};
+use crate::pulsar::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
+use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretsManager};
 use crate::telemetry::Audit;
-use crate::topic::TopicName;
 
-mod idempotency;
-
-use idempotency::{IdempotencyCache, Replay};
+use super::idempotency::{IdempotencyCache, Replay};
 
 /// Request limits (from [`crate::config::Config`]).
 #[derive(Debug, Clone, Copy)]

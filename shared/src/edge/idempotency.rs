@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::kong::ProxyResponse;
+use crate::edge::kong::ProxyResponse;
 
 type Key = (String, String);
 

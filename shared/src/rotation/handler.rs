@@ -23,18 +23,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::kinds::certificate::CertificateKind;
+use super::kinds::token::TokenKind;
+use super::reconcile::reconcile;
+use super::{
+    RotateOptions, RotationError, RotationStepEvent, SecretKind, SecretReport, cycle, describe,
+    rotation_step,
+};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError};
 use crate::pulsar::admin::{AdminClient, AdminError};
-use crate::rotation::kinds::certificate::{
-    CertificateError, CertificateReport, RenewOptions, certificate_step, renew_certificates,
-};
-use crate::rotation::reconcile::reconcile;
-use crate::rotation::{
-    RotateOptions, RotationError, RotationStepEvent, describe, rotate_tokens, tenant_for_secret,
-    token_step,
-};
-use crate::secrets::store::Store;
+use crate::pulsar::broker::Timeouts;
 use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
 
 /// What the function was asked to do.
@@ -57,8 +56,6 @@ pub enum RotateError {
     UnknownEvent(String),
     #[error("rotation step failed: {0}")]
     Step(#[from] RotationError),
-    #[error("certificate rotation step failed: {0}")]
-    CertificateStep(#[from] CertificateError),
     #[error("the admin token could not be read: {0}")]
     AdminToken(#[source] SecretsError),
     #[error("the admin client could not be built: {0}")]
@@ -179,26 +176,18 @@ impl Rotator {
         tracing::info!(task = ?task, "rotate invoked");
         match task {
             Task::Step(step) => {
-                // One DescribeSecret, then the policy says what the secret holds.
-                let metadata = describe(Store::new(&self.secrets), &step.secret_id)
+                // One DescribeSecret, then the policy says which kind the
+                // secret is of.
+                let metadata = describe(&self.secrets, &step.secret_id)
                     .await
                     .map_err(RotationError::from)?;
-                let is_token =
-                    tenant_for_secret(&self.policy, &metadata.name, metadata.arn.as_deref())
-                        .is_some();
-                let report = if is_token {
-                    json!(
-                        token_step(
-                            step,
-                            metadata,
-                            &self.policy,
-                            &self.secrets,
-                            &self.broker_url
-                        )
-                        .await?
-                    )
+                let (name, arn) = (&metadata.name, metadata.arn.as_deref());
+                let tokens = self.tokens();
+                let certificates = CertificateKind::new(self.policy.certificates());
+                let report = if tokens.item_for_secret(name, arn).is_some() {
+                    rotation_step(&tokens, &step, &metadata, &self.secrets).await?
                 } else {
-                    json!(certificate_step(step, metadata, &self.policy, &self.secrets).await?)
+                    rotation_step(&certificates, &step, &metadata, &self.secrets).await?
                 };
                 Ok(json!({ "step": report }))
             }
@@ -216,22 +205,20 @@ impl Rotator {
                 let reconcile = reconcile(&self.policy, &self.admin().await?, dry_run).await;
                 let tokens = self.rotate_tokens(dry_run, force).await;
                 let certificates = self.renew_certificates(dry_run, force).await;
+                let failed = |reports: &[SecretReport]| {
+                    reports
+                        .iter()
+                        .filter(|r| r.outcome.is_failure())
+                        .map(|r| r.name.clone())
+                        .collect::<Vec<_>>()
+                };
                 let failed_tenants: Vec<String> = reconcile
                     .failed_tenants()
                     .into_iter()
                     .map(str::to_owned)
-                    .chain(
-                        tokens
-                            .iter()
-                            .filter(|t| t.outcome.is_failure())
-                            .map(|t| t.tenant.clone()),
-                    )
+                    .chain(failed(&tokens))
                     .collect();
-                let failed_certificates: Vec<&str> = certificates
-                    .iter()
-                    .filter(|c| c.outcome.is_failure())
-                    .map(|c| c.name.as_str())
-                    .collect();
+                let failed_certificates = failed(&certificates);
                 Ok(json!({
                     "dryRun": dry_run,
                     "reconcile": reconcile,
@@ -244,21 +231,17 @@ impl Rotator {
         }
     }
 
-    async fn renew_certificates(&self, dry_run: bool, force: bool) -> Vec<CertificateReport> {
-        renew_certificates(&self.policy, &self.secrets, RenewOptions { force, dry_run }).await
+    fn tokens(&self) -> TokenKind<'_> {
+        TokenKind::new(&self.policy, &self.broker_url, Timeouts::default())
     }
 
-    async fn rotate_tokens(
-        &self,
-        dry_run: bool,
-        force: bool,
-    ) -> Vec<crate::rotation::TenantOutcome> {
-        let options = RotateOptions {
-            dry_run,
-            force,
-            ..RotateOptions::default()
-        };
-        rotate_tokens(&self.policy, &self.secrets, &self.broker_url, options).await
+    async fn rotate_tokens(&self, dry_run: bool, force: bool) -> Vec<SecretReport> {
+        cycle(&self.tokens(), &self.secrets, options(dry_run, force)).await
+    }
+
+    async fn renew_certificates(&self, dry_run: bool, force: bool) -> Vec<SecretReport> {
+        let certificates = CertificateKind::new(self.policy.certificates());
+        cycle(&certificates, &self.secrets, options(dry_run, force)).await
     }
 
     /// The admin client, with the super-user token read fresh for each run
@@ -273,6 +256,14 @@ impl Rotator {
             Err(_) => value,
         };
         Ok(AdminClient::new(self.admin_url.clone(), token)?)
+    }
+}
+
+fn options(dry_run: bool, force: bool) -> RotateOptions {
+    RotateOptions {
+        dry_run,
+        force,
+        ..RotateOptions::default()
     }
 }
 

@@ -1,3 +1,5 @@
-//! The kinds of secret the rotation engine keeps fresh, one file each.
+//! The kinds of secret the rotation engine keeps fresh, one file each: the
+//! engine knows them only through [`SecretKind`](super::SecretKind).
 
 pub mod certificate;
+pub mod token;

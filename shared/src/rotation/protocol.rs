@@ -1,6 +1,7 @@
-//! Secrets Manager's four-step rotation protocol for tenant token secrets,
-//! so a native rotation schedule (`RotateSecret` with this function as the
-//! rotation Lambda) rotates tokens exactly as the scheduled cycle does.
+//! Secrets Manager's four-step rotation protocol, the same for every kind of
+//! secret, so a native rotation schedule (`RotateSecret` with this function
+//! as the rotation Lambda) rotates a secret exactly as the scheduled cycle
+//! does: the kind mints and tests, this module does the rest.
 //!
 //! Modelled on AWS's `SecretsManagerRotationTemplate/lambda_function.py`
 //! (aws-samples/aws-secrets-manager-rotation-lambdas):
@@ -9,11 +10,11 @@
 //!   enabled and the request token is a version of the secret staged
 //!   `AWSPENDING`; a version that is already `AWSCURRENT` makes any step a
 //!   no-op (a retried `finishSecret`, a late duplicate);
-//! * `createSecret` puts a freshly minted token under the request token as
+//! * `createSecret` puts a freshly minted value under the request token as
 //!   `AWSPENDING`, unless that version already has a value;
-//! * `setSecret` has nothing to do: Pulsar tokens are checked by signature,
-//!   nothing is registered with the broker;
-//! * `testSecret` connects to the broker with the pending token;
+//! * `setSecret` has nothing to do for any kind here: Pulsar checks tokens by
+//!   signature and certificates by their CA, nothing is registered;
+//! * `testSecret` runs the kind's test on the pending value;
 //! * `finishSecret` moves `AWSCURRENT` to the version (the old one becomes
 //!   `AWSPREVIOUS`) and takes `AWSPENDING` off it.
 //!
@@ -21,31 +22,27 @@
 //! value-less version labelled `AWSPENDING`; that is why the staging check
 //! can come first even in the step that creates the value.
 //!
-//! One deliberate difference from the template: the step name is parsed with
-//! the event, so an unknown step is refused before any call is made.
+//! Two deliberate differences from the template: the step name is parsed with
+//! the event, so an unknown step is refused before any call is made; and a
+//! secret scheduled for deletion is refused, as the scheduled cycle refuses it.
 
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
-use url::Url;
+use serde_json::Value;
 
-use super::probe::{self, ProbeError, TokenCheck};
-use super::signing::{SigningKey, SigningKeyError};
-use super::{is_for_role, tenant_for_secret};
-use crate::policy::{Policy, Tenant};
-use crate::pulsar::broker::Timeouts;
-use crate::secrets::TenantToken;
+use super::kind::{KindError, MintError, SecretKind};
 use crate::secrets::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 
 /// A step of the rotation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum RotationStep {
-    /// Mint a token and stage it `AWSPENDING`.
+    /// Mint a value and stage it `AWSPENDING`.
     #[serde(rename = "createSecret")]
     CreateSecret,
-    /// Install it in the service (nothing to do for Pulsar tokens).
+    /// Install it in the service (nothing to do for the kinds here).
     #[serde(rename = "setSecret")]
     SetSecret,
-    /// Prove the broker accepts it.
+    /// Prove it works.
     #[serde(rename = "testSecret")]
     TestSecret,
     /// Make it `AWSCURRENT`.
@@ -73,12 +70,14 @@ pub struct RotationStepEvent {
 pub struct StepReport {
     /// The step.
     pub step: RotationStep,
+    /// The kind of secret (`token`, `certificate`).
+    pub kind: &'static str,
     /// The secret's name.
     pub secret: String,
     /// The version (= the request token).
     pub version_id: String,
-    /// The tenant whose token this is.
-    pub tenant: String,
+    /// The policy entry the secret belongs to.
+    pub name: String,
     /// What was done.
     #[serde(flatten)]
     pub action: StepAction,
@@ -90,21 +89,21 @@ pub struct StepReport {
 pub enum StepAction {
     /// The version is already `AWSCURRENT`: nothing to do, whatever the step.
     AlreadyCurrent,
-    /// `createSecret` minted a token and staged it `AWSPENDING`.
+    /// `createSecret` minted a value and staged it `AWSPENDING`.
     Staged {
-        /// The new token's expiry.
+        /// The new value's expiry.
         expires_at: DateTime<Utc>,
-        /// The new token's fingerprint.
+        /// The new value's fingerprint.
         fingerprint: String,
     },
     /// `createSecret` found the pending version already holding a value.
     AlreadyStaged,
-    /// `setSecret`: the broker trusts the signature, nothing to install.
+    /// `setSecret`: nothing to install.
     NothingToSet,
-    /// `testSecret`: the broker accepted the pending token.
+    /// `testSecret`: the pending value passed the kind's test.
     Tested {
-        /// What the broker confirmed.
-        check: TokenCheck,
+        /// What the test confirmed.
+        check: Value,
     },
     /// `finishSecret` moved `AWSCURRENT` to this version.
     Promoted {
@@ -113,10 +112,8 @@ pub enum StepAction {
     },
 }
 
-/// AWS's template guards, the same for every kind of secret this function
-/// rotates (tenant tokens here, client certificates in
-/// [`crate::rotation::kinds::certificate`]): why a step was refused before the secret's
-/// content was looked at.
+/// AWS's template guards, the same for every kind: why a step was refused
+/// before the secret's content was looked at.
 #[derive(Debug, thiserror::Error)]
 pub enum StepRefused {
     /// A Secrets Manager call failed.
@@ -126,6 +123,12 @@ pub enum StepRefused {
     #[error("secret {secret} does not exist")]
     SecretNotFound {
         /// The `SecretId` of the event.
+        secret: String,
+    },
+    /// The secret is scheduled for deletion.
+    #[error("secret {secret} is scheduled for deletion")]
+    ScheduledForDeletion {
+        /// The secret's name.
         secret: String,
     },
     /// Rotation is not enabled on the secret.
@@ -168,110 +171,45 @@ pub enum RotationError {
     /// One of AWS's template guards refused the step.
     #[error(transparent)]
     Refused(#[from] StepRefused),
-    /// No tenant in the policy keeps its token in this secret.
-    #[error("secret {secret} is not a tenant token secret in the policy")]
-    NotATokenSecret {
+    /// No secret kind in the policy keeps its value in this secret.
+    #[error("secret {secret} is not a secret the policy rotates")]
+    NotManaged {
         /// The secret's name.
         secret: String,
     },
-    /// The signing key could not be loaded, or the token not minted.
-    #[error(transparent)]
-    SigningKey(#[from] SigningKeyError),
-    /// `testSecret` found no usable token in the pending version.
-    #[error(
-        "the AWSPENDING version {version_id} of secret {secret} does not hold a token for role {role}"
-    )]
-    PendingNotAToken {
+    /// `createSecret` could not mint a value.
+    #[error("createSecret could not mint a value for secret {secret}")]
+    Mint {
+        /// The secret's name.
+        secret: String,
+        /// Whether the issuer or the minting failed, and why.
+        #[source]
+        source: MintError,
+    },
+    /// `testSecret` found no value in the pending version.
+    #[error("the AWSPENDING version {version_id} of secret {secret} has no value")]
+    PendingMissing {
         /// The secret's name.
         secret: String,
         /// The request token.
         version_id: String,
-        /// The tenant role the token must be for.
-        role: String,
     },
-    /// `testSecret`: the broker did not accept the pending token.
+    /// `testSecret`: the pending value failed the kind's test.
     #[error("testSecret failed for version {version_id} of secret {secret}")]
     TestFailed {
         /// The secret's name.
         secret: String,
         /// The request token.
         version_id: String,
-        /// What the broker said (boxed: pulsar-rs errors are large).
+        /// What the test found (the kind's own error).
         #[source]
-        source: Box<ProbeError>,
+        source: KindError,
     },
 }
 
-/// Performs one step of the rotation protocol for a tenant token secret.
-/// The broker check (`testSecret`) uses the default [`Timeouts`].
-pub async fn handle_rotation_step(
-    event: RotationStepEvent,
-    policy: &Policy,
-    secrets: &Client,
-    broker_url: &Url,
-) -> Result<StepReport, RotationError> {
-    let metadata = describe(Store::new(secrets), &event.secret_id).await?;
-    token_step(event, metadata, policy, secrets, broker_url).await
-}
-
-/// [`handle_rotation_step`] for a secret already described (the `rotate`
-/// function describes once and routes by what the policy says it holds).
-pub(crate) async fn token_step(
-    event: RotationStepEvent,
-    metadata: SecretMetadata,
-    policy: &Policy,
-    secrets: &Client,
-    broker_url: &Url,
-) -> Result<StepReport, RotationError> {
-    let store = Store::new(secrets);
-    let secret_id = event.secret_id.as_str();
-    let version_id = event.client_request_token.as_str();
-    let tenant =
-        tenant_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(|| {
-            RotationError::NotATokenSecret {
-                secret: metadata.name.clone(),
-            }
-        })?;
-    let report = |action| StepReport {
-        step: event.step,
-        secret: metadata.name.clone(),
-        version_id: version_id.to_owned(),
-        tenant: tenant.name.as_str().to_owned(),
-        action,
-    };
-    if !staged_for_rotation(&metadata, version_id)? {
-        tracing::info!(
-            secret = metadata.name,
-            version_id,
-            step = ?event.step,
-            "version already AWSCURRENT; nothing to do"
-        );
-        return Ok(report(StepAction::AlreadyCurrent));
-    }
-    let step = Step {
-        store,
-        secret_id,
-        metadata: &metadata,
-        version_id,
-        tenant,
-    };
-    let action = match event.step {
-        RotationStep::CreateSecret => step.create(policy).await?,
-        // Pulsar keeps no per-token state: a token is valid wherever the
-        // signature verifies, so there is nothing to install before testing.
-        RotationStep::SetSecret => StepAction::NothingToSet,
-        RotationStep::TestSecret => step.test(policy, broker_url).await?,
-        RotationStep::FinishSecret => step.finish().await?,
-    };
-    Ok(report(action))
-}
-
 /// The secret of a step event, described; a missing secret is refused.
-pub(crate) async fn describe(
-    store: Store<'_>,
-    secret_id: &str,
-) -> Result<SecretMetadata, StepRefused> {
-    store
+pub async fn describe(secrets: &Client, secret_id: &str) -> Result<SecretMetadata, StepRefused> {
+    Store::new(secrets)
         .describe(secret_id)
         .await?
         .ok_or_else(|| StepRefused::SecretNotFound {
@@ -279,12 +217,62 @@ pub(crate) async fn describe(
         })
 }
 
+/// Performs one step of the rotation protocol for a secret of `kind`, already
+/// described (the `rotate` function describes once and asks each kind
+/// whether the secret is one of its own).
+pub async fn rotation_step<K: SecretKind>(
+    kind: &K,
+    event: &RotationStepEvent,
+    metadata: &SecretMetadata,
+    secrets: &Client,
+) -> Result<StepReport, RotationError> {
+    let item = kind
+        .item_for_secret(&metadata.name, metadata.arn.as_deref())
+        .ok_or_else(|| RotationError::NotManaged {
+            secret: metadata.name.clone(),
+        })?;
+    let step = Step {
+        kind,
+        item,
+        store: Store::new(secrets),
+        secret_id: &event.secret_id,
+        metadata,
+        version_id: &event.client_request_token,
+    };
+    let report = |action| StepReport {
+        step: event.step,
+        kind: kind.kind(),
+        secret: metadata.name.clone(),
+        version_id: event.client_request_token.clone(),
+        name: kind.labels(item).name.to_owned(),
+        action,
+    };
+    if !staged_for_rotation(metadata, step.version_id)? {
+        tracing::info!(
+            secret = metadata.name,
+            version_id = step.version_id,
+            step = ?event.step,
+            "version already AWSCURRENT; nothing to do"
+        );
+        return Ok(report(StepAction::AlreadyCurrent));
+    }
+    let action = match event.step {
+        RotationStep::CreateSecret => step.create().await?,
+        RotationStep::SetSecret => StepAction::NothingToSet,
+        RotationStep::TestSecret => step.test().await?,
+        RotationStep::FinishSecret => step.finish().await?,
+    };
+    Ok(report(action))
+}
+
 /// The template's guard: `Ok(true)` when the version is pending rotation,
 /// `Ok(false)` when it is already current (every step is then a no-op).
-pub(crate) fn staged_for_rotation(
-    metadata: &SecretMetadata,
-    version_id: &str,
-) -> Result<bool, StepRefused> {
+fn staged_for_rotation(metadata: &SecretMetadata, version_id: &str) -> Result<bool, StepRefused> {
+    if metadata.deleted {
+        return Err(StepRefused::ScheduledForDeletion {
+            secret: metadata.name.clone(),
+        });
+    }
     if !metadata.rotation_enabled {
         return Err(StepRefused::RotationNotEnabled {
             secret: metadata.name.clone(),
@@ -309,83 +297,74 @@ pub(crate) fn staged_for_rotation(
     Ok(true)
 }
 
-/// `createSecret`'s preconditions, as in the template: a current version to
-/// rotate from must exist; `Ok(true)` when the pending version already holds
-/// a value (a retried step), so nothing is to be created.
-pub(crate) async fn already_staged(
-    store: Store<'_>,
-    secret_id: &str,
-    metadata: &SecretMetadata,
-    version_id: &str,
-) -> Result<bool, StepRefused> {
-    if store
-        .get(secret_id, Select::Stage(AWSCURRENT))
-        .await?
-        .is_none()
-    {
-        return Err(StepRefused::NoCurrentValue {
-            secret: metadata.name.clone(),
-        });
-    }
-    let pending = Select::VersionInStage(version_id, AWSPENDING);
-    let staged = store.get(secret_id, pending).await?.is_some();
-    if staged {
-        tracing::info!(
-            secret = metadata.name,
-            version_id,
-            "createSecret: the pending version already has a value"
-        );
-    }
-    Ok(staged)
-}
-
-struct Step<'a> {
+struct Step<'a, K: SecretKind> {
+    kind: &'a K,
+    item: &'a K::Item,
     store: Store<'a>,
     secret_id: &'a str,
     metadata: &'a SecretMetadata,
     version_id: &'a str,
-    tenant: &'a Tenant,
 }
 
-impl Step<'_> {
-    async fn create(&self, policy: &Policy) -> Result<StepAction, RotationError> {
-        let name = self.metadata.name.as_str();
-        if already_staged(self.store, self.secret_id, self.metadata, self.version_id).await? {
+impl<K: SecretKind> Step<'_, K> {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// As in the template: a current version to rotate from must exist, and
+    /// a pending version that already holds a value (a retried step) is left
+    /// alone.
+    async fn create(&self) -> Result<StepAction, RotationError> {
+        if self
+            .store
+            .get(self.secret_id, Select::Stage(AWSCURRENT))
+            .await?
+            .is_none()
+        {
+            return Err(StepRefused::NoCurrentValue {
+                secret: self.name().to_owned(),
+            }
+            .into());
+        }
+        let pending = Select::VersionInStage(self.version_id, AWSPENDING);
+        if self.store.get(self.secret_id, pending).await?.is_some() {
+            tracing::info!(
+                secret = self.name(),
+                version_id = self.version_id,
+                "createSecret: the pending version already has a value"
+            );
             return Ok(StepAction::AlreadyStaged);
         }
-        let key = SigningKey::load(self.store, &policy.pulsar().token_signing_secret).await?;
-        let minted = key.mint(&self.tenant.role, self.tenant.token_ttl, Utc::now())?;
+        let minted = self
+            .kind
+            .mint(self.store, self.item, Utc::now())
+            .await
+            .map_err(|source| RotationError::Mint {
+                secret: self.name().to_owned(),
+                source,
+            })?;
         self.store
-            .put(
-                self.secret_id,
-                self.version_id,
-                &minted.secret_value(),
-                AWSPENDING,
-            )
+            .put(self.secret_id, self.version_id, &minted.value, AWSPENDING)
             .await?;
+        let labels = self.kind.labels(self.item);
         tracing::info!(
-            event = "token_staged",
-            tenant = self.tenant.name.as_str(),
-            role = self.tenant.role,
-            secret = name,
+            event = "secret_staged",
+            kind = self.kind.kind(),
+            name = labels.name,
+            role = labels.role,
+            secret = self.name(),
             version_id = self.version_id,
-            fingerprint = minted.token.fingerprint(),
+            fingerprint = minted.fingerprint,
             expires_at = %minted.expires_at,
-            "createSecret: new tenant token staged AWSPENDING"
+            "createSecret: new value staged AWSPENDING"
         );
         Ok(StepAction::Staged {
             expires_at: minted.expires_at,
-            fingerprint: minted.token.fingerprint(),
+            fingerprint: minted.fingerprint,
         })
     }
 
-    async fn test(&self, policy: &Policy, broker_url: &Url) -> Result<StepAction, RotationError> {
-        let name = self.metadata.name.as_str();
-        let not_a_token = || RotationError::PendingNotAToken {
-            secret: name.to_owned(),
-            version_id: self.version_id.to_owned(),
-            role: self.tenant.role.clone(),
-        };
+    async fn test(&self) -> Result<StepAction, RotationError> {
         let pending = self
             .store
             .get(
@@ -393,49 +372,45 @@ impl Step<'_> {
                 Select::VersionInStage(self.version_id, AWSPENDING),
             )
             .await?
-            .ok_or_else(not_a_token)?;
-        let token = TenantToken::parse(name, &pending.value).map_err(|_| not_a_token())?;
-        if !is_for_role(&token, &self.tenant.role) {
-            return Err(not_a_token());
-        }
-        let topic = probe::check_topic(policy, self.tenant);
-        let check = probe::check_token(
-            broker_url,
-            &token.token,
-            topic.as_deref(),
-            Timeouts::default(),
-        )
-        .await
-        .map_err(|source| RotationError::TestFailed {
-            secret: name.to_owned(),
-            version_id: self.version_id.to_owned(),
-            source: Box::new(source),
-        })?;
+            .ok_or_else(|| RotationError::PendingMissing {
+                secret: self.name().to_owned(),
+                version_id: self.version_id.to_owned(),
+            })?;
+        let check = self
+            .kind
+            .test(self.store, self.item, &pending.value, Utc::now())
+            .await
+            .map_err(|source| RotationError::TestFailed {
+                secret: self.name().to_owned(),
+                version_id: self.version_id.to_owned(),
+                source,
+            })?;
         tracing::info!(
-            secret = name,
+            kind = self.kind.kind(),
+            secret = self.name(),
             version_id = self.version_id,
-            fingerprint = token.token.fingerprint(),
-            check = ?check,
-            "testSecret: the broker accepted the pending token"
+            fingerprint = pending.value.fingerprint(),
+            "testSecret: the pending value passed its test"
         );
         Ok(StepAction::Tested { check })
     }
 
     async fn finish(&self) -> Result<StepAction, RotationError> {
-        let name = self.metadata.name.as_str();
         // The guard saw the version not current; another version may be.
         let previous = self.metadata.version_with(AWSCURRENT).map(str::to_owned);
         self.store
             .promote_pending(self.secret_id, self.version_id, previous.as_deref())
             .await?;
+        let labels = self.kind.labels(self.item);
         tracing::info!(
-            event = "token_rotated",
-            tenant = self.tenant.name.as_str(),
-            role = self.tenant.role,
-            secret = name,
+            event = "secret_rotated",
+            kind = self.kind.kind(),
+            name = labels.name,
+            role = labels.role,
+            secret = self.name(),
             version_id = self.version_id,
             previous_version_id = previous.as_deref(),
-            "finishSecret: AWSCURRENT moved to the new tenant token"
+            "finishSecret: AWSCURRENT moved to the new value"
         );
         Ok(StepAction::Promoted {
             previous_version_id: previous,
@@ -501,6 +476,14 @@ mod tests {
         assert!(matches!(
             staged_for_rotation(&disabled, "new"),
             Err(StepRefused::RotationNotEnabled { .. })
+        ));
+        let deleted = SecretMetadata {
+            deleted: true,
+            ..metadata(true, &[("new", &["AWSPENDING"])])
+        };
+        assert!(matches!(
+            staged_for_rotation(&deleted, "new"),
+            Err(StepRefused::ScheduledForDeletion { .. })
         ));
     }
 }

@@ -28,9 +28,9 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use crate::secrets::SecretValue;
 
 /// The staging label readers use.
-pub(crate) const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSCURRENT: &str = "AWSCURRENT";
 /// The label of a version being rotated in.
-pub(crate) const AWSPENDING: &str = "AWSPENDING";
+pub const AWSPENDING: &str = "AWSPENDING";
 
 /// A Secrets Manager call about a token secret failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub enum StoreError {
 
 /// What `DescribeSecret` says about a secret.
 #[derive(Debug, Clone)]
-pub(crate) struct SecretMetadata {
+pub struct SecretMetadata {
     pub name: String,
     pub arn: Option<String>,
     pub rotation_enabled: bool,
@@ -111,14 +111,14 @@ impl SecretMetadata {
 
 /// One version's value.
 #[derive(Debug, Clone)]
-pub(crate) struct StoredVersion {
+pub struct StoredVersion {
     pub version_id: String,
     pub value: SecretValue,
 }
 
 /// Which version to read.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Select<'a> {
+pub enum Select<'a> {
     /// Whatever carries this label.
     Stage(&'a str),
     /// This version, which must also carry this label.
@@ -127,7 +127,7 @@ pub(crate) enum Select<'a> {
 
 /// The Secrets Manager calls of a rotation.
 #[derive(Clone, Copy)]
-pub(crate) struct Store<'a> {
+pub struct Store<'a> {
     client: &'a Client,
 }
 

@@ -18,12 +18,12 @@ use std::net::IpAddr;
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
 use kong_pulsar::policy::Policy;
-use kong_pulsar::rotation::kinds::certificate::{
-    CertificateError, CertificateOutcome, CertificateReport, CertificateStep,
-    CertificateStepAction, RenewOptions, RenewalReason, handle_certificate_rotation_step,
-    renew_certificates,
+use kong_pulsar::rotation::kinds::certificate::{CertificateError, CertificateKind};
+use kong_pulsar::rotation::{
+    FailedStep, Outcome, Reason, RotateOptions, RotationError, RotationStep, SecretReport,
+    StepAction, StepRefused, cycle, describe, rotation_step,
 };
-use kong_pulsar::rotation::{RotationStep, StepRefused};
+use kong_pulsar::telemetry::error_chain;
 use kp_tests::{logs, secrets, stack, unique};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
@@ -117,12 +117,18 @@ impl Fixture {
         name
     }
 
-    async fn renew(&self, entries: &[&Entry], options: RenewOptions) -> Vec<CertificateReport> {
-        renew_certificates(&policy(entries), &self.client, options).await
+    async fn renew(&self, entries: &[&Entry], options: RotateOptions) -> Vec<SecretReport> {
+        let policy = policy(entries);
+        cycle(
+            &CertificateKind::new(policy.certificates()),
+            &self.client,
+            options,
+        )
+        .await
     }
 
-    async fn run(&self, entries: &[&Entry]) -> Vec<CertificateReport> {
-        self.renew(entries, RenewOptions::default()).await
+    async fn run(&self, entries: &[&Entry]) -> Vec<SecretReport> {
+        self.renew(entries, RotateOptions::default()).await
     }
 
     /// (version id, value) of the version carrying `stage`.
@@ -156,9 +162,12 @@ impl Fixture {
         step: RotationStep,
         secret: &str,
         token: &str,
-    ) -> Result<CertificateStepAction, CertificateError> {
+    ) -> Result<StepAction, RotationError> {
         let event = secrets::step_event(step, secret, token);
-        handle_certificate_rotation_step(event, &policy(entries), &self.client)
+        let policy = policy(entries);
+        let kind = CertificateKind::new(policy.certificates());
+        let metadata = describe(&self.client, &event.secret_id).await?;
+        rotation_step(&kind, &event, &metadata, &self.client)
             .await
             .map(|report| report.action)
     }
@@ -168,7 +177,7 @@ impl Fixture {
     }
 }
 
-fn only(reports: &[CertificateReport]) -> &CertificateOutcome {
+fn only(reports: &[SecretReport]) -> &Outcome {
     assert_eq!(reports.len(), 1, "{reports:?}");
     &reports[0].outcome
 }
@@ -234,10 +243,12 @@ async fn a_missing_certificate_is_issued_from_the_ca_then_left_alone_while_fresh
     let e = Entry::new(&fx.put_ca(&ca).await);
 
     let reports = fx.run(&[&e]).await;
-    let CertificateOutcome::Created {
+    let Outcome::Created {
+        reason: Reason::Missing,
         version_id,
-        not_after,
+        expires_at: not_after,
         fingerprint,
+        ..
     } = only(&reports)
     else {
         panic!("{reports:?}")
@@ -251,7 +262,7 @@ async fn a_missing_certificate_is_issued_from_the_ca_then_left_alone_while_fresh
 
     let again = fx.run(&[&e]).await;
     assert!(
-        matches!(only(&again), CertificateOutcome::Fresh { not_after: n } if n == not_after),
+        matches!(only(&again), Outcome::Fresh { expires_at: n } if n == not_after),
         "{again:?}"
     );
     assert_eq!(fx.stages(&e.secret).await.len(), 1);
@@ -277,19 +288,19 @@ async fn a_certificate_inside_its_renewal_window_is_renewed_through_awspending()
         ..short.clone()
     };
     let reports = fx.run(&[&long]).await;
-    let CertificateOutcome::Renewed {
+    let Outcome::Rotated {
         reason,
         version_id,
         previous_version_id,
-        old_not_after: reported_old,
-        new_not_after,
+        old_expires_at: reported_old,
+        new_expires_at: new_not_after,
         ..
     } = only(&reports)
     else {
         panic!("{reports:?}")
     };
-    assert_eq!(*reason, RenewalReason::Expiring);
-    assert_eq!(previous_version_id.as_deref(), Some(old_version.as_str()));
+    assert_eq!(*reason, Reason::Expiring);
+    assert_eq!(previous_version_id, &old_version);
     assert_eq!(*reported_old, Some(old_not_after));
     let (current_version, value) = fx.current(&long.secret).await;
     assert_eq!(&current_version, version_id);
@@ -302,10 +313,7 @@ async fn a_certificate_inside_its_renewal_window_is_renewed_through_awspending()
 
     // Renewed for a year, it is outside the 90-day window now.
     let again = fx.run(&[&long]).await;
-    assert!(
-        matches!(only(&again), CertificateOutcome::Fresh { .. }),
-        "{again:?}"
-    );
+    assert!(matches!(only(&again), Outcome::Fresh { .. }), "{again:?}");
 }
 
 #[tokio::test]
@@ -326,7 +334,7 @@ async fn changed_sans_force_and_dry_run() {
     let dry = fx
         .renew(
             &[&changed, &missing],
-            RenewOptions {
+            RotateOptions {
                 dry_run: true,
                 ..Default::default()
             },
@@ -335,9 +343,9 @@ async fn changed_sans_force_and_dry_run() {
     assert!(
         matches!(
             dry[0].outcome,
-            CertificateOutcome::Due {
-                reason: RenewalReason::SubjectChanged,
-                not_after: Some(_)
+            Outcome::Due {
+                reason: Reason::SubjectChanged,
+                expires_at: Some(_)
             }
         ),
         "{dry:?}"
@@ -345,9 +353,9 @@ async fn changed_sans_force_and_dry_run() {
     assert!(
         matches!(
             dry[1].outcome,
-            CertificateOutcome::Due {
-                reason: RenewalReason::Missing,
-                not_after: None
+            Outcome::Due {
+                reason: Reason::Missing,
+                expires_at: None
             }
         ),
         "{dry:?}"
@@ -359,8 +367,8 @@ async fn changed_sans_force_and_dry_run() {
     assert!(
         matches!(
             only(&renewed),
-            CertificateOutcome::Renewed {
-                reason: RenewalReason::SubjectChanged,
+            Outcome::Rotated {
+                reason: Reason::SubjectChanged,
                 ..
             }
         ),
@@ -371,7 +379,7 @@ async fn changed_sans_force_and_dry_run() {
     let forced = fx
         .renew(
             &[&changed],
-            RenewOptions {
+            RotateOptions {
                 force: true,
                 ..Default::default()
             },
@@ -380,8 +388,8 @@ async fn changed_sans_force_and_dry_run() {
     assert!(
         matches!(
             only(&forced),
-            CertificateOutcome::Renewed {
-                reason: RenewalReason::Forced,
+            Outcome::Rotated {
+                reason: Reason::Forced,
                 ..
             }
         ),
@@ -420,7 +428,7 @@ async fn a_broken_ca_fails_its_entry_leaves_awscurrent_alone_and_not_the_others(
     let reports = fx
         .renew(
             &[&broken, &garbage, &absent, &other],
-            RenewOptions {
+            RotateOptions {
                 force: true,
                 ..Default::default()
             },
@@ -431,15 +439,15 @@ async fn a_broken_ca_fails_its_entry_leaves_awscurrent_alone_and_not_the_others(
         "no PEM certificate",
         "does not exist",
     ]) {
-        let CertificateOutcome::Failed { step, error } = &report.outcome else {
+        let Outcome::Failed { step, error } = &report.outcome else {
             panic!("{reports:?}")
         };
-        assert_eq!(*step, CertificateStep::Ca, "{error}");
+        assert_eq!(*step, FailedStep::Issuer, "{error}");
         assert!(error.contains(why), "{error}");
         assert!(!error.contains("PRIVATE KEY"), "{error}");
     }
     assert!(
-        matches!(reports[3].outcome, CertificateOutcome::Created { .. }),
+        matches!(reports[3].outcome, Outcome::Created { .. }),
         "{reports:?}"
     );
     assert_eq!(fx.current(&e.secret).await, (version, value));
@@ -467,7 +475,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     let step = |s| fx.step(&entries, s, &arn, &token);
 
     let created = step(RotationStep::CreateSecret).await.unwrap();
-    let CertificateStepAction::Staged { fingerprint, .. } = &created else {
+    let StepAction::Staged { fingerprint, .. } = &created else {
         panic!("{created:?}")
     };
     let (pending_version, pending) = fx.staged(&e.secret, "AWSPENDING").await.unwrap();
@@ -476,22 +484,16 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     let versions = fx.stages(&e.secret).await.len();
 
     let again = step(RotationStep::CreateSecret).await.unwrap();
-    assert!(
-        matches!(again, CertificateStepAction::AlreadyStaged),
-        "{again:?}"
-    );
+    assert!(matches!(again, StepAction::AlreadyStaged), "{again:?}");
     assert_eq!(fx.stages(&e.secret).await.len(), versions);
     assert_eq!(fx.staged(&e.secret, "AWSPENDING").await.unwrap().1, pending);
 
     for _ in 0..2 {
         let set = step(RotationStep::SetSecret).await.unwrap();
-        assert!(
-            matches!(set, CertificateStepAction::NothingToSet),
-            "{set:?}"
-        );
+        assert!(matches!(set, StepAction::NothingToSet), "{set:?}");
         let tested = step(RotationStep::TestSecret).await.unwrap();
         assert!(
-            matches!(&tested, CertificateStepAction::Tested { fingerprint: f, .. } if f == fingerprint),
+            matches!(&tested, StepAction::Tested { check } if check["fingerprint"] == fingerprint.as_str()),
             "{tested:?}"
         );
     }
@@ -499,7 +501,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
 
     let finished = step(RotationStep::FinishSecret).await.unwrap();
     assert!(
-        matches!(&finished, CertificateStepAction::Promoted { previous_version_id: Some(p) } if *p == old_version),
+        matches!(&finished, StepAction::Promoted { previous_version_id: Some(p) } if *p == old_version),
         "{finished:?}"
     );
     let (current_version, current) = fx.current(&e.secret).await;
@@ -517,7 +519,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     ] {
         let action = step(s).await.unwrap();
         assert!(
-            matches!(action, CertificateStepAction::AlreadyCurrent),
+            matches!(action, StepAction::AlreadyCurrent),
             "{s:?}: {action:?}"
         );
     }
@@ -529,10 +531,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            CertificateError::Refused(StepRefused::NotPending { .. })
-        ),
+        matches!(err, RotationError::Refused(StepRefused::NotPending { .. })),
         "{err:?}"
     );
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -543,7 +542,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     assert!(
         matches!(
             err,
-            CertificateError::Refused(StepRefused::UnknownVersion { .. })
+            RotationError::Refused(StepRefused::UnknownVersion { .. })
         ),
         "{err:?}"
     );
@@ -551,10 +550,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
         .step(&[&e], RotationStep::CreateSecret, &e.ca_secret, &token)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, CertificateError::NotACertificateSecret { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, RotationError::NotManaged { .. }), "{err:?}");
     let err = fx
         .step(
             &[&e],
@@ -567,7 +563,7 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     assert!(
         matches!(
             err,
-            CertificateError::Refused(StepRefused::SecretNotFound { .. })
+            RotationError::Refused(StepRefused::SecretNotFound { .. })
         ),
         "{err:?}"
     );
@@ -589,7 +585,7 @@ async fn the_protocol_test_step_refuses_a_certificate_from_another_ca() {
     assert!(
         matches!(
             err,
-            CertificateError::Refused(StepRefused::RotationNotEnabled { .. })
+            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
         ),
         "{err:?}"
     );
@@ -616,11 +612,17 @@ async fn the_protocol_test_step_refuses_a_certificate_from_another_ca() {
         .step(&[&e], RotationStep::TestSecret, &e.secret, &token)
         .await
         .unwrap_err();
+    let RotationError::TestFailed { source, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert!(
-        matches!(err, CertificateError::Verification { .. }),
-        "{err:?}"
+        matches!(
+            source.downcast_ref::<CertificateError>(),
+            Some(CertificateError::Verification { .. })
+        ),
+        "{source:?}"
     );
-    assert!(err.to_string().contains("not by the CA"), "{err}");
+    assert!(error_chain(&err).contains("not by the CA"), "{err}");
     assert_eq!(fx.current(&e.secret).await, current);
 }
 
@@ -632,7 +634,7 @@ async fn one_log_line_per_change_and_no_key_in_logs_or_reports() {
     let reports = fx
         .renew(
             &[&e],
-            RenewOptions {
+            RotateOptions {
                 force: true,
                 ..Default::default()
             },
@@ -642,7 +644,7 @@ async fn one_log_line_per_change_and_no_key_in_logs_or_reports() {
         reports,
         fx.renew(
             &[&e],
-            RenewOptions {
+            RotateOptions {
                 force: true,
                 ..Default::default()
             },
@@ -669,8 +671,8 @@ async fn one_log_line_per_change_and_no_key_in_logs_or_reports() {
             .filter(|l| l.contains(&e.secret) && l.contains(&format!("\"event\":\"{event}\"")))
             .count()
     };
-    assert_eq!(lines("certificate_created"), 1, "{logs}");
-    assert_eq!(lines("certificate_renewed"), 1, "{logs}");
+    assert_eq!(lines("secret_created"), 1, "{logs}");
+    assert_eq!(lines("secret_rotated"), 1, "{logs}");
 }
 
 /// The stack's TLS listener, or `None` (with a note) when this stack was
@@ -702,7 +704,7 @@ async fn an_issued_certificate_authenticates_to_the_tls_broker_as_its_role() {
     };
     let reports = fx.run(&[&e]).await;
     assert!(
-        matches!(only(&reports), CertificateOutcome::Created { .. }),
+        matches!(only(&reports), Outcome::Created { .. }),
         "{reports:?}"
     );
     let (_, value) = fx.current(&e.secret).await;

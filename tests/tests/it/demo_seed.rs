@@ -57,7 +57,8 @@ async fn the_run_commands_seeding_lets_rotate_reconcile_and_rotate_the_demo_tena
     assert_eq!(status, 200, "{report}\n{}", rotate.logs());
     assert_eq!(report["failedTenants"], json!([]), "{report:#}");
     assert_eq!(report["reconcile"]["failures"], json!([]), "{report:#}");
-    assert_eq!(report["tokens"][0]["tenant"], "demo", "{report:#}");
+    assert_eq!(report["tokens"][0]["name"], "demo", "{report:#}");
+    assert_eq!(report["tokens"][0]["kind"], "token", "{report:#}");
     assert_eq!(report["tokens"][0]["outcome"], "fresh", "{report:#}");
 
     // A forced rotation mints with the seeded signing key: the broker must

@@ -17,6 +17,7 @@ mod publish_rotation;
 mod reconcile;
 mod rotate_e2e;
 mod rotation;
+mod rotation_engine;
 mod rotation_rs256;
 mod secrets_manager;
 mod stack_script;

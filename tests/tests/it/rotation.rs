@@ -19,10 +19,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use kong_pulsar::policy::Policy;
-use kong_pulsar::pulsar::broker::BrokerError;
+use kong_pulsar::pulsar::broker::{BrokerError, Timeouts};
+use kong_pulsar::rotation::kinds::token::{ProbeError, TokenKind, TokenTestError};
 use kong_pulsar::rotation::{
-    FailedStep, RotateOptions, RotationError, RotationReason, RotationStep, StepAction,
-    StepRefused, TenantOutcome, TokenCheck, TokenOutcome, handle_rotation_step, rotate_tokens,
+    FailedStep, Outcome, Reason, RotateOptions, RotationError, RotationStep, RotationStepEvent,
+    SecretReport, StepAction, StepRefused, StepReport, cycle, describe, rotation_step,
 };
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::app::token_secret;
@@ -114,11 +115,15 @@ async fn fixture(tenants: &[&TenantSpec], key: &[u8]) -> Fixture {
 }
 
 impl Fixture {
-    async fn run(&self, options: RotateOptions) -> Vec<TenantOutcome> {
-        rotate_tokens(&self.policy, &self.client, &stack().service_url, options).await
+    fn tokens(&self) -> TokenKind<'_> {
+        TokenKind::new(&self.policy, &stack().service_url, Timeouts::default())
     }
 
-    async fn rotate(&self) -> Vec<TenantOutcome> {
+    async fn run(&self, options: RotateOptions) -> Vec<SecretReport> {
+        cycle(&self.tokens(), &self.client, options).await
+    }
+
+    async fn rotate(&self) -> Vec<SecretReport> {
         self.run(RotateOptions::default()).await
     }
 
@@ -129,9 +134,13 @@ impl Fixture {
         token: &str,
     ) -> Result<StepAction, RotationError> {
         let event = secrets::step_event(step, secret, token);
-        handle_rotation_step(event, &self.policy, &self.client, &stack().service_url)
-            .await
-            .map(|report| report.action)
+        self.step_event(&event).await.map(|report| report.action)
+    }
+
+    /// One step as the `rotate` function runs it: describe, then the kind.
+    async fn step_event(&self, event: &RotationStepEvent) -> Result<StepReport, RotationError> {
+        let metadata = describe(&self.client, &event.secret_id).await?;
+        rotation_step(&self.tokens(), event, &metadata, &self.client).await
     }
 
     /// Stores a stack-minted token for `t` expiring in `ttl` as the secret's
@@ -171,15 +180,15 @@ impl Fixture {
     }
 }
 
-fn only(outcomes: &[TenantOutcome]) -> &TokenOutcome {
+fn only(outcomes: &[SecretReport]) -> &Outcome {
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
     &outcomes[0].outcome
 }
 
-fn outcome_of<'a>(outcomes: &'a [TenantOutcome], t: &TenantSpec) -> &'a TokenOutcome {
+fn outcome_of<'a>(outcomes: &'a [SecretReport], t: &TenantSpec) -> &'a Outcome {
     &outcomes
         .iter()
-        .find(|o| o.tenant == t.tenant)
+        .find(|o| o.name == t.tenant)
         .unwrap_or_else(|| panic!("no outcome for {}: {outcomes:#?}", t.tenant))
         .outcome
 }
@@ -210,7 +219,7 @@ async fn a_missing_secret_is_created_then_left_alone_while_fresh() {
     let fx = fixture(&[&t], stack().token_secret()).await;
 
     let outcomes = fx.rotate().await;
-    let TokenOutcome::Created {
+    let Outcome::Created {
         reason,
         version_id,
         expires_at,
@@ -220,9 +229,9 @@ async fn a_missing_secret_is_created_then_left_alone_while_fresh() {
     else {
         panic!("{outcomes:#?}")
     };
-    assert_eq!(*reason, RotationReason::Missing);
+    assert_eq!(*reason, Reason::Missing);
     assert!(near(*expires_at, Utc::now() + chrono::Duration::hours(1)));
-    assert!(matches!(check, TokenCheck::Authorized { .. }), "{check:?}");
+    assert_eq!(check["access"], "authorized", "{check}");
 
     let (current_version, token) = fx.current(&t.secret).await;
     assert_eq!(&current_version, version_id);
@@ -234,7 +243,7 @@ async fn a_missing_secret_is_created_then_left_alone_while_fresh() {
     // A second run right after changes nothing.
     let again = fx.rotate().await;
     assert!(
-        matches!(only(&again), TokenOutcome::Fresh { expires_at: e } if e == expires_at),
+        matches!(only(&again), Outcome::Fresh { expires_at: e } if e == expires_at),
         "{again:#?}"
     );
     assert_eq!(fx.current(&t.secret).await.0, current_version);
@@ -249,7 +258,7 @@ async fn a_token_inside_its_window_is_rotated_and_the_old_one_keeps_working() {
     let (old_token, old_version) = fx.seed(&t, Duration::from_secs(600)).await;
 
     let outcomes = fx.rotate().await;
-    let TokenOutcome::Rotated {
+    let Outcome::Rotated {
         reason,
         version_id,
         previous_version_id,
@@ -262,7 +271,7 @@ async fn a_token_inside_its_window_is_rotated_and_the_old_one_keeps_working() {
     else {
         panic!("{outcomes:#?}")
     };
-    assert_eq!(*reason, RotationReason::Expiring);
+    assert_eq!(*reason, Reason::Expiring);
     assert_eq!(previous_version_id, &old_version);
     assert!(near(
         old_expires_at.unwrap(),
@@ -276,7 +285,7 @@ async fn a_token_inside_its_window_is_rotated_and_the_old_one_keeps_working() {
         previous_fingerprint.as_deref(),
         Some(SecretValue::new(old_token.as_str()).fingerprint().as_str())
     );
-    assert!(matches!(check, TokenCheck::Authorized { .. }), "{check:?}");
+    assert_eq!(check["access"], "authorized", "{check}");
 
     // AWSCURRENT is the new version, AWSPREVIOUS the old one, nothing pending.
     let (current_version, new_token) = fx.current(&t.secret).await;
@@ -297,10 +306,7 @@ async fn a_token_inside_its_window_is_rotated_and_the_old_one_keeps_working() {
     produces(&t, &old_token).await;
 
     // Now fresh: nothing more to do.
-    assert!(matches!(
-        only(&fx.rotate().await),
-        TokenOutcome::Fresh { .. }
-    ));
+    assert!(matches!(only(&fx.rotate().await), Outcome::Fresh { .. }));
 }
 
 #[tokio::test]
@@ -319,8 +325,8 @@ async fn force_rotates_a_fresh_token_and_dry_run_changes_nothing() {
     assert!(
         matches!(
             outcome_of(&outcomes, &due),
-            TokenOutcome::Due {
-                reason: RotationReason::Forced,
+            Outcome::Due {
+                reason: Reason::Forced,
                 expires_at: Some(_)
             }
         ),
@@ -329,8 +335,8 @@ async fn force_rotates_a_fresh_token_and_dry_run_changes_nothing() {
     assert!(
         matches!(
             outcome_of(&outcomes, &missing),
-            TokenOutcome::Due {
-                reason: RotationReason::Missing,
+            Outcome::Due {
+                reason: Reason::Missing,
                 expires_at: None
             }
         ),
@@ -357,8 +363,8 @@ async fn force_rotates_a_fresh_token_and_dry_run_changes_nothing() {
     assert!(
         matches!(
             outcome_of(&outcomes, &due),
-            TokenOutcome::Rotated {
-                reason: RotationReason::Forced,
+            Outcome::Rotated {
+                reason: Reason::Forced,
                 ..
             }
         ),
@@ -376,7 +382,7 @@ async fn a_broken_signing_key_fails_the_test_step_and_leaves_awscurrent_alone() 
 
     let outcomes = fx.rotate().await;
     for tenant in [&t, &never_created] {
-        let TokenOutcome::Failed { step, error } = outcome_of(&outcomes, tenant) else {
+        let Outcome::Failed { step, error } = outcome_of(&outcomes, tenant) else {
             panic!("{outcomes:#?}")
         };
         assert_eq!(*step, FailedStep::Test, "{error}");
@@ -434,7 +440,7 @@ async fn one_failing_tenant_does_not_stop_the_others() {
 
     let outcomes = fx.rotate().await;
     assert_eq!(outcomes.len(), 4, "{outcomes:#?}");
-    let TokenOutcome::Failed { step, error } = outcome_of(&outcomes, &deleted) else {
+    let Outcome::Failed { step, error } = outcome_of(&outcomes, &deleted) else {
         panic!("{outcomes:#?}")
     };
     assert_eq!(*step, FailedStep::Describe);
@@ -444,19 +450,16 @@ async fn one_failing_tenant_does_not_stop_the_others() {
     );
     assert!(matches!(
         outcome_of(&outcomes, &created),
-        TokenOutcome::Created { .. }
+        Outcome::Created { .. }
     ));
     assert!(
-        matches!(outcome_of(&outcomes, &rotated), TokenOutcome::Rotated { previous_version_id, .. } if *previous_version_id == rotated_version)
+        matches!(outcome_of(&outcomes, &rotated), Outcome::Rotated { previous_version_id, .. } if *previous_version_id == rotated_version)
     );
     // Authentication is proven even where the lookup cannot confirm access.
-    let TokenOutcome::Created { check, .. } = outcome_of(&outcomes, &not_reconciled) else {
+    let Outcome::Created { check, .. } = outcome_of(&outcomes, &not_reconciled) else {
         panic!("{outcomes:#?}")
     };
-    assert!(
-        matches!(check, TokenCheck::AuthenticatedOnly { .. }),
-        "{check:?}"
-    );
+    assert_eq!(check["access"], "authenticated_only", "{check}");
 
     // The report says which tenant failed and why, in the JSON the function returns.
     let report = serde_json::to_value(&outcomes).unwrap();
@@ -467,7 +470,8 @@ async fn one_failing_tenant_does_not_stop_the_others() {
         .filter(|o| o["outcome"] == "failed")
         .collect();
     assert_eq!(failed.len(), 1, "{report:#}");
-    assert_eq!(failed[0]["tenant"], deleted.tenant.as_str());
+    assert_eq!(failed[0]["name"], deleted.tenant.as_str());
+    assert_eq!(failed[0]["kind"], "token");
     assert_eq!(failed[0]["step"], "describe");
 }
 
@@ -525,10 +529,8 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
             .unwrap();
         assert!(
             matches!(
-                tested,
-                StepAction::Tested {
-                    check: TokenCheck::Authorized { .. }
-                }
+                &tested,
+                StepAction::Tested { check } if check["access"] == "authorized"
             ),
             "{tested:?}"
         );
@@ -645,10 +647,7 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .step(RotationStep::CreateSecret, &fx.signing_secret, &token)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, RotationError::NotATokenSecret { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, RotationError::NotManaged { .. }), "{err:?}");
     let err = fx
         .step(
             RotationStep::CreateSecret,
@@ -688,8 +687,10 @@ async fn the_protocol_test_step_fails_for_a_token_the_broker_refuses() {
     };
     assert!(
         matches!(
-            **source,
-            kong_pulsar::rotation::ProbeError::Rejected(BrokerError::Unauthenticated(_))
+            source.downcast_ref::<TokenTestError>(),
+            Some(TokenTestError::Broker(ProbeError::Rejected(
+                BrokerError::Unauthenticated(_)
+            )))
         ),
         "{source:?}"
     );
@@ -715,9 +716,7 @@ async fn no_token_or_key_reaches_logs_reports_or_errors() {
         RotationStep::FinishSecret,
     ] {
         let event = secrets::step_event(step, &created.secret, &token);
-        let done = handle_rotation_step(event, &fx.policy, &fx.client, &stack().service_url)
-            .await
-            .unwrap();
+        let done = fx.step_event(&event).await.unwrap();
         report.push_str(&serde_json::to_string(&done).unwrap());
     }
     // A failure's message too.
@@ -758,7 +757,9 @@ async fn no_token_or_key_reaches_logs_reports_or_errors() {
             .join("\n")
     );
     assert!(
-        logs.contains("token_rotated") && logs.contains("token_created"),
+        logs.contains(r#""event":"secret_rotated""#)
+            && logs.contains(r#""event":"secret_created""#)
+            && logs.contains(r#""kind":"token""#),
         "{logs}"
     );
 }

@@ -14,7 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kong_pulsar::policy::Policy;
 use kong_pulsar::pulsar::broker::{Broker, BrokerError, Timeouts};
-use kong_pulsar::rotation::{RotateOptions, SigningKey, TokenCheck, TokenOutcome, rotate_tokens};
+use kong_pulsar::rotation::kinds::token::{SigningKey, TokenKind};
+use kong_pulsar::rotation::{Outcome, RotateOptions, cycle};
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::{Admin, free_port, produce_one, secrets, stack, unique, workspace_root};
 use serde_json::{Value, json};
@@ -151,12 +152,13 @@ async fn an_rs256_key_rotates_tokens_a_public_key_broker_accepts_and_nothing_els
     .unwrap();
 
     // Created, tested against the RS256 broker (a real connect + lookup).
-    let outcomes = rotate_tokens(&policy, &sm, &broker.service_url, RotateOptions::default()).await;
+    let tokens = TokenKind::new(&policy, &broker.service_url, Timeouts::default());
+    let outcomes = cycle(&tokens, &sm, RotateOptions::default()).await;
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
-    let TokenOutcome::Created { check, .. } = &outcomes[0].outcome else {
+    let Outcome::Created { check, .. } = &outcomes[0].outcome else {
         panic!("{outcomes:#?}")
     };
-    assert!(matches!(check, TokenCheck::Authorized { .. }), "{check:?}");
+    assert_eq!(check["access"], "authorized", "{check}");
 
     // What was stored is an RS256 token for the role, and it produces.
     let (_, value) = secrets::staged(&sm, &token_secret, "AWSCURRENT")
@@ -173,18 +175,13 @@ async fn an_rs256_key_rotates_tokens_a_public_key_broker_accepts_and_nothing_els
     .unwrap();
 
     // A forced rotation replaces it with another token the broker accepts.
-    let outcomes = rotate_tokens(
-        &policy,
-        &sm,
-        &broker.service_url,
-        RotateOptions {
-            force: true,
-            ..RotateOptions::default()
-        },
-    )
-    .await;
+    let forced = RotateOptions {
+        force: true,
+        ..RotateOptions::default()
+    };
+    let outcomes = cycle(&tokens, &sm, forced).await;
     assert!(
-        matches!(outcomes[0].outcome, TokenOutcome::Rotated { .. }),
+        matches!(outcomes[0].outcome, Outcome::Rotated { .. }),
         "{outcomes:#?}"
     );
 

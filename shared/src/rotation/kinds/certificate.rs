@@ -1,24 +1,14 @@
 //! X.509 client certificates for Pulsar clients that authenticate with TLS
-//! (DESIGN §5, §7): every `certificates:` entry of the policy is issued from
-//! the CA kept in Secrets Manager and renewed before it expires.
+//! (DESIGN §5, §7), as a secret kind: every `certificates:` entry of the
+//! policy is issued from the CA kept in Secrets Manager and renewed before it
+//! expires, by the same engine as tenant tokens.
 //!
-//! Renewal follows the token rotation's discipline, with the same Secrets
-//! Manager helpers ([`crate::rotation`]'s store), so readers never see a
-//! certificate that was not checked:
-//!
-//! 1. issue a fresh key and certificate (subject CN = the Pulsar role, the
-//!    policy's SANs, `validity`) signed by the CA in `ca_secret`;
-//! 2. store it as a new version staged `AWSPENDING`;
-//! 3. read that version back and prove it: the certificate chains to the CA
-//!    (signature checked with the CA's public key), the key is the
-//!    certificate's key, CN and SANs are the policy's, and it is valid now;
-//! 4. only then move `AWSCURRENT` to it (the old version becomes
-//!    `AWSPREVIOUS`).
-//!
-//! * [`renew_certificates`] — the scheduled cycle, one [`CertificateReport`]
-//!   per entry; one failing entry never stops the others.
-//! * [`handle_certificate_rotation_step`] — Secrets Manager's four-step
-//!   protocol for certificate secrets, with the same guards as the token one.
+//! * mint: a fresh ECDSA P-256 key and certificate (subject CN = the Pulsar
+//!   role, the policy's SANs, `validity`) signed by the CA in `ca_secret`;
+//! * test: the certificate chains to the CA (signature checked with the CA's
+//!   public key), the key is the certificate's key, CN and SANs are the
+//!   policy's, and it is valid now;
+//! * due: within `renew_before` of expiry, or CN/SANs no longer the policy's.
 //!
 //! Private keys never reach logs, reports or error messages: certificates are
 //! identified by a fingerprint of their DER.
@@ -32,23 +22,21 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use aws_sdk_secretsmanager::Client;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use serde_json::Value;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::policy::{Certificate, Policy};
-use crate::rotation::{
-    RotationStep, RotationStepEvent, StepRefused, already_staged, describe, names_secret,
-    staged_for_rotation,
-};
+use crate::policy::Certificate;
+use crate::rotation::kind::{KindError, Labels, MintError, Minted, SecretKind, Verdict};
+use crate::rotation::report::Reason;
 use crate::secrets::SecretValue;
-use crate::secrets::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
-use crate::telemetry::error_chain;
+use crate::secrets::store::{AWSCURRENT, Select, Store, StoreError};
 use crate::telemetry::fingerprint;
 
 /// Issued certificates start this long before "now", so a verifier whose
@@ -109,23 +97,6 @@ pub enum CertificateError {
         secret: String,
         /// Which check failed.
         reason: String,
-    },
-    /// One of AWS's template guards refused a rotation step.
-    #[error(transparent)]
-    Refused(#[from] StepRefused),
-    /// No `certificates:` entry keeps its certificate in this secret.
-    #[error("secret {secret} is not a certificate secret in the policy")]
-    NotACertificateSecret {
-        /// The secret's name.
-        secret: String,
-    },
-    /// `testSecret` found no value in the pending version.
-    #[error("the AWSPENDING version {version_id} of secret {secret} has no value")]
-    PendingMissing {
-        /// The secret's name.
-        secret: String,
-        /// The request token.
-        version_id: String,
     },
 }
 
@@ -572,628 +543,112 @@ fn to_offset(at: DateTime<Utc>) -> Option<time::OffsetDateTime> {
 }
 
 // ---------------------------------------------------------------------------
-// The scheduled cycle.
+// The secret kind.
 
-/// How a scheduled run behaves.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RenewOptions {
-    /// Renew every certificate, due or not (a leaked key, a replaced CA).
-    pub force: bool,
-    /// Report what is due and change nothing.
-    pub dry_run: bool,
+/// The `certificates:` entries of a policy, issued from and tested against
+/// the CA in each entry's `ca_secret` (read when needed: a CA replaced
+/// between two steps is the one the test checks against).
+pub struct CertificateKind<'p> {
+    entries: &'p [Certificate],
 }
 
-/// What happened to one `certificates:` entry.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CertificateReport {
-    /// The entry's name.
-    pub name: String,
-    /// Its role (the subject CN).
-    pub role: String,
-    /// Its secret.
-    pub secret: String,
-    /// The outcome.
-    #[serde(flatten)]
-    pub outcome: CertificateOutcome,
-}
-
-/// The outcome for one certificate. Fingerprints of the certificates' DER
-/// identify them; keys never appear.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum CertificateOutcome {
-    /// The secret did not exist; it was created holding a checked certificate.
-    Created {
-        /// The new version.
-        version_id: String,
-        /// The new certificate's expiry.
-        not_after: DateTime<Utc>,
-        /// The new certificate's fingerprint.
-        fingerprint: String,
-    },
-    /// A new certificate is `AWSCURRENT`; the old one is `AWSPREVIOUS`.
-    Renewed {
-        /// Why.
-        reason: RenewalReason,
-        /// The new version.
-        version_id: String,
-        /// The version that was current, if any.
-        previous_version_id: Option<String>,
-        /// The old certificate's expiry, when it could be read.
-        old_not_after: Option<DateTime<Utc>>,
-        /// The new certificate's expiry.
-        new_not_after: DateTime<Utc>,
-        /// The new certificate's fingerprint.
-        fingerprint: String,
-    },
-    /// Nothing to do: outside the renewal window and as the policy says.
-    Fresh {
-        /// The current certificate's expiry.
-        not_after: DateTime<Utc>,
-    },
-    /// Dry run: this certificate would be created or renewed.
-    Due {
-        /// Why.
-        reason: RenewalReason,
-        /// The current certificate's expiry, when known.
-        not_after: Option<DateTime<Utc>>,
-    },
-    /// Nothing changed for this entry: `AWSCURRENT` is what it was.
-    Failed {
-        /// The step that failed.
-        step: CertificateStep,
-        /// Why, with causes; never key material.
-        error: String,
-    },
-}
-
-impl CertificateOutcome {
-    /// Whether this entry failed.
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed { .. })
+impl<'p> CertificateKind<'p> {
+    /// The kind over these entries (`policy.certificates()`).
+    pub fn new(entries: &'p [Certificate]) -> Self {
+        Self { entries }
     }
 }
 
-/// Why a certificate is (or would be) replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RenewalReason {
-    /// The secret does not exist.
-    Missing,
-    /// The secret exists without an `AWSCURRENT` value.
-    NoCurrentValue,
-    /// The value is not a certificate secret.
-    Malformed,
-    /// CN or SANs differ from the policy.
-    SubjectChanged,
-    /// It expires within `renew_before` (or has expired).
-    Expiring,
-    /// Asked for.
-    Forced,
-}
+#[async_trait]
+impl SecretKind for CertificateKind<'_> {
+    type Item = Certificate;
 
-/// Where an entry's renewal stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CertificateStep {
-    /// Reading the current certificate.
-    ReadCurrent,
-    /// Loading the CA.
-    Ca,
-    /// Issuing the certificate.
-    Issue,
-    /// Creating the secret.
-    Create,
-    /// Storing the new certificate as `AWSPENDING`.
-    StagePending,
-    /// Checking the new certificate.
-    Test,
-    /// Moving `AWSCURRENT`.
-    Promote,
-}
+    fn kind(&self) -> &'static str {
+        "certificate"
+    }
 
-/// One scheduled cycle over every `certificates:` entry, in policy order.
-/// An entry that fails is reported and the others go on.
-pub async fn renew_certificates(
-    policy: &Policy,
-    secrets: &Client,
-    options: RenewOptions,
-) -> Vec<CertificateReport> {
-    let store = Store::new(secrets);
-    let mut reports = Vec::with_capacity(policy.certificates().len());
-    for cert in policy.certificates() {
-        let outcome = renew_one(store, cert, options).await;
-        if let CertificateOutcome::Failed { step, error } = &outcome {
-            tracing::warn!(
-                event = "certificate_rotation_failed",
-                certificate = cert.name,
-                role = cert.role,
-                secret = cert.secret,
-                step = ?step,
-                error,
-                "certificate renewal failed; AWSCURRENT unchanged"
-            );
+    fn items(&self) -> Vec<&Certificate> {
+        self.entries.iter().collect()
+    }
+
+    fn labels<'a>(&self, cert: &'a Certificate) -> Labels<'a> {
+        Labels {
+            name: &cert.name,
+            role: &cert.role,
+            secret: &cert.secret,
         }
-        reports.push(CertificateReport {
-            name: cert.name.clone(),
-            role: cert.role.clone(),
-            secret: cert.secret.clone(),
-            outcome,
-        });
     }
-    reports
-}
 
-fn failed(step: CertificateStep, err: &CertificateError) -> CertificateOutcome {
-    CertificateOutcome::Failed {
-        step,
-        error: error_chain(err),
-    }
-}
-
-/// The current certificate and whether it may stay.
-enum Verdict {
-    Keep(DateTime<Utc>),
-    Replace {
-        reason: RenewalReason,
-        current_version: Option<String>,
-        not_after: Option<DateTime<Utc>>,
-    },
-}
-
-async fn verdict(
-    store: Store<'_>,
-    cert: &Certificate,
-    force: bool,
-    now: DateTime<Utc>,
-) -> Result<Verdict, CertificateError> {
-    if store.describe(&cert.secret).await?.is_none() {
-        return Ok(Verdict::Replace {
-            reason: RenewalReason::Missing,
-            current_version: None,
-            not_after: None,
-        });
-    }
-    let current = store.get(&cert.secret, Select::Stage(AWSCURRENT)).await?;
-    let Some(current) = current else {
-        return Ok(Verdict::Replace {
-            reason: RenewalReason::NoCurrentValue,
-            current_version: None,
-            not_after: None,
-        });
-    };
-    let replace = |reason, not_after| Verdict::Replace {
-        reason,
-        current_version: Some(current.version_id.clone()),
-        not_after,
-    };
-    let facts = match CertificateFacts::of_secret(&cert.secret, &current.value) {
-        Ok(facts) => facts,
-        Err(_) => return Ok(replace(RenewalReason::Malformed, None)),
-    };
-    let not_after = Some(facts.not_after);
-    if force {
-        return Ok(replace(RenewalReason::Forced, not_after));
-    }
-    if facts.check_subject(cert).is_err() {
-        return Ok(replace(RenewalReason::SubjectChanged, not_after));
-    }
-    let renew_before =
-        chrono::Duration::from_std(cert.renew_before).unwrap_or(chrono::Duration::MAX);
-    if facts
-        .not_after
-        .checked_sub_signed(renew_before)
-        .is_none_or(|at| at <= now)
-    {
-        return Ok(replace(RenewalReason::Expiring, not_after));
-    }
-    Ok(Verdict::Keep(facts.not_after))
-}
-
-async fn renew_one(
-    store: Store<'_>,
-    cert: &Certificate,
-    options: RenewOptions,
-) -> CertificateOutcome {
-    use CertificateStep as S;
-    let now = Utc::now();
-    let (reason, current_version, old_not_after) =
-        match verdict(store, cert, options.force, now).await {
-            Ok(Verdict::Keep(not_after)) => return CertificateOutcome::Fresh { not_after },
-            Ok(Verdict::Replace {
-                reason,
-                current_version,
-                not_after,
-            }) => (reason, current_version, not_after),
-            Err(err) => return failed(S::ReadCurrent, &err),
-        };
-    if options.dry_run {
-        return CertificateOutcome::Due {
-            reason,
-            not_after: old_not_after,
-        };
-    }
-    let ca = match CertificateAuthority::load(store, &cert.ca_secret).await {
-        Ok(ca) => ca,
-        Err(err) => return failed(S::Ca, &err),
-    };
-    let issued = match ca.issue(cert, now) {
-        Ok(issued) => issued,
-        Err(err) => return failed(S::Issue, &err),
-    };
-    let value = issued.secret_value();
-    let version_id = uuid::Uuid::new_v4().to_string();
-
-    if reason == RenewalReason::Missing {
-        // No reader can see a secret that does not exist yet, so the check
-        // runs on the value in hand before it becomes the first version.
-        if let Err(err) = ca.verify(&cert.secret, &value, cert, now) {
-            return failed(S::Test, &err);
-        }
-        let description = format!(
+    fn description(&self, cert: &Certificate) -> String {
+        format!(
             "X.509 client certificate for Pulsar role {} (kong-pulsar rotate)",
             cert.role
-        );
-        if let Err(err) = store
-            .create(&cert.secret, &value, &version_id, &description)
-            .await
-        {
-            return failed(S::Create, &err.into());
-        }
-        log_change("certificate_created", cert, &version_id, None, &issued);
-        return CertificateOutcome::Created {
-            version_id,
-            not_after: issued.not_after,
-            fingerprint: issued.fingerprint,
-        };
-    }
-
-    if let Err(err) = store
-        .put(&cert.secret, &version_id, &value, AWSPENDING)
-        .await
-    {
-        return failed(S::StagePending, &err.into());
-    }
-    // Test what Secrets Manager holds, not what was sent: the version
-    // readers will get once it is promoted.
-    let tested = match store
-        .get(
-            &cert.secret,
-            Select::VersionInStage(&version_id, AWSPENDING),
         )
-        .await
-    {
-        Ok(Some(pending)) => ca.verify(&cert.secret, &pending.value, cert, now),
-        Ok(None) => Err(CertificateError::PendingMissing {
-            secret: cert.secret.clone(),
-            version_id: version_id.clone(),
-        }),
-        Err(err) => Err(err.into()),
-    };
-    if let Err(err) = tested {
-        return failed(S::Test, &err);
     }
-    if let Err(err) = store
-        .promote_pending(&cert.secret, &version_id, current_version.as_deref())
-        .await
-    {
-        return failed(S::Promote, &err.into());
-    }
-    log_change(
-        "certificate_renewed",
-        cert,
-        &version_id,
-        current_version.as_deref(),
-        &issued,
-    );
-    CertificateOutcome::Renewed {
-        reason,
-        version_id,
-        previous_version_id: current_version,
-        old_not_after,
-        new_not_after: issued.not_after,
-        fingerprint: issued.fingerprint,
-    }
-}
 
-fn log_change(
-    event: &'static str,
-    cert: &Certificate,
-    version_id: &str,
-    previous_version_id: Option<&str>,
-    issued: &IssuedCertificate,
-) {
-    tracing::info!(
-        event,
-        certificate = cert.name,
-        role = cert.role,
-        secret = cert.secret,
-        version_id,
-        previous_version_id,
-        fingerprint = issued.fingerprint,
-        not_after = %issued.not_after,
-        "certificate issued and promoted to AWSCURRENT"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Secrets Manager's four-step protocol.
-
-/// The `certificates:` entry whose `secret` is this one, by name or ARN
-/// (full, or partial without AWS's random `-xxxxxx` suffix).
-pub fn certificate_for_secret<'p>(
-    policy: &'p Policy,
-    name: &str,
-    arn: Option<&str>,
-) -> Option<&'p Certificate> {
-    policy
-        .certificates()
-        .iter()
-        .find(|cert| names_secret(&cert.secret, name, arn))
-}
-
-/// What a certificate rotation step did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CertificateStepReport {
-    /// The step.
-    pub step: RotationStep,
-    /// The secret's name.
-    pub secret: String,
-    /// The version (= the request token).
-    pub version_id: String,
-    /// The `certificates:` entry.
-    pub certificate: String,
-    /// What was done.
-    #[serde(flatten)]
-    pub action: CertificateStepAction,
-}
-
-/// What a certificate rotation step did.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum CertificateStepAction {
-    /// The version is already `AWSCURRENT`: nothing to do, whatever the step.
-    AlreadyCurrent,
-    /// `createSecret` issued a certificate and staged it `AWSPENDING`.
-    Staged {
-        /// Its expiry.
-        not_after: DateTime<Utc>,
-        /// Its fingerprint.
-        fingerprint: String,
-    },
-    /// `createSecret` found the pending version already holding a value.
-    AlreadyStaged,
-    /// `setSecret`: the broker trusts the CA, nothing to install.
-    NothingToSet,
-    /// `testSecret`: the pending certificate chains to the CA, its key
-    /// matches, and CN/SANs are the policy's.
-    Tested {
-        /// Its expiry.
-        not_after: DateTime<Utc>,
-        /// Its fingerprint.
-        fingerprint: String,
-    },
-    /// `finishSecret` moved `AWSCURRENT` to this version.
-    Promoted {
-        /// The version that is now `AWSPREVIOUS`.
-        previous_version_id: Option<String>,
-    },
-}
-
-/// Performs one step of the rotation protocol for a certificate secret, with
-/// the token protocol's guards (see [`crate::rotation::handle_rotation_step`]).
-pub async fn handle_certificate_rotation_step(
-    event: RotationStepEvent,
-    policy: &Policy,
-    secrets: &Client,
-) -> Result<CertificateStepReport, CertificateError> {
-    let metadata = describe(Store::new(secrets), &event.secret_id).await?;
-    certificate_step(event, metadata, policy, secrets).await
-}
-
-/// [`handle_certificate_rotation_step`] for a secret already described.
-pub(crate) async fn certificate_step(
-    event: RotationStepEvent,
-    metadata: SecretMetadata,
-    policy: &Policy,
-    secrets: &Client,
-) -> Result<CertificateStepReport, CertificateError> {
-    let store = Store::new(secrets);
-    let secret_id = event.secret_id.as_str();
-    let version_id = event.client_request_token.as_str();
-    let cert = certificate_for_secret(policy, &metadata.name, metadata.arn.as_deref()).ok_or_else(
-        || CertificateError::NotACertificateSecret {
-            secret: metadata.name.clone(),
-        },
-    )?;
-    let report = |action| CertificateStepReport {
-        step: event.step,
-        secret: metadata.name.clone(),
-        version_id: version_id.to_owned(),
-        certificate: cert.name.clone(),
-        action,
-    };
-    if !staged_for_rotation(&metadata, version_id)? {
-        tracing::info!(
-            secret = metadata.name,
-            version_id,
-            step = ?event.step,
-            "version already AWSCURRENT; nothing to do"
-        );
-        return Ok(report(CertificateStepAction::AlreadyCurrent));
-    }
-    let name = metadata.name.as_str();
-    let action = match event.step {
-        RotationStep::CreateSecret => {
-            if already_staged(store, secret_id, &metadata, version_id).await? {
-                return Ok(report(CertificateStepAction::AlreadyStaged));
-            }
-            let ca = CertificateAuthority::load(store, &cert.ca_secret).await?;
-            let issued = ca.issue(cert, Utc::now())?;
-            store
-                .put(secret_id, version_id, &issued.secret_value(), AWSPENDING)
-                .await?;
-            tracing::info!(
-                event = "certificate_staged",
-                certificate = cert.name,
-                role = cert.role,
-                secret = name,
-                version_id,
-                fingerprint = issued.fingerprint,
-                not_after = %issued.not_after,
-                "createSecret: new certificate staged AWSPENDING"
-            );
-            CertificateStepAction::Staged {
-                not_after: issued.not_after,
-                fingerprint: issued.fingerprint,
-            }
+    fn judge(&self, cert: &Certificate, value: &SecretValue, now: DateTime<Utc>) -> Verdict {
+        let Ok(facts) = CertificateFacts::of_secret(&cert.secret, value) else {
+            return Verdict::Replace {
+                reason: Reason::Malformed,
+                expires_at: None,
+                fingerprint: None,
+            };
+        };
+        let replace = |reason| Verdict::Replace {
+            reason,
+            expires_at: Some(facts.not_after),
+            fingerprint: Some(facts.fingerprint.clone()),
+        };
+        if facts.check_subject(cert).is_err() {
+            return replace(Reason::SubjectChanged);
         }
-        // Pulsar trusts the CA, not individual certificates: nothing to
-        // register before the test.
-        RotationStep::SetSecret => CertificateStepAction::NothingToSet,
-        RotationStep::TestSecret => {
-            let pending = store
-                .get(secret_id, Select::VersionInStage(version_id, AWSPENDING))
-                .await?
-                .ok_or_else(|| CertificateError::PendingMissing {
-                    secret: name.to_owned(),
-                    version_id: version_id.to_owned(),
-                })?;
-            let ca = CertificateAuthority::load(store, &cert.ca_secret).await?;
-            let facts = ca.verify(name, &pending.value, cert, Utc::now())?;
-            CertificateStepAction::Tested {
-                not_after: facts.not_after,
-                fingerprint: facts.fingerprint,
-            }
+        let renew_before =
+            chrono::Duration::from_std(cert.renew_before).unwrap_or(chrono::Duration::MAX);
+        if facts
+            .not_after
+            .checked_sub_signed(renew_before)
+            .is_none_or(|at| at <= now)
+        {
+            return replace(Reason::Expiring);
         }
-        RotationStep::FinishSecret => {
-            let previous = metadata.version_with(AWSCURRENT).map(str::to_owned);
-            store
-                .promote_pending(secret_id, version_id, previous.as_deref())
-                .await?;
-            tracing::info!(
-                event = "certificate_rotated",
-                certificate = cert.name,
-                role = cert.role,
-                secret = name,
-                version_id,
-                previous_version_id = previous.as_deref(),
-                "finishSecret: AWSCURRENT moved to the new certificate"
-            );
-            CertificateStepAction::Promoted {
-                previous_version_id: previous,
-            }
+        Verdict::Keep {
+            expires_at: facts.not_after,
+            fingerprint: facts.fingerprint,
         }
-    };
-    Ok(report(action))
+    }
+
+    async fn mint(
+        &self,
+        store: Store<'_>,
+        cert: &Certificate,
+        now: DateTime<Utc>,
+    ) -> Result<Minted, MintError> {
+        let ca = CertificateAuthority::load(store, &cert.ca_secret)
+            .await
+            .map_err(|e| MintError::Issuer(e.into()))?;
+        let issued = ca.issue(cert, now).map_err(|e| MintError::Mint(e.into()))?;
+        Ok(Minted {
+            value: issued.secret_value(),
+            expires_at: issued.not_after,
+            fingerprint: issued.fingerprint,
+        })
+    }
+
+    async fn test(
+        &self,
+        store: Store<'_>,
+        cert: &Certificate,
+        value: &SecretValue,
+        now: DateTime<Utc>,
+    ) -> Result<Value, KindError> {
+        let ca = CertificateAuthority::load(store, &cert.ca_secret).await?;
+        let facts = ca.verify(&cert.secret, value, cert, now)?;
+        Ok(serde_json::json!({
+            "not_after": facts.not_after,
+            "fingerprint": facts.fingerprint,
+        }))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn entry(sans: &[&str]) -> Certificate {
-        Certificate {
-            name: "gw".into(),
-            role: "payments-gw".into(),
-            sans: sans.iter().map(|s| s.to_string()).collect(),
-            validity: Duration::from_secs(30 * 86400),
-            renew_before: Duration::from_secs(7 * 86400),
-            secret: "kp/certs/gw".into(),
-            ca_secret: "kp/ca".into(),
-        }
-    }
-
-    fn test_ca() -> (SecretValue, String) {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        let json = serde_json::json!({"cert_pem": cert.pem(), "key_pem": key.serialize_pem()});
-        (SecretValue::new(json.to_string()), key.serialize_pem())
-    }
-
-    #[test]
-    fn sans_parse_and_garbage_is_refused() {
-        assert_eq!(
-            SubjectAltName::parse("GW.Internal").unwrap(),
-            SubjectAltName::Dns("gw.internal".into())
-        );
-        assert!(matches!(
-            SubjectAltName::parse("10.0.0.7").unwrap(),
-            SubjectAltName::Ip(_)
-        ));
-        assert!(matches!(
-            SubjectAltName::parse("::1").unwrap(),
-            SubjectAltName::Ip(_)
-        ));
-        assert!(matches!(
-            SubjectAltName::parse("spiffe://kp/payments").unwrap(),
-            SubjectAltName::Uri(_)
-        ));
-        assert!(matches!(
-            SubjectAltName::parse("*.gw.internal").unwrap(),
-            SubjectAltName::Dns(_)
-        ));
-        for garbage in [
-            "bad_name",
-            "a..b",
-            "-a.b",
-            "héllo.example",
-            "http://",
-            "*",
-            "a b",
-        ] {
-            assert!(SubjectAltName::parse(garbage).is_err(), "{garbage}");
-        }
-    }
-
-    #[test]
-    fn issued_certificates_verify_and_mismatches_do_not() {
-        let (ca_secret, _) = test_ca();
-        let ca = CertificateAuthority::from_secret("kp/ca", &ca_secret).unwrap();
-        let cert = entry(&["gw.internal", "10.0.0.7", "spiffe://kp/gw"]);
-        let now = Utc::now();
-        let issued = ca.issue(&cert, now).unwrap();
-        let facts = ca
-            .verify("kp/certs/gw", &issued.secret_value(), &cert, now)
-            .unwrap();
-        assert_eq!(facts.common_name.as_deref(), Some("payments-gw"));
-        assert_eq!(facts.sans.len(), 3);
-        assert_eq!(facts.not_after, issued.not_after);
-
-        let other = entry(&["gw.internal"]);
-        assert!(matches!(
-            ca.verify("kp/certs/gw", &issued.secret_value(), &other, now),
-            Err(CertificateError::Verification { .. })
-        ));
-        let (foreign_secret, _) = test_ca();
-        let foreign = CertificateAuthority::from_secret("kp/ca2", &foreign_secret).unwrap();
-        let err = foreign
-            .verify("kp/certs/gw", &issued.secret_value(), &cert, now)
-            .unwrap_err();
-        assert!(
-            matches!(err, CertificateError::Verification { .. }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_ca_whose_key_is_not_its_certificates_is_refused_without_leaking_it() {
-        let (ca_secret, _) = test_ca();
-        let (_, other_key) = test_ca();
-        let mut json: serde_json::Value = serde_json::from_str(ca_secret.expose()).unwrap();
-        json["key_pem"] = other_key.clone().into();
-        let err = CertificateAuthority::from_secret("kp/ca", &SecretValue::new(json.to_string()))
-            .unwrap_err();
-        assert!(err.to_string().contains("not the key"), "{err}");
-        let err = CertificateAuthority::from_secret("kp/ca", &SecretValue::new(other_key.clone()))
-            .unwrap_err();
-        assert!(!err.to_string().contains("PRIVATE KEY"), "{err}");
-    }
-}
+mod tests;

@@ -113,7 +113,7 @@ pub(super) async fn check_token(
         // says is about grants and namespaces, reported, not fatal.
         other => Ok(TokenCheck::AuthenticatedOnly {
             topic: topic.to_owned(),
-            reason: super::error_chain(&other),
+            reason: crate::telemetry::error_chain(&other),
         }),
     }
 }

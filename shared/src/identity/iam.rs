@@ -274,12 +274,12 @@ impl IamVerifier {
         }
     }
 
-    /// An HTTP client fit for STS (and OIDC) calls: redirects are never
-    /// followed, so an answer can only come from the configured endpoint.
-    /// Each STS request also carries its own timeout.
+    /// An HTTP client fit for STS (and OIDC) calls:
+    /// [`crate::http::redirect_free_client`] with STS's timeout, so an answer
+    /// can only come from the configured endpoint. Each STS request also
+    /// carries its own timeout.
     pub fn http_client() -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        crate::http::redirect_free_client()
             .timeout(STS_TIMEOUT)
             .build()
     }

@@ -20,7 +20,8 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::credential::{
-    CONTENT_TYPE, GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER, authority, is_header_value,
+    CONTENT_TYPE, GET_CALLER_IDENTITY_BODY, SERVER_ID_HEADER, authority, bare_root_problem,
+    is_header_value,
 };
 use super::{SCHEME, echo};
 
@@ -186,11 +187,7 @@ fn parse_endpoint(value: &str) -> Result<Url, TokenError> {
     })?;
     let ok = matches!(url.scheme(), "https" | "http")
         && url.has_host()
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.path() == "/"
-        && url.query().is_none()
-        && url.fragment().is_none();
+        && bare_root_problem(&url).is_none();
     if ok {
         Ok(url)
     } else {

@@ -158,13 +158,9 @@ impl IamVerifier {
         let url = Url::parse(raw).map_err(|_| IamError::WrongEndpoint)?;
         let expected = &self.config.sts_endpoint;
         let same = url.scheme() == expected.scheme()
-            && url.username().is_empty()
-            && url.password().is_none()
             && url.host() == expected.host()
             && url.port_or_known_default() == expected.port_or_known_default()
-            && url.path() == "/"
-            && url.query().is_none()
-            && url.fragment().is_none();
+            && bare_root_problem(&url).is_none();
         if same {
             Ok(())
         } else {
@@ -379,6 +375,21 @@ fn is_token(s: &str) -> bool {
 /// look like an STS outage).
 pub(super) fn is_header_value(s: &str) -> bool {
     !s.trim().is_empty() && s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+/// Why `url` is not the bare root an STS endpoint is (no userinfo, path `/`,
+/// no query or fragment), if it is not. The configured endpoint, the URL a
+/// credential names and the endpoint the client signs for are all held to
+/// this one rule, so the client cannot make a credential whose URL the
+/// verifier would refuse.
+pub(super) fn bare_root_problem(url: &Url) -> Option<&'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("sts_endpoint must not carry credentials");
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Some("sts_endpoint must have path / and no query or fragment");
+    }
+    None
 }
 
 /// `host[:port]` as a `host` header carries it (default ports omitted).

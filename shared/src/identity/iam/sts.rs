@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::credential::Checked;
+use super::credential::{Checked, bare_root_problem};
 use super::{IamError, IamVerifier, echo};
+use crate::http::{BodyError, read_body};
 use crate::identity::Identity;
 
 /// Time allowed for one STS call, body included.
@@ -63,7 +64,7 @@ impl IamVerifier {
         for (name, value) in &checked.forward {
             request = request.header(*name, value);
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| unavailable("request failed", Some(e)))?;
@@ -76,20 +77,15 @@ impl IamVerifier {
                 reason: "redirected away from the configured endpoint".to_owned(),
             });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_body(response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| unavailable("reading the answer failed", Some(e)))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(IamError::UnexpectedResponse {
+            .map_err(|error| match error {
+                BodyError::TooLarge { .. } => IamError::UnexpectedResponse {
                     status,
                     reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                },
+                BodyError::Read(e) => unavailable("reading the answer failed", Some(e)),
+            })?;
         let body = String::from_utf8_lossy(&body);
         let result = if status == 200 {
             parse_caller_identity(&body).and_then(CallerIdentity::into_identity)
@@ -120,13 +116,7 @@ pub(super) fn endpoint_problem(url: &Url) -> Option<&'static str> {
         "http" if loopback => {}
         _ => return Some("sts_endpoint must be https (plain http only for a loopback host)"),
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Some("sts_endpoint must not carry credentials");
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Some("sts_endpoint must have path / and no query or fragment");
-    }
-    None
+    bare_root_problem(url)
 }
 
 /// What GetCallerIdentity says about the signer.

@@ -15,6 +15,7 @@ use url::Url;
 use super::config::is_secure_url;
 use super::jws::{Jwk, VerifyingKey, is_asymmetric};
 use super::{IssuerConfig, KeyFetchError, OidcError, OidcVerifier, echo};
+use crate::http::{BodyError, read_body};
 
 /// Largest discovery document or JWKS accepted, in bytes.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -213,7 +214,7 @@ impl OidcVerifier {
             url: url.clone(),
             source,
         };
-        let mut response = self
+        let response = self
             .http
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
@@ -232,24 +233,15 @@ impl OidcVerifier {
                 status: status.as_u16(),
             });
         }
-        let too_large = || KeyFetchError::TooLarge {
-            url: url.clone(),
-            limit: MAX_DOCUMENT_BYTES,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_body(response, MAX_DOCUMENT_BYTES)
+            .await
+            .map_err(|error| match error {
+                BodyError::TooLarge { limit } => KeyFetchError::TooLarge {
+                    url: url.clone(),
+                    limit,
+                },
+                BodyError::Read(source) => request_error(source),
+            })
     }
 }
 

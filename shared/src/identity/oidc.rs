@@ -119,7 +119,7 @@ impl OidcVerifier {
     /// the configured issuers: the only question the authenticator asks
     /// before deciding a bearer token is ours rather than one a Kong auth
     /// plugin already consumed. Never a substitute for [`Self::verify`].
-    pub fn is_ours(&self, token: &str) -> bool {
+    pub(crate) fn is_ours(&self, token: &str) -> bool {
         ParsedToken::parse(token).is_ok_and(|parsed| {
             parsed
                 .claims

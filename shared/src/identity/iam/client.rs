@@ -27,7 +27,7 @@ use super::{SCHEME, echo};
 
 /// The environment variables naming the STS endpoint, most specific
 /// first, as the AWS SDKs read them.
-pub const ENDPOINT_VARIABLES: [&str; 2] = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"];
+const ENDPOINT_VARIABLES: [&str; 2] = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"];
 
 /// What a credential is made for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub enum TokenError {
 }
 
 /// `https://sts.{region}.amazonaws.com/` (`.amazonaws.com.cn` in China).
-pub fn default_sts_endpoint(region: &str) -> Result<Url, TokenError> {
+pub(super) fn default_sts_endpoint(region: &str) -> Result<Url, TokenError> {
     check_region(region)?;
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
@@ -78,9 +78,10 @@ pub fn default_sts_endpoint(region: &str) -> Result<Url, TokenError> {
 }
 
 /// The endpoint to sign for: `explicit` if given, else the first of
-/// [`ENDPOINT_VARIABLES`] that `env` has (unless
-/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`), else
-/// [`default_sts_endpoint`]. `env` is `std::env::var` in the binary.
+/// `AWS_ENDPOINT_URL_STS` and `AWS_ENDPOINT_URL` that `env` has (unless
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`), else the region's
+/// public endpoint, as the AWS SDKs resolve it. `env` is `std::env::var` in
+/// the binary.
 pub fn resolve_sts_endpoint(
     explicit: Option<&str>,
     region: &str,

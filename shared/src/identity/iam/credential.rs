@@ -63,6 +63,7 @@ pub(super) const BASE64URL: GeneralPurpose = GeneralPurpose::new(
 
 /// The credential in an `Authorization` header value: what follows
 /// `KP-AWS-IAM ` (the scheme compared case-insensitively, as RFC 9110 says).
+/// Test-only: the authenticator splits every scheme off in one place.
 #[cfg(test)]
 pub(super) fn credential(authorization: &str) -> Option<&str> {
     let (scheme, rest) = authorization.split_once(' ')?;

@@ -55,10 +55,11 @@ impl IssuerConfig {
     }
 
     /// Checks what can be checked without the network, so a bad policy fails
-    /// at start-up rather than on the first request. [`OidcVerifier::new`]
-    /// never trusts an invalid configuration either (it drops symmetric
-    /// algorithms and refuses insecure URLs at fetch time), but it cannot
-    /// report the mistake.
+    /// at start-up rather than on the first request.
+    /// [`OidcVerifier::new`](super::OidcVerifier::new) never trusts an
+    /// invalid configuration either (it drops symmetric algorithms and
+    /// refuses insecure URLs at fetch time), but it cannot report the
+    /// mistake.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let issuer = || self.issuer.clone();
         let url = Url::parse(&self.issuer).map_err(|source| ConfigError::IssuerUrl {
@@ -119,7 +120,7 @@ impl IssuerConfig {
     }
 }
 
-/// Tuning for [`OidcVerifier`].
+/// Tuning for [`OidcVerifier`](super::OidcVerifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifierOptions {
     /// Clock skew tolerated on `exp` and `nbf`. Default 30 s.

@@ -33,10 +33,11 @@
 //! keep working for up to one more TTL, so a short identity-provider outage
 //! does not become an outage here.
 //!
-//! Layout: `config` holds what the policy configures and the errors;
-//! `jws` parses tokens and JWKs; `keys` fetches and caches the issuers' keys;
-//! `claims` maps verified claims onto the identity. This file only strings
-//! them together.
+//! Layout, each file depending only on those before it: `config` holds what
+//! the policy configures, the fixed limits and the errors; `jws` parses
+//! tokens and JWKs; `keys` fetches and caches the issuers' keys; `claims`
+//! maps verified claims onto the identity. This file strings them together
+//! in the order above.
 
 mod claims;
 mod config;
@@ -55,11 +56,10 @@ use crate::telemetry::fingerprint;
 use jws::ParsedToken;
 use keys::IssuerState;
 
-pub use claims::ClaimMapping;
 pub use config::{
-    ConfigError, IssuerConfig, KeyFetchError, MalformedToken, OidcError, VerifierOptions,
+    ClaimMapping, ConfigError, IssuerConfig, KeyFetchError, MAX_TOKEN_BYTES, MalformedToken,
+    OidcError, VerifierOptions,
 };
-pub use jws::MAX_TOKEN_BYTES;
 
 /// Longest attacker-supplied string (issuer, `alg`, `kid`) echoed in an error.
 const MAX_ECHO_CHARS: usize = 128;

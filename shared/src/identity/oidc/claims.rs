@@ -1,7 +1,8 @@
-//! Claim mapping: which claims of a verified token become the [`Identity`],
-//! and the registered claims (`exp`, `nbf`, audience) checked before that.
-//! This is the only place that knows provider claim shapes (Okta's `cid`,
-//! Cognito's `cognito:groups`, Keycloak's nested roles).
+//! Claim mapping: applying an issuer's
+//! [`ClaimMapping`](super::ClaimMapping) to a verified token to make the
+//! [`Identity`], after checking the registered claims (`exp`, `nbf`,
+//! audience). Runs only on claims whose signature has been verified,
+//! so nothing here needs to distrust them beyond their shape.
 
 use std::time::Duration;
 
@@ -10,58 +11,6 @@ use serde_json::{Map, Value};
 use super::OidcError;
 use super::keys::IssuerState;
 use crate::identity::{AuthMethod, Identity};
-
-/// Where an issuer puts the claims [`Identity`] is made of. Each name is
-/// either a JSON pointer (RFC 6901, starting with `/`: `/realm_access/roles`)
-/// or a claim name; a claim name that no top-level claim has is read as a
-/// dotted path into nested objects (`realm_access.roles`), so a namespaced
-/// claim such as `https://example.com/groups` still works as a plain name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimMapping {
-    /// The principal; must be a non-empty string. Default `sub`.
-    pub subject: String,
-    /// Group memberships: an array of strings or a single string. Default
-    /// `groups`; Cognito `cognito:groups`; Keycloak `realm_access.roles`.
-    /// Empty: the issuer's tokens carry no groups.
-    pub groups: String,
-    /// The calling client. Default `azp`; Okta `cid`; Cognito `client_id`.
-    /// Empty: no service is taken from the token.
-    pub service: String,
-}
-
-impl Default for ClaimMapping {
-    fn default() -> Self {
-        Self::named("sub", "groups", "azp")
-    }
-}
-
-impl ClaimMapping {
-    /// Okta: `groups` (a groups claim on the authorization server) and `cid`.
-    #[cfg(test)]
-    pub(super) fn okta() -> Self {
-        Self::named("sub", "groups", "cid")
-    }
-
-    /// Cognito user-pool tokens: `cognito:groups` and `client_id`.
-    #[cfg(test)]
-    pub(super) fn cognito() -> Self {
-        Self::named("sub", "cognito:groups", "client_id")
-    }
-
-    /// Keycloak: realm roles (`realm_access.roles`) and `azp`.
-    #[cfg(test)]
-    pub(super) fn keycloak() -> Self {
-        Self::named("sub", "realm_access.roles", "azp")
-    }
-
-    fn named(subject: &str, groups: &str, service: &str) -> Self {
-        Self {
-            subject: subject.to_owned(),
-            groups: groups.to_owned(),
-            service: service.to_owned(),
-        }
-    }
-}
 
 impl IssuerState {
     /// `exp`, `nbf` and the audience of signature-verified claims. `iss` was
@@ -139,7 +88,8 @@ impl IssuerState {
 }
 
 /// A claim by JSON pointer, by name, or by dotted path when no top-level
-/// claim has that name (see [`ClaimMapping`]). An empty name finds nothing.
+/// claim has that name (see [`ClaimMapping`](super::ClaimMapping)). An
+/// empty name finds nothing.
 pub(super) fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(pointer) = name.strip_prefix('/') {
         let mut tokens = pointer.split('/');

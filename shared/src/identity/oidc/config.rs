@@ -1,7 +1,10 @@
-//! What the policy tells the OIDC verifier, and every way verification can
-//! fail. Kept apart from the verifier so that the policy module (which builds
+//! What the policy tells the OIDC verifier (issuers, their claim mapping,
+//! tuning), the rules no configuration can loosen (token size, asymmetric
+//! algorithms only, https), and every way verification can fail. Kept apart
+//! from the verifier so that the policy module (which builds
 //! [`IssuerConfig`]) and the edge (which maps [`OidcError`] onto a status)
-//! depend on these types only, never on how keys are fetched.
+//! depend on these types only, never on how keys are fetched. Depends on no
+//! other part of OIDC verification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +12,10 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-use super::MAX_TOKEN_BYTES;
-use super::claims::ClaimMapping;
-use super::jws::is_asymmetric;
+/// Longest token accepted, in bytes. Real access tokens are a few KiB even
+/// with a hundred groups; anything much larger is refused before decoding so
+/// an attacker cannot make us base64-decode and parse megabytes per request.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// One trusted token issuer, as the policy configures it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,59 @@ impl IssuerConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Where an issuer puts the claims [`Identity`](crate::identity::Identity)
+/// is made of. Each name is either a JSON pointer (RFC 6901, starting with
+/// `/`: `/realm_access/roles`) or a claim name; a claim name that no
+/// top-level claim has is read as a dotted path into nested objects
+/// (`realm_access.roles`), so a namespaced claim such as
+/// `https://example.com/groups` still works as a plain name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMapping {
+    /// The principal; must be a non-empty string. Default `sub`.
+    pub subject: String,
+    /// Group memberships: an array of strings or a single string. Default
+    /// `groups`; Cognito `cognito:groups`; Keycloak `realm_access.roles`.
+    /// Empty: the issuer's tokens carry no groups.
+    pub groups: String,
+    /// The calling client. Default `azp`; Okta `cid`; Cognito `client_id`.
+    /// Empty: no service is taken from the token.
+    pub service: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self::named("sub", "groups", "azp")
+    }
+}
+
+impl ClaimMapping {
+    /// Okta: `groups` (a groups claim on the authorization server) and `cid`.
+    #[cfg(test)]
+    pub(super) fn okta() -> Self {
+        Self::named("sub", "groups", "cid")
+    }
+
+    /// Cognito user-pool tokens: `cognito:groups` and `client_id`.
+    #[cfg(test)]
+    pub(super) fn cognito() -> Self {
+        Self::named("sub", "cognito:groups", "client_id")
+    }
+
+    /// Keycloak: realm roles (`realm_access.roles`) and `azp`.
+    #[cfg(test)]
+    pub(super) fn keycloak() -> Self {
+        Self::named("sub", "realm_access.roles", "azp")
+    }
+
+    fn named(subject: &str, groups: &str, service: &str) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            groups: groups.to_owned(),
+            service: service.to_owned(),
+        }
     }
 }
 
@@ -398,4 +455,8 @@ pub(super) fn is_secure_url(url: &Url) -> bool {
         "http" => crate::http::is_loopback_host(url),
         _ => false,
     }
+}
+
+pub(super) fn is_asymmetric(alg: Algorithm) -> bool {
+    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }

@@ -1,7 +1,8 @@
 //! The compact JWS and the JWK: parsing a token into header, claims and
 //! signing input without trusting any of it yet, and turning JWKS entries into
-//! verifying keys. Everything here is pure (no network, no clock), which is
-//! why the size and algorithm rules that protect the verifier live here.
+//! verifying keys. Everything here is pure (no network, no clock): what
+//! arrives from the token or the JWKS is only decoded and checked against
+//! the limits and algorithm rules in `config`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,12 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::MalformedToken;
-
-/// Longest token accepted, in bytes. Real access tokens are a few KiB even
-/// with a hundred groups; anything much larger is refused before decoding so
-/// an attacker cannot make us base64-decode and parse megabytes per request.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+use super::config::{MAX_TOKEN_BYTES, MalformedToken, is_asymmetric};
 
 /// Smallest RSA modulus accepted in a JWKS, in bits.
 const MIN_RSA_BITS: usize = 2048;
@@ -232,8 +228,4 @@ pub(super) struct Jwk {
     x: Option<String>,
     #[serde(default)]
     y: Option<String>,
-}
-
-pub(super) fn is_asymmetric(alg: Algorithm) -> bool {
-    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::config::is_secure_url;
-use super::jws::{Jwk, VerifyingKey, is_asymmetric};
+use super::config::{is_asymmetric, is_secure_url};
+use super::jws::{Jwk, VerifyingKey};
 use super::{IssuerConfig, KeyFetchError, OidcError, OidcVerifier, echo};
 use crate::http::{BodyError, read_body};
 

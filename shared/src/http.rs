@@ -1,6 +1,9 @@
 //! Plumbing every HTTP-speaking module shares: the request [`Headers`] type
-//! the edge parses into and identity reads, and the rule that plain `http://`
-//! is only ever allowed to a loopback host.
+//! the edge parses into and identity reads, the rule that plain `http://`
+//! is only ever allowed to a loopback host, and the two rules for talking to
+//! a server whose answers we trust: never follow a redirect
+//! ([`redirect_free_client`]) and never read more than we expect
+//! ([`read_body`]).
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -115,4 +118,50 @@ pub fn is_loopback_host(url: &Url) -> bool {
         }
         None => false,
     }
+}
+
+/// A client builder that never follows redirects; callers add their
+/// timeouts. Every server this crate calls (an identity provider, STS, the
+/// broker's admin API) is one the configuration names, and a redirect would
+/// hand our bearer token or a replayed signature to another host, or let
+/// another host answer in its name.
+pub fn redirect_free_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
+
+/// Why [`read_body`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body (or its declared `Content-Length`) exceeds the limit.
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit it exceeds.
+        limit: usize,
+    },
+    /// The connection failed or timed out while reading.
+    #[error("reading the body failed")]
+    Read(#[source] reqwest::Error),
+}
+
+/// The body of `response`, at most `limit` bytes. Read chunk by chunk so a
+/// hostile or broken server cannot make us buffer more than the limit; a
+/// declared `Content-Length` above it is refused before reading anything.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -16,7 +16,7 @@ use super::document::{
 };
 use super::locate::NodePath;
 use super::{
-    ActionSet, Allow, Certificate, ClaimMapping, ClaimPath, CompiledSchema, Glob, IamSettings,
+    ActionSet, Allow, Certificate, ClaimPath, ClaimSettings, CompiledSchema, Glob, IamSettings,
     Namespace, NamespaceScope, OidcIssuer, POLICY_VERSION, Policy, PulsarSettings, Rule, Tenant,
     When,
 };
@@ -259,7 +259,7 @@ fn algorithm(text: &str, path: &NodePath) -> Checked<jsonwebtoken::Algorithm> {
     }
 }
 
-fn claim_mapping(doc: ClaimsDoc, path: &NodePath) -> Checked<ClaimMapping> {
+fn claim_mapping(doc: ClaimsDoc, path: &NodePath) -> Checked<ClaimSettings> {
     let claim = |value: Option<String>, field: &str| -> Checked<Option<ClaimPath>> {
         value
             .map(|v| {
@@ -271,7 +271,7 @@ fn claim_mapping(doc: ClaimsDoc, path: &NodePath) -> Checked<ClaimMapping> {
             })
             .transpose()
     };
-    Ok(ClaimMapping {
+    Ok(ClaimSettings {
         subject: claim(doc.subject, "subject")?.unwrap_or_else(|| ClaimPath("sub".to_owned())),
         groups: claim(doc.groups, "groups")?,
         service: claim(doc.service, "service")?,

@@ -251,11 +251,10 @@ impl AdminClient {
     /// A client for the admin API at `base` (e.g. `http://broker:8080`),
     /// with default timeouts and retries.
     pub fn new(base: Url, token: SecretValue) -> Result<Self, AdminError> {
-        let http = reqwest::Client::builder()
+        // A redirect could carry the bearer token to another host.
+        let http = crate::http::redirect_free_client()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            // A redirect could carry the bearer token to another host.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(AdminError::Client)?;
         Self::with_http(base, token, http)

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kong_pulsar::identity::AuthMethod;
 use kong_pulsar::identity::iam::client::{TokenRequest, build_token};
 use kong_pulsar::identity::iam::{
-    FORWARDED_HEADERS, GET_CALLER_IDENTITY_BODY, IamConfig, IamError, IamVerifier, credential,
+    FORWARDED_HEADERS, GET_CALLER_IDENTITY_BODY, IamConfig, IamError, IamVerifier,
 };
 use kp_tests::lambda::function_binary;
 use kp_tests::oidc::unreachable_url;
@@ -390,7 +390,11 @@ async fn the_helper_binary_prints_a_header_that_verifies() {
     assert_eq!(stdout.lines().count(), 1);
     let v = verifier(&moto());
     let identity = v
-        .verify(credential(header).expect("KP-AWS-IAM scheme"))
+        .verify(
+            header
+                .strip_prefix("KP-AWS-IAM ")
+                .expect("KP-AWS-IAM scheme"),
+        )
         .await
         .expect("the binary's header verifies");
     assert_is_role(&identity, &role, "cli-session");

@@ -3,7 +3,7 @@
 //! stored value may stay, how to mint a new one, and how to prove a value
 //! works against the real system before readers get it.
 //!
-//! The engine ([`super::cycle`], [`super::protocol`]) owns everything that is
+//! The engine ([`super::cycle()`], [`super::protocol`]) owns everything that is
 //! the same for every kind — the Secrets Manager stages, the order of
 //! mint → stage → test → promote, unstaging on failure, refusing secrets
 //! scheduled for deletion, the one `force` rule, the report vocabulary — so

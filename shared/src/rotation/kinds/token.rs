@@ -1,7 +1,7 @@
 //! Tenant Pulsar tokens as a secret kind (DESIGN §5, §7): every tenant's
 //! `token_secret` holds a JWT for the tenant role, minted with the key the
 //! broker verifies ([`SigningKey`], from `pulsar.token_signing_secret`) and
-//! proven by connecting to the broker as that role ([`probe`]).
+//! proven by connecting to the broker as that role (`probe.rs`).
 //!
 //! The old token stays valid until its own `exp` after a rotation, so
 //! publishers holding it are never cut off mid-rotation; the window

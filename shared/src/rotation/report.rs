@@ -139,7 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reports_serialise_flat_with_snake_case_tags() {
+    fn outcomes_serialise_flat_with_snake_case_tags() {
         let report = SecretReport {
             kind: "token",
             name: "payments".into(),

@@ -33,7 +33,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `KP_MAX_BATCH`: most events in one NDJSON batch (default 500).
     pub max_batch: usize,
+    /// `KP_MAX_PRODUCERS`: most Pulsar producers one instance keeps open
+    /// (default [`DEFAULT_MAX_PRODUCERS`]).
+    pub max_producers: usize,
 }
+
+/// Open producers per publish instance unless `KP_MAX_PRODUCERS` says
+/// otherwise: far more topics than one instance serves in practice, far fewer
+/// than would strain its memory (each producer holds buffers and a broker
+/// slot).
+pub const DEFAULT_MAX_PRODUCERS: usize = 100;
 
 /// A configuration variable that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,11 @@ impl Config {
             .unwrap_or(Duration::from_secs(300));
         let max_body_bytes = parse_count(get("KP_MAX_BODY_BYTES"), "KP_MAX_BODY_BYTES", 1 << 20)?;
         let max_batch = parse_count(get("KP_MAX_BATCH"), "KP_MAX_BATCH", 500)?;
+        let max_producers = parse_count(
+            get("KP_MAX_PRODUCERS"),
+            "KP_MAX_PRODUCERS",
+            DEFAULT_MAX_PRODUCERS,
+        )?;
 
         Ok(Self {
             policy,
@@ -86,6 +100,7 @@ impl Config {
             secret_ttl,
             max_body_bytes,
             max_batch,
+            max_producers,
         })
     }
 }
@@ -173,6 +188,7 @@ mod tests {
         assert_eq!(c.secret_ttl, Duration::from_secs(300));
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_batch, 500);
+        assert_eq!(c.max_producers, DEFAULT_MAX_PRODUCERS);
         assert!(c.pulsar_admin_url.is_none());
     }
 
@@ -193,6 +209,8 @@ mod tests {
             ("KP_SECRET_TTL", "5 fortnights"),
             ("KP_MAX_BODY_BYTES", "-1"),
             ("KP_MAX_BATCH", "0"),
+            ("KP_MAX_PRODUCERS", "0"),
+            ("KP_MAX_PRODUCERS", "many"),
         ] {
             let mut vars = BASE.to_vec();
             vars.retain(|(k, _)| *k != name);

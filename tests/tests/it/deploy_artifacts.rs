@@ -79,7 +79,7 @@ fn template_sets_exactly_the_configuration_the_functions_read() {
             "PULSAR_SERVICE_URL" => "pulsar+ssl://broker:6651".into(),
             "PULSAR_ADMIN_URL" => "https://broker:8443".into(),
             "KP_SECRET_TTL" => "5m".into(),
-            "KP_MAX_BODY_BYTES" | "KP_MAX_BATCH" => "1".into(),
+            "KP_MAX_BODY_BYTES" | "KP_MAX_BATCH" | "KP_MAX_PRODUCERS" => "1".into(),
             _ => "x".into(),
         })
     })
@@ -107,6 +107,7 @@ fn template_defaults_are_values_the_functions_accept() {
     let ttl = parameter_default(&template, "SecretTtl");
     let body = parameter_default(&template, "MaxBodyBytes");
     let batch = parameter_default(&template, "MaxBatch");
+    let producers = parameter_default(&template, "MaxProducers");
     let config = Config::from_lookup(|name| {
         Some(match name {
             "KP_POLICY_FILE" => "/opt/example.yaml".into(),
@@ -114,6 +115,7 @@ fn template_defaults_are_values_the_functions_accept() {
             "KP_SECRET_TTL" => ttl.clone(),
             "KP_MAX_BODY_BYTES" => body.clone(),
             "KP_MAX_BATCH" => batch.clone(),
+            "KP_MAX_PRODUCERS" => producers.clone(),
             _ => return None,
         })
     })
@@ -121,6 +123,10 @@ fn template_defaults_are_values_the_functions_accept() {
     assert_eq!(config.secret_ttl.as_secs(), 300);
     assert_eq!(config.max_body_bytes, 1 << 20);
     assert_eq!(config.max_batch, 500);
+    assert_eq!(
+        config.max_producers,
+        kong_pulsar::config::DEFAULT_MAX_PRODUCERS
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod demo_seed;
 mod deploy_artifacts;
 mod iam;
 mod oidc;
+mod producer_pool;
 mod publish_e2e;
 mod publish_hostile;
 mod publish_iam;

@@ -1,6 +1,13 @@
 //! Warm Pulsar clients for the publish path: one client per tenant role
 //! (authenticating with that role's token from Secrets Manager), one producer
 //! per topic, both kept across invocations of a warm Lambda instance.
+//!
+//! Producers are bounded per instance (`KP_MAX_PRODUCERS`, default
+//! [`DEFAULT_MAX_PRODUCERS`]): a caller allowed `topics: ["*"]` could otherwise open
+//! one per name it invents until the instance runs out of memory (and the
+//! broker out of producer slots). Past the bound the least recently used
+//! producer is dropped, which closes it on the broker; a later publish to its
+//! topic opens a new one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use url::Url;
 use super::{
     Broker, BrokerError, MessageId, OutgoingMessage, Producer, Timeouts, TokenError, TokenSource,
 };
+use crate::config::DEFAULT_MAX_PRODUCERS;
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{SecretSource, SecretValue, TenantToken};
 
@@ -81,7 +89,81 @@ impl TokenSource for SecretToken {
 
 struct RoleClient {
     broker: Broker,
-    producers: Mutex<HashMap<String, Arc<Mutex<Producer>>>>,
+}
+
+/// A pooled producer and the client it was opened on: after a role's client
+/// is replaced (a rejected token), producers of the old one are stale.
+struct Pooled {
+    client: Arc<RoleClient>,
+    producer: Arc<Mutex<Producer>>,
+    last_used: u64,
+}
+
+/// Producers by (role, topic), least recently used dropped first.
+#[derive(Default)]
+struct Producers {
+    open: HashMap<(String, String), Pooled>,
+    clock: u64,
+}
+
+impl Producers {
+    fn get(
+        &mut self,
+        client: &Arc<RoleClient>,
+        key: &(String, String),
+    ) -> Option<Arc<Mutex<Producer>>> {
+        self.clock += 1;
+        let clock = self.clock;
+        let pooled = self
+            .open
+            .get_mut(key)
+            .filter(|p| Arc::ptr_eq(&p.client, client))?;
+        pooled.last_used = clock;
+        Some(pooled.producer.clone())
+    }
+
+    /// Adds a producer, first dropping the least recently used ones so that
+    /// at most `max` stay open.
+    fn insert(
+        &mut self,
+        max: usize,
+        client: Arc<RoleClient>,
+        key: (String, String),
+        producer: Arc<Mutex<Producer>>,
+    ) {
+        self.open.remove(&key);
+        // A scan is enough: `max` is small, and this runs only when a
+        // producer is opened, which costs a broker round trip anyway.
+        while self.open.len() >= max.max(1) {
+            let Some(oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            tracing::debug!(
+                role = oldest.0,
+                topic = oldest.1,
+                "closing the least recently used producer"
+            );
+            self.open.remove(&oldest);
+        }
+        self.clock += 1;
+        self.open.insert(
+            key,
+            Pooled {
+                client,
+                producer,
+                last_used: self.clock,
+            },
+        );
+    }
+
+    fn remove_role(&mut self, role: &str) {
+        self.open.retain(|(r, _), _| r != role);
+    }
 }
 
 /// The per-instance pool of tenant clients and producers.
@@ -89,18 +171,35 @@ pub struct TenantBrokers {
     service_url: Url,
     secrets: Arc<dyn SecretSource>,
     timeouts: Timeouts,
+    max_producers: usize,
     clients: Mutex<HashMap<String, Arc<RoleClient>>>,
+    producers: Mutex<Producers>,
 }
 
 impl TenantBrokers {
-    /// An empty pool; clients connect lazily on first use of a role.
+    /// An empty pool; clients connect lazily on first use of a role. At most
+    /// [`DEFAULT_MAX_PRODUCERS`] producers stay open (see
+    /// [`Self::with_max_producers`]).
     pub fn new(service_url: Url, secrets: Arc<dyn SecretSource>, timeouts: Timeouts) -> Self {
         Self {
             service_url,
             secrets,
             timeouts,
+            max_producers: DEFAULT_MAX_PRODUCERS,
             clients: Mutex::new(HashMap::new()),
+            producers: Mutex::new(Producers::default()),
         }
+    }
+
+    /// At most `max` producers open at once (at least one).
+    pub fn with_max_producers(mut self, max: usize) -> Self {
+        self.max_producers = max.max(1);
+        self
+    }
+
+    /// How many producers are open now.
+    pub async fn open_producers(&self) -> usize {
+        self.producers.lock().await.open.len()
     }
 
     /// Sends `messages` in order to `topic` as the tenant role, returning one
@@ -173,8 +272,9 @@ impl TenantBrokers {
         sent: &mut Vec<MessageId>,
     ) -> Result<(), SendError> {
         let client = self.client(credentials).await?;
+        let key = (credentials.role.to_owned(), topic.to_owned());
         let producer = self
-            .producer(&client, topic)
+            .producer(&client, &key)
             .await
             .map_err(SendError::Broker)?;
         let mut producer = producer.lock().await;
@@ -185,7 +285,7 @@ impl TenantBrokers {
                     // A producer that failed may be wedged; make the next
                     // request build a fresh one.
                     drop(producer);
-                    client.producers.lock().await.remove(topic);
+                    self.producers.lock().await.open.remove(&key);
                     return Err(SendError::Broker(source));
                 }
             }
@@ -213,30 +313,39 @@ impl TenantBrokers {
         let broker = Broker::connect(&self.service_url, tokens, self.timeouts)
             .await
             .map_err(SendError::Broker)?;
-        let client = Arc::new(RoleClient {
-            broker,
-            producers: Mutex::new(HashMap::new()),
-        });
+        let client = Arc::new(RoleClient { broker });
         clients.insert(credentials.role.to_owned(), client.clone());
         Ok(client)
     }
 
     async fn producer(
         &self,
-        client: &RoleClient,
-        topic: &str,
+        client: &Arc<RoleClient>,
+        key: &(String, String),
     ) -> Result<Arc<Mutex<Producer>>, BrokerError> {
-        let mut producers = client.producers.lock().await;
-        if let Some(p) = producers.get(topic) {
-            return Ok(p.clone());
+        if let Some(p) = self.producers.lock().await.get(client, key) {
+            return Ok(p);
         }
-        let producer = Arc::new(Mutex::new(client.broker.producer(topic).await?));
-        producers.insert(topic.to_owned(), producer.clone());
-        Ok(producer)
+        // Opened without the lock, so a slow broker does not stall sends to
+        // topics whose producers are open; if two first sends race, the
+        // first to finish is kept and the other producer is dropped (closed).
+        let opened = Arc::new(Mutex::new(client.broker.producer(&key.1).await?));
+        let mut producers = self.producers.lock().await;
+        if let Some(p) = producers.get(client, key) {
+            return Ok(p);
+        }
+        producers.insert(
+            self.max_producers,
+            client.clone(),
+            key.clone(),
+            opened.clone(),
+        );
+        Ok(opened)
     }
 
     async fn forget(&self, credentials: TenantCredentials<'_>) {
         self.secrets.invalidate(credentials.token_secret).await;
         self.clients.lock().await.remove(credentials.role);
+        self.producers.lock().await.remove_role(credentials.role);
     }
 }

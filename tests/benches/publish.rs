@@ -12,14 +12,16 @@
 //! 2. **Handler CPU per event, excluding the broker wait**: process CPU time
 //!    (`CLOCK_PROCESS_CPUTIME_ID`) around each call of (1) on a current-thread
 //!    runtime, handler minus bare; plus a breakdown of the handler's steps
-//!    replayed with the library's public pieces, each replay followed by a
+//!    replayed with the library's public stages (`edge::publish::route`,
+//!    `Publisher::parse_events`, `Envelope`, …), each replay followed by a
 //!    bare send so the steps run in the same (cold-cache) state as in (1).
 //! 3. **JWT verification**: `OidcVerifier::verify` on a warm key cache, RS256
 //!    and ES256, thread CPU time per call with wall time alongside (target:
 //!    well under 100 µs).
 //! 4. **AWS / IdP calls per 1,000 warm invocations** (target 0): Secrets
-//!    Manager reads counted by a `SecretSource` decorator behind the
-//!    `CachedSecrets`, and `OidcVerifier::fetch_count()` (discovery + JWKS).
+//!    Manager reads counted by a `SecretSource` decorator handed to
+//!    `Publisher::build_with` (which puts its `CachedSecrets` in front), and
+//!    `OidcVerifier::fetch_count()` (discovery + JWKS).
 //!
 //! Figures are ratios against a baseline measured in the same run on the same
 //! broker, so they say how much the handler adds, not how fast this machine is.
@@ -46,16 +48,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use kong_pulsar::edge::kong::{HttpRequest, parse_request};
-use kong_pulsar::edge::publish::{Limits, Publisher};
-use kong_pulsar::identity::Authenticator;
-use kong_pulsar::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
+use kong_pulsar::config::{Config, PolicySource};
+use kong_pulsar::edge::kong::parse_request;
+use kong_pulsar::edge::publish::{Envelope, Publisher, route};
 use kong_pulsar::policy::{Action, Decision, Policy};
-use kong_pulsar::pulsar::broker::{Broker, OutgoingMessage, Producer, TenantBrokers, Timeouts};
-use kong_pulsar::pulsar::topic::TopicName;
-use kong_pulsar::secrets::{
-    CachedSecrets, SecretSource, SecretValue, SecretsError, SecretsManager,
-};
+use kong_pulsar::pulsar::broker::{Broker, OutgoingMessage, Producer, Timeouts};
+use kong_pulsar::secrets::{SecretSource, SecretValue, SecretsError, SecretsManager};
 use kong_pulsar::telemetry::Audit;
 use kp_tests::app::kong_event;
 use kp_tests::oidc::{KeyType, Provider, TestIssuer};
@@ -71,6 +69,9 @@ const EVENT_KEY: &str = "ord-20250601-000123";
 /// One order event (~200 B) that satisfies the topic's schema.
 const PAYLOAD: &str = r#"{"orderId":"ord-20250601-000123","customerId":"cus-4711","amount":42.5,"currency":"EUR","items":[{"sku":"SKU-1001","qty":2},{"sku":"SKU-2002","qty":1}],"shippingCountry":"DE","createdAt":"2025-06-01T12:34:56.789Z"}"#;
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What the handler would stamp on the event (same sizes as its own values).
+const EVENT_ID: &str = "0197d6c2-5b1e-7c3a-9f00-1a2b3c4d5e6f";
+const RECEIVED_AT: &str = "2025-06-01T12:34:56.789Z";
 /// Test-issuer tokens live five minutes: sign a fresh one this often.
 const CALLS_PER_TOKEN: usize = 250;
 
@@ -325,40 +326,25 @@ rules:
             rs = rs256.issuer(),
             es = es256.issuer(),
         );
-        let policy = Arc::new(Policy::from_str(&policy, None).expect("the bench policy is valid"));
-
-        // As `Publisher::build` does, with a counting Secrets Manager source.
-        let issuers: Vec<IssuerConfig> = policy
-            .oidc_issuers()
-            .iter()
-            .map(IssuerConfig::from)
-            .collect();
-        IssuerConfig::validate_all(&issuers).expect("valid issuers");
-        let options = VerifierOptions::default();
-        let http = reqwest::Client::builder()
-            .timeout(options.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client");
-        let auth = Authenticator::new(
-            OidcVerifier::new(issuers, http, options),
-            None,
-            policy.kong_trusted(),
-        );
-        let secrets_gets = Arc::new(AtomicU64::new(0));
-        let secrets = Arc::new(CachedSecrets::new(
-            Counting {
-                inner: SecretsManager::from_conf(&sdk),
-                gets: secrets_gets.clone(),
-            },
-            Duration::from_secs(300),
-        ));
-        let brokers = TenantBrokers::new(stack.service_url.clone(), secrets, Timeouts::default());
-        let limits = Limits {
+        let config = Config {
+            policy: PolicySource::Inline(policy.clone()),
+            pulsar_service_url: stack.service_url.clone(),
+            pulsar_admin_url: None,
+            admin_token_secret: None,
+            secret_ttl: Duration::from_secs(300),
             max_body_bytes: MAX_BODY_BYTES,
             max_batch: 50,
         };
-        let publisher = Publisher::new(limits, policy, auth, brokers);
+        let policy = Policy::from_str(&policy, None).expect("the bench policy is valid");
+
+        // As `Publisher::build` does, with a counting Secrets Manager source.
+        let secrets_gets = Arc::new(AtomicU64::new(0));
+        let secrets = Counting {
+            inner: SecretsManager::from_conf(&sdk),
+            gets: secrets_gets.clone(),
+        };
+        let publisher =
+            Publisher::build_with(&config, policy, secrets).expect("the publisher builds");
 
         let topic = format!("persistent://{tenant}/{NAMESPACE}/{TOPIC}");
         let bare = Broker::connect(
@@ -387,7 +373,7 @@ rules:
     fn counters(&self) -> Counters {
         Counters {
             secrets_manager: self.secrets_gets.load(Ordering::SeqCst),
-            oidc_fetches: self.publisher.auth.oidc().fetch_count(),
+            oidc_fetches: self.publisher.authenticator().oidc().fetch_count(),
             issuer_served: self.rs256.fetch_count() + self.es256.fetch_count(),
         }
     }
@@ -496,7 +482,7 @@ rules:
         }
     }
 
-    /// The handler's steps replayed with the library's public pieces, each
+    /// The handler's steps replayed with the library's public stages, each
     /// timed on its own (thread CPU time). Every replay is followed by a bare send, so the steps
     /// run in the cache state of run 1 (the thread slept through a broker
     /// round trip in between); those sends alternate between a plain message
@@ -516,19 +502,19 @@ rules:
             if i % CALLS_PER_TOKEN == 0 {
                 request = self.kong_request(&self.token());
             }
-            let policy = &self.publisher.policy;
+            let policy = self.publisher.policy();
             let t = clock.start();
             let parsed = parse_request(&request, MAX_BODY_BYTES).expect("a valid Kong payload");
             parse.push(clock.stop(t));
 
             let t = clock.start();
-            let topic = route(&parsed);
+            let topic = route(&parsed).expect("a valid route");
             route_t.push(clock.stop(t));
 
             let t = clock.start();
             let identity = self
                 .publisher
-                .auth
+                .authenticator()
                 .authenticate(&parsed.headers)
                 .await
                 .expect("a valid token");
@@ -541,13 +527,13 @@ rules:
             assert!(matches!(decision, Decision::Allow { .. }) && tenant.is_some());
 
             let t = clock.start();
-            let value: Value = serde_json::from_slice(&parsed.body).expect("JSON body");
-            let valid = policy
-                .schema_for(&topic)
-                .is_some_and(|s| s.validate(&value).is_ok());
-            let _owned = parsed.body.clone();
+            let events = self.publisher.parse_events(&parsed, &topic);
             schema.push(clock.stop(t));
-            assert!(valid, "the payload must satisfy the schema");
+            let events = events.expect("the payload must satisfy the schema");
+            assert!(
+                policy.schema_for(&topic).is_some(),
+                "the topic has a schema"
+            );
 
             let t = clock.start();
             Audit {
@@ -570,17 +556,20 @@ rules:
             if i % 2 == 0 {
                 plain.push(self.bare_send().await.1);
             } else {
-                let properties = handler_properties(&identity.issuer, &self.tenant);
-                with_properties.push(self.send(properties).await.1);
+                let envelope = Envelope::from_headers(&parsed.headers).expect("valid headers");
+                let payload = events.payloads.into_iter().next().expect("one event");
+                let message =
+                    envelope.message(payload, &identity, &topic, "bench", RECEIVED_AT, EVENT_ID);
+                with_properties.push(self.send(message.properties).await.1);
             }
         }
         let frame = Stats::of(&with_properties).mean - Stats::of(&plain).mean;
         vec![
             Step::of("kong::parse_request (base64 body)", &parse),
-            Step::of("route + TopicName::parse", &route_t),
+            Step::of("publish::route (TopicName::parse)", &route_t),
             Step::of("Authenticator::authenticate (RS256)", &verify),
             Step::of("Policy::authorize + tenant lookup", &authorize),
-            Step::of("JSON parse + schema validate + copy", &schema),
+            Step::of("parse_events: JSON + schema + copy", &schema),
             Step::of("Audit::emit (tracing macro + EMF line)", &emit),
             Step {
                 name: "send: + 9 kp-* properties (CPU diff)",
@@ -595,7 +584,7 @@ rules:
     /// processes) and wall time per call.
     async fn jwt(&self, n: usize) -> Vec<(&'static str, Samples)> {
         let clock = CpuClock::calibrate();
-        let verifier = self.publisher.auth.oidc();
+        let verifier = self.publisher.authenticator().oidc();
         let mut out = Vec::new();
         for (name, issuer) in [("RS256", &self.rs256), ("ES256", &self.es256)] {
             let token = issuer.sign(&issuer.claims_for(
@@ -626,38 +615,6 @@ impl Samples {
         self.wall.push(wall);
         self.cpu.push(cpu);
     }
-}
-
-/// The message properties the handler adds to each event (same sizes).
-fn handler_properties(issuer: &str, tenant: &str) -> HashMap<String, String> {
-    let uuid = "0197d6c2-5b1e-7c3a-9f00-1a2b3c4d5e6f";
-    [
-        ("kp-event-id", uuid),
-        ("kp-source-id", "svc-checkout"),
-        ("kp-service-tag", kp_tests::oidc::TEST_CLIENT_ID),
-        ("kp-auth-method", "oidc"),
-        ("kp-issuer", issuer),
-        ("kp-tenant", tenant),
-        ("kp-request-id", "bench"),
-        ("kp-received-at", "2025-06-01T12:34:56.789Z"),
-        (
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-/// The handler's routing (private in the library), replayed: the last three
-/// path segments after `events`.
-fn route(request: &HttpRequest) -> TopicName {
-    let path = request.path.strip_suffix('/').unwrap_or(&request.path);
-    let segments: Vec<&str> = path.split('/').collect();
-    let n = segments.len();
-    assert!(n >= 5 && segments[n - 4] == "events" && request.method == "POST");
-    TopicName::parse(segments[n - 3], segments[n - 2], segments[n - 1]).expect("a valid topic")
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,11 @@
 //! The `publish` handler: Kong request → identity → policy → schema →
 //! tenant token → Pulsar → receipt. Everything it needs is built once per
 //! cold start into a [`Publisher`]; each invocation is [`Publisher::handle`].
+//!
+//! The seams, for tests and the benchmark: [`Publisher::build_with`] takes
+//! the publisher's dependencies (configuration, policy, Secrets Manager
+//! source) as arguments, and the pipeline's pure stages are public on their
+//! own: [`route`], [`Publisher::parse_events`] and [`Envelope`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,25 +25,35 @@ use crate::identity::{Authenticator, Identity};
 use crate::policy::{Action, Decision, Policy};
 use crate::pulsar::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
-use crate::secrets::{CachedSecrets, SecretsManager};
+use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
 use crate::telemetry::Audit;
 
 use super::idempotency::{IdempotencyCache, Replay};
 
 /// Request limits (from [`crate::config::Config`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_batch: usize,
+struct Limits {
+    max_body_bytes: usize,
+    max_batch: usize,
 }
 
 /// Everything the handler needs, built once per cold start.
 pub struct Publisher {
-    pub limits: Limits,
-    pub policy: Arc<Policy>,
-    pub auth: Authenticator,
-    pub brokers: TenantBrokers,
+    limits: Limits,
+    policy: Arc<Policy>,
+    auth: Authenticator,
+    brokers: TenantBrokers,
     idempotency: IdempotencyCache,
+}
+
+/// The parsed body of a request: its events, each checked against the
+/// topic's schema.
+#[derive(Debug)]
+pub struct Events {
+    /// One payload per event, as sent (the bytes of the body or of its line).
+    pub payloads: Vec<Vec<u8>>,
+    /// The body was NDJSON: the response is a batch, however short.
+    pub ndjson: bool,
 }
 
 /// Safety margin kept before the Lambda deadline so the function answers 504
@@ -61,11 +76,26 @@ pub enum StartupError {
 }
 
 impl Publisher {
-    /// Builds everything once per cold start: the policy, the OIDC verifier,
-    /// the cached Secrets Manager source and the (lazily connecting) Pulsar
-    /// pool. No network call happens here.
+    /// Builds everything once per cold start: the policy (from
+    /// `config.policy`) and Secrets Manager (from `aws`), then the rest as
+    /// [`Publisher::build_with`] does. No network call happens here.
     pub fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, StartupError> {
-        let policy = Arc::new(Policy::load(&config.policy)?);
+        let policy = Policy::load(&config.policy)?;
+        Self::build_with(config, policy, SecretsManager::from_conf(aws))
+    }
+
+    /// Builds a publisher from its dependencies: the OIDC verifier and the
+    /// IAM verifier (from `policy`), a cache in front of `secrets` (entries
+    /// live `config.secret_ttl`) and the lazily connecting Pulsar pool
+    /// (`config.pulsar_service_url`), with `config`'s request limits.
+    /// `config.policy` is not read: `policy` is the policy. No network call
+    /// happens here.
+    pub fn build_with(
+        config: &Config,
+        policy: Policy,
+        secrets: impl SecretSource + 'static,
+    ) -> Result<Self, StartupError> {
+        let policy = Arc::new(policy);
         let issuers: Vec<IssuerConfig> = policy
             .oidc_issuers()
             .iter()
@@ -89,10 +119,7 @@ impl Publisher {
             iam,
             policy.kong_trusted(),
         );
-        let secrets = Arc::new(CachedSecrets::new(
-            SecretsManager::from_conf(aws),
-            config.secret_ttl,
-        ));
+        let secrets = Arc::new(CachedSecrets::new(secrets, config.secret_ttl));
         let brokers = TenantBrokers::new(
             config.pulsar_service_url.clone(),
             secrets,
@@ -102,23 +129,23 @@ impl Publisher {
             max_body_bytes: config.max_body_bytes,
             max_batch: config.max_batch,
         };
-        Ok(Self::new(limits, policy, auth, brokers))
-    }
-
-    /// Assembles a publisher from parts (tests and benchmarks).
-    pub fn new(
-        limits: Limits,
-        policy: Arc<Policy>,
-        auth: Authenticator,
-        brokers: TenantBrokers,
-    ) -> Self {
-        Self {
+        Ok(Self {
             limits,
             policy,
             auth,
             brokers,
             idempotency: IdempotencyCache::new(10_000, Duration::from_secs(600)),
-        }
+        })
+    }
+
+    /// The policy the publisher authorizes with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The authenticator the publisher identifies callers with.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 
     /// Handles one invocation. Never fails: every outcome is an HTTP response
@@ -196,7 +223,10 @@ impl Publisher {
             .tenant(&topic.tenant)
             .ok_or(ApiError::Forbidden)?;
 
-        let (events, ndjson) = self.parse_events(&request, &topic)?;
+        let Events {
+            payloads: events,
+            ndjson,
+        } = self.parse_events(&request, &topic)?;
         let envelope = Envelope::from_headers(&request.headers)?;
         audit.events = events.len();
 
@@ -289,11 +319,11 @@ impl Publisher {
     /// Parses the body into events (one, or one per NDJSON line) and checks
     /// each against the topic's schema; nothing is sent unless all pass.
     /// Also says whether the body was NDJSON (a batch, however short).
-    fn parse_events(
+    pub fn parse_events(
         &self,
         request: &HttpRequest,
         topic: &TopicName,
-    ) -> Result<(Vec<Vec<u8>>, bool), ApiError> {
+    ) -> Result<Events, ApiError> {
         let media_type = request
             .headers
             .get("content-type")
@@ -357,7 +387,10 @@ impl Publisher {
         if !violations.is_empty() {
             return Err(ApiError::SchemaViolation(violations));
         }
-        Ok((events, media_type == "application/x-ndjson"))
+        Ok(Events {
+            payloads: events,
+            ndjson: media_type == "application/x-ndjson",
+        })
     }
 }
 
@@ -388,7 +421,7 @@ fn budget(deadline_ms: u64) -> Duration {
 }
 
 /// Matches `…/events/{tenant}/{namespace}/{topic}` (any deployment prefix).
-fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
+pub fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
     let path = request.path.strip_suffix('/').unwrap_or(&request.path);
     let segments: Vec<&str> = path.split('/').collect();
     let n = segments.len();
@@ -407,8 +440,9 @@ fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
     )?)
 }
 
-/// Per-request message metadata taken from the headers.
-struct Envelope {
+/// Per-request message metadata taken from the headers; it makes each
+/// event's [`OutgoingMessage`] (the caller's properties plus the `kp-*` ones).
+pub struct Envelope {
     key: Option<String>,
     event_time_ms: Option<u64>,
     traceparent: String,
@@ -419,7 +453,9 @@ struct Envelope {
 const PROPERTY_PREFIX: &str = "x-event-property-";
 
 impl Envelope {
-    fn from_headers(headers: &Headers) -> Result<Self, ApiError> {
+    /// Reads `X-Event-Key`, `X-Event-Time`, `traceparent` (a fresh one when
+    /// absent or invalid), `Idempotency-Key` and `X-Event-Property-*`.
+    pub fn from_headers(headers: &Headers) -> Result<Self, ApiError> {
         let event_time_ms = match headers.get("x-event-time") {
             None => None,
             Some(text) => {
@@ -469,7 +505,9 @@ impl Envelope {
         })
     }
 
-    fn message(
+    /// The message carrying `payload`, with the envelope's key, event time
+    /// and properties, and the `kp-*` properties naming its origin.
+    pub fn message(
         &self,
         payload: Vec<u8>,
         identity: &Identity,
@@ -563,52 +601,4 @@ fn request_fingerprint(topic: &TopicName, body: &[u8]) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparents_are_validated() {
-        assert!(valid_traceparent(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        ));
-        assert!(valid_traceparent(&new_traceparent()));
-        for bad in [
-            "",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-        ] {
-            assert!(!valid_traceparent(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn event_ids_are_stable_per_principal_and_key_and_unique_otherwise() {
-        let a = event_id("alice", Some("k1"), None);
-        assert_eq!(a, event_id("alice", Some("k1"), None));
-        assert_ne!(a, event_id("bob", Some("k1"), None));
-        assert_ne!(a, event_id("alice", Some("k2"), None));
-        assert_ne!(
-            event_id("alice", Some("k1"), Some(0)),
-            event_id("alice", Some("k1"), Some(1))
-        );
-        assert_ne!(event_id("alice", None, None), event_id("alice", None, None));
-        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 8);
-    }
-
-    #[test]
-    fn budget_without_a_deadline_is_the_default() {
-        assert_eq!(budget(0), DEFAULT_BUDGET);
-        assert_eq!(budget(600_000), DEFAULT_BUDGET);
-        assert_eq!(budget(1_000_000_000_000), Duration::ZERO);
-        let in_5s = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + 5_000;
-        assert!(budget(in_5s) > Duration::from_secs(4) && budget(in_5s) <= Duration::from_secs(5));
-    }
-}
+mod tests;

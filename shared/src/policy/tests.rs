@@ -116,22 +116,42 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// Asserts loading fails on the line holding `marker`, with a message
-/// containing every one of `needles`.
+/// containing every one of `needles`; the marker names the case.
 #[track_caller]
 fn assert_fails_at(text: &str, marker: &str, needles: &[&str]) {
     let (message, line) = failure(text);
     for needle in needles {
-        assert!(message.contains(needle), "{needle:?} not in: {message}");
+        assert!(
+            message.contains(needle),
+            "case {marker:?}: {needle:?} not in: {message}"
+        );
     }
     assert_eq!(
         line,
         Some(line_of(text, marker)),
-        "wrong line in: {message}"
+        "case {marker:?}: wrong line in: {message}"
     );
     assert!(
         message.contains(&format!("line {}", line_of(text, marker))),
-        "{message}"
+        "case {marker:?}: {message}"
     );
+}
+
+/// `fails_at! { text => marker: [needle, …]; … }`: [`assert_fails_at`] for
+/// each case (`text` a `String`).
+macro_rules! fails_at {
+    ($($text:expr => $marker:literal: [$($needle:expr),+ $(,)?]);+ $(;)?) => {
+        $(assert_fails_at(&$text, $marker, &[$($needle),+]);)+
+    };
+}
+
+/// Loads `text` expecting failure with a message containing `needle` on
+/// `line`.
+#[track_caller]
+fn assert_fails_with(text: &str, needle: &str, line: Option<usize>) {
+    let (message, found) = failure(text);
+    assert!(message.contains(needle), "{needle:?} not in: {message}");
+    assert_eq!(found, line, "wrong line in: {message}");
 }
 
 fn oidc_identity() -> Identity {
@@ -181,12 +201,47 @@ fn allowed(policy: &Policy, identity: &Identity, t: &TopicName, action: Action) 
     policy.authorize(identity, t, action).is_allowed()
 }
 
+/// [`oidc_identity`] changed by `change`.
+fn oidc_with(change: impl FnOnce(&mut Identity)) -> Identity {
+    let mut identity = oidc_identity();
+    change(&mut identity);
+    identity
+}
+
+/// `produces! { policy; case: identity, topic => expected; … }`: whether
+/// `identity` may produce to `topic`, for each case.
+macro_rules! produces {
+    ($policy:expr; $($case:tt: $identity:expr, $topic:expr => $expected:expr);+ $(;)?) => {
+        $(assert_eq!(
+            allowed(&$policy, &$identity, &$topic, Action::Produce),
+            $expected,
+            "{}",
+            $case
+        );)+
+    };
+}
+
+/// `BASE` with one rule `r` allowing produce on payments/orders/* when
+/// `when` holds (the text [`one_rule`] loads).
+fn rule_when(when: &str) -> String {
+    format!(
+        "{BASE}rules:\n  - name: r\n    when: {when}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    )
+}
+
+/// `BASE` with one rule `r` for anyone allowing `allow` (a flow mapping).
+fn rule_allowing(allow: &str) -> String {
+    format!("{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {allow}\n")
+}
+
 /// A policy with one rule `r` allowing produce on payments/orders/* when
 /// `when` holds.
 fn one_rule(when: &str) -> Policy {
-    with_rules(&format!(
-        "  - name: r\n    when: {when}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
-    ))
+    let text = rule_when(when);
+    match Policy::from_str(&text, None) {
+        Ok(policy) => policy,
+        Err(e) => panic!("policy did not load: {e}\n{text}"),
+    }
 }
 
 fn orders() -> TopicName {
@@ -275,56 +330,33 @@ fn json_is_accepted() {
      "allow": {"tenant": "payments", "namespaces": ["orders"], "topics": ["*"], "actions": ["produce"]}}]
 }"#;
     let policy = Policy::from_str(text, None).unwrap();
-    assert!(allowed(
-        &policy,
-        &kong_identity("acme"),
-        &orders(),
-        Action::Produce
-    ));
+    produces! { policy; "a Kong consumer": kong_identity("acme"), orders() => true }
     assert!(policy.schema_for(&orders()).is_some());
 }
 
 #[test]
 fn json_errors_carry_line_and_column_too() {
     let text = "{\"version\": 1,\n \"pulsar\": {\"cluster\": \"standalone\", \"token_signing_secret\": \"s\", \"clustr\": 1}}";
-    let (message, line) = failure(text);
-    assert!(message.contains("unknown field `clustr`"), "{message}");
-    assert_eq!(line, Some(2));
+    assert_fails_with(text, "unknown field `clustr`", Some(2));
 }
 
 #[test]
 fn an_unknown_field_names_the_field_and_line() {
-    let text = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ grups_any: [checkout] }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
-    );
-    assert_fails_at(
-        &text,
-        "grups_any",
-        &["unknown field `grups_any`", "rules[0].when"],
-    );
-
-    let text = base_with(
-        "    token_ttl: 24h\n",
-        "    token_ttl: 24h\n    token_tll: 1h\n",
-    );
-    assert_fails_at(
-        &text,
-        "token_tll",
-        &["unknown field `token_tll`", "tenants.payments"],
-    );
-
-    let text = format!("{BASE}rule: []\n");
-    assert_fails_at(&text, "rule: []", &["unknown field `rule`"]);
+    fails_at! {
+        rule_when("{ grups_any: [checkout] }")
+            => "grups_any": ["unknown field `grups_any`", "rules[0].when"];
+        base_with("    token_ttl: 24h\n", "    token_ttl: 24h\n    token_tll: 1h\n")
+            => "token_tll": ["unknown field `token_tll`", "tenants.payments"];
+        format!("{BASE}rule: []\n") => "rule: []": ["unknown field `rule`"];
+    }
 }
 
 #[test]
 fn only_version_1_is_understood() {
-    let text = base_with("version: 1", "version: 2");
-    assert_fails_at(
-        &text,
-        "version: 2",
-        &["unsupported policy version 2", "version 1"],
-    );
+    fails_at! {
+        base_with("version: 1", "version: 2")
+            => "version: 2": ["unsupported policy version 2", "version 1"];
+    }
     let (message, _) = failure(&BASE.replace("version: 1\n", ""));
     assert!(message.contains("missing field `version`"), "{message}");
 }
@@ -334,16 +366,14 @@ fn a_rule_naming_an_undefined_tenant_fails_at_its_line() {
     let text = format!(
         "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow:\n      tenant: paymnts\n      namespaces: [orders]\n      topics: [\"*\"]\n      actions: [produce]\n"
     );
-    assert_fails_at(
-        &text,
-        "tenant: paymnts",
-        &[
+    fails_at! {
+        text => "tenant: paymnts": [
             "rules[0].allow.tenant",
             "tenant \"paymnts\" is not defined",
             "payments",
             "analytics",
-        ],
-    );
+        ];
+    }
 }
 
 #[test]
@@ -351,15 +381,13 @@ fn a_rule_naming_a_namespace_of_another_tenant_fails() {
     let text = format!(
         "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow:\n      tenant: payments\n      namespaces:\n        - orders\n        - clicks\n      topics: [\"*\"]\n      actions: [produce]\n"
     );
-    assert_fails_at(
-        &text,
-        "- clicks",
-        &[
+    fails_at! {
+        text => "- clicks": [
             "rules[0].allow.namespaces[1]",
             "namespace \"clicks\" is not defined under tenants.payments.namespaces",
             "orders, refunds",
-        ],
-    );
+        ];
+    }
 }
 
 #[test]
@@ -367,45 +395,18 @@ fn duplicate_rule_names_fail_at_the_second() {
     let text = format!(
         "{BASE}rules:\n  - name: same\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n  - name: same  # again\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
     );
-    assert_fails_at(
-        &text,
-        "# again",
-        &["rule name \"same\" is already used by rules[0]"],
-    );
+    fails_at! { text => "# again": ["rule name \"same\" is already used by rules[0]"] }
 }
 
 #[test]
 fn an_empty_when_is_refused_and_any_must_be_explicit() {
-    let rule = |when: &str| {
-        format!(
-            "{BASE}rules:\n  - name: r\n    when: {when}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
-        )
-    };
-    assert_fails_at(
-        &rule("{}"),
-        "when: {}",
-        &["`when` has no condition", "any: true"],
-    );
-    assert_fails_at(
-        &rule("{ any: true, subject: bob }"),
-        "any: true, subject",
-        &["cannot be combined"],
-    );
-    assert_fails_at(
-        &rule("{ any: false }"),
-        "any: false",
-        &["`any: false` means nothing"],
-    );
-    assert_fails_at(
-        &rule("{ groups_any: [] }"),
-        "groups_any: []",
-        &["could never match"],
-    );
-    assert_fails_at(
-        &rule("{ subject: \"\" }"),
-        "subject: \"\"",
-        &["subject is empty"],
-    );
+    fails_at! {
+        rule_when("{}") => "when: {}": ["`when` has no condition", "any: true"];
+        rule_when("{ any: true, subject: bob }") => "any: true, subject": ["cannot be combined"];
+        rule_when("{ any: false }") => "any: false": ["`any: false` means nothing"];
+        rule_when("{ groups_any: [] }") => "groups_any: []": ["could never match"];
+        rule_when("{ subject: \"\" }") => "subject: \"\"": ["subject is empty"];
+    }
     let (message, _) = failure(&format!(
         "{BASE}rules:\n  - name: r\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
     ));
@@ -413,139 +414,94 @@ fn an_empty_when_is_refused_and_any_must_be_explicit() {
 
     let policy = one_rule("{ any: true }");
     assert!(policy.rules()[0].when.is_anyone());
-    assert!(allowed(
-        &policy,
-        &iam_identity("arn:aws:iam::1:role/x"),
-        &orders(),
-        Action::Produce
-    ));
+    produces! { policy; "an IAM role": iam_identity("arn:aws:iam::1:role/x"), orders() => true }
 }
 
 #[test]
 fn invalid_names_are_refused() {
-    let text = base_with("  analytics:\n", "  \"analytics/x\":\n");
-    assert_fails_at(
-        &text,
-        "analytics/x",
-        &["tenant contains a character outside", "analytics/x"],
-    );
-
-    let text = base_with("      refunds: {}\n", "      refunds..old: {}\n");
-    assert_fails_at(&text, "refunds..old", &["namespace may not be '.' or '..'"]);
-
-    let text = base_with("          order-created:", "          \"order created\":");
-    assert_fails_at(
-        &text,
-        "order created",
-        &["topic contains a character outside"],
-    );
-
-    let bad_pattern = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"orders/*\"], actions: [produce] }}\n"
-    );
-    assert_fails_at(
-        &bad_pattern,
-        "orders/*",
-        &["topic pattern \"orders/*\" contains '/'"],
-    );
-
-    let ns_pattern = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [\"ord*\"], topics: [\"*\"], actions: [produce] }}\n"
-    );
-    assert_fails_at(
-        &ns_pattern,
-        "ord*",
-        &["namespace pattern \"ord*\" is not supported"],
-    );
-
-    let star_and_names = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [\"*\", orders], topics: [\"*\"], actions: [produce] }}\n"
-    );
-    assert_fails_at(
-        &star_and_names,
-        "namespaces: [\"*\", orders]",
-        &["\"*\" alone"],
-    );
+    let allowing = |namespaces: &str, topics: &str| {
+        rule_allowing(&format!(
+            "{{ tenant: payments, namespaces: {namespaces}, topics: {topics}, actions: [produce] }}"
+        ))
+    };
+    fails_at! {
+        base_with("  analytics:\n", "  \"analytics/x\":\n")
+            => "analytics/x": ["tenant contains a character outside", "analytics/x"];
+        base_with("      refunds: {}\n", "      refunds..old: {}\n")
+            => "refunds..old": ["namespace may not be '.' or '..'"];
+        base_with("          order-created:", "          \"order created\":")
+            => "order created": ["topic contains a character outside"];
+        allowing("[orders]", "[\"orders/*\"]")
+            => "orders/*": ["topic pattern \"orders/*\" contains '/'"];
+        allowing("[\"ord*\"]", "[\"*\"]")
+            => "ord*": ["namespace pattern \"ord*\" is not supported"];
+        allowing("[\"*\", orders]", "[\"*\"]")
+            => "namespaces: [\"*\", orders]": ["\"*\" alone"];
+    }
 }
 
 #[test]
 fn an_unknown_action_is_refused() {
-    let text = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [publish] }}\n"
-    );
-    assert_fails_at(
-        &text,
-        "actions: [publish]",
-        &["unknown variant `publish`", "produce", "consume"],
-    );
-    let empty = text.replace("[publish]", "[]");
-    assert_fails_at(&empty, "actions: []", &["actions is empty"]);
+    let actions = |actions: &str| {
+        rule_allowing(&format!(
+            "{{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: {actions} }}"
+        ))
+    };
+    fails_at! {
+        actions("[publish]")
+            => "actions: [publish]": ["unknown variant `publish`", "produce", "consume"];
+        actions("[]") => "actions: []": ["actions is empty"];
+    }
 }
 
 #[test]
 fn algorithms_are_pinned_to_asymmetric_ones() {
-    let text = base_with("algorithms: [RS256]", "algorithms: [RS256, HS256]");
-    assert_fails_at(
-        &text,
-        "HS256",
-        &[
+    let algorithms =
+        |list: &str| base_with("algorithms: [RS256]", &format!("algorithms: [{list}]"));
+    fails_at! {
+        algorithms("RS256, HS256") => "HS256": [
             "identity.oidc[0].algorithms[1]",
             "\"HS256\" is refused",
             "public JWKS",
             "EdDSA",
-        ],
-    );
-    let text = base_with("algorithms: [RS256]", "algorithms: [RS257]");
-    assert_fails_at(&text, "RS257", &["unknown algorithm \"RS257\"", "PS256"]);
-    let text = base_with("algorithms: [RS256]", "algorithms: []");
-    assert_fails_at(&text, "algorithms: []", &["algorithms is empty"]);
+        ];
+        algorithms("RS257") => "RS257": ["unknown algorithm \"RS257\"", "PS256"];
+        algorithms("") => "algorithms: []": ["algorithms is empty"];
+    }
     for alg in [
         "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
     ] {
-        let text = base_with("algorithms: [RS256]", &format!("algorithms: [{alg}]"));
-        assert!(Policy::from_str(&text, None).is_ok(), "{alg}");
+        assert!(Policy::from_str(&algorithms(alg), None).is_ok(), "{alg}");
     }
 }
 
 #[test]
 fn oidc_settings_are_checked() {
-    let text = base_with("https://idp.example.com", "idp.example.com");
-    assert_fails_at(&text, "issuer: idp", &["is not a URL"]);
-    let text = base_with("audiences: [kong-pulsar]", "audiences: []");
-    assert_fails_at(&text, "audiences: []", &["audiences is empty"]);
-    let text = base_with(
-        "      algorithms: [RS256]\n",
-        "      algorithms: [RS256]\n      leeway_seconds: 3600\n",
-    );
-    assert_fails_at(
-        &text,
-        "leeway_seconds",
-        &["leeway_seconds 3600 is too large"],
-    );
+    fails_at! {
+        base_with("https://idp.example.com", "idp.example.com") => "issuer: idp": ["is not a URL"];
+        base_with("audiences: [kong-pulsar]", "audiences: []")
+            => "audiences: []": ["audiences is empty"];
+        base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      leeway_seconds: 3600\n",
+        ) => "leeway_seconds": ["leeway_seconds 3600 is too large"];
+    }
     let text = base_with(
         "      algorithms: [RS256]\n",
         "      algorithms: [RS256]\n    - issuer: https://idp.example.com\n      audiences: [x]\n      algorithms: [ES256]\n",
     );
-    let (message, line) = failure(&text);
-    assert!(message.contains("is listed twice"), "{message}");
-    assert_eq!(line, Some(11));
+    assert_fails_with(&text, "is listed twice", Some(11));
 }
 
 #[test]
 fn durations_are_checked() {
-    let text = base_with("token_ttl: 24h", "token_ttl: 24 hours");
-    assert_fails_at(
-        &text,
-        "24 hours",
-        &["tenants.payments.token_ttl", "unknown duration unit"],
-    );
-    let text = base_with("token_ttl: 24h", "token_ttl: 0s");
-    assert_fails_at(&text, "token_ttl: 0s", &["longer than zero"]);
-    let text = base_with(
-        "token_ttl: 24h\n",
-        "token_ttl: 24h\n    rotate_before: 1d\n",
-    );
-    assert_fails_at(&text, "rotate_before", &["must be shorter than token_ttl"]);
+    fails_at! {
+        base_with("token_ttl: 24h", "token_ttl: 24 hours")
+            => "24 hours": ["tenants.payments.token_ttl", "unknown duration unit"];
+        base_with("token_ttl: 24h", "token_ttl: 0s") => "token_ttl: 0s": ["longer than zero"];
+        base_with("token_ttl: 24h\n", "token_ttl: 24h\n    rotate_before: 1d\n")
+            => "rotate_before": ["must be shorter than token_ttl"];
+    }
     // A bare YAML integer is a number of seconds.
     let policy = with_rules("  []\n");
     let analytics = policy
@@ -557,25 +513,17 @@ fn durations_are_checked() {
 
 #[test]
 fn an_invalid_json_schema_is_refused() {
-    let text = base_with("orderId: { type: string }", "orderId: { type: strin }");
-    assert_fails_at(
-        &text,
-        "type: strin",
-        &[
+    fails_at! {
+        base_with("orderId: { type: string }", "orderId: { type: strin }") => "type: strin": [
             "tenants.payments.namespaces.orders.schemas.order-created",
             "not a valid JSON Schema",
             "/properties/orderId/type",
-        ],
-    );
-    let text = base_with(
-        "order-created: { type: object, required: [orderId], properties: { orderId: { type: string } } }",
-        "order-created: 42",
-    );
-    assert_fails_at(
-        &text,
-        "order-created: 42",
-        &["expected an inline JSON Schema", "a number"],
-    );
+        ];
+        base_with(
+            "order-created: { type: object, required: [orderId], properties: { orderId: { type: string } } }",
+            "order-created: 42",
+        ) => "order-created: 42": ["expected an inline JSON Schema", "a number"];
+    }
 }
 
 #[test]
@@ -583,32 +531,25 @@ fn duplicate_keys_are_refused_where_serde_would_keep_the_last() {
     let text = format!(
         "{BASE}  payments:\n    role: other-gw\n    token_secret: kp/other\n    token_ttl: 1h\n"
     );
-    let (message, line) = failure(&text);
-    assert!(message.contains("duplicate key \"payments\""), "{message}");
-    assert_eq!(line, Some(text.lines().count() - 3));
+    assert_fails_with(
+        &text,
+        "duplicate key \"payments\"",
+        Some(text.lines().count() - 3),
+    );
 }
 
 #[test]
 fn tenants_cannot_share_a_role_or_a_secret_or_be_admins() {
-    let text = base_with("role: analytics-gw", "role: payments-gw # shared");
-    assert_fails_at(
-        &text,
-        "# shared",
-        &["already the role of tenant \"payments\""],
-    );
-    let text = base_with("role: analytics-gw", "role: kp-admin # admin");
-    assert_fails_at(&text, "# admin", &["also in pulsar.admin_roles"]);
-    let text = base_with(
-        "token_secret: kp/tokens/analytics",
-        "token_secret: kp/signing # dup",
-    );
-    assert_fails_at(
-        &text,
-        "# dup",
-        &["secret \"kp/signing\" is already used by pulsar.token_signing_secret"],
-    );
-    let text = base_with("role: analytics-gw", "role: \"analytics gw\"");
-    assert_fails_at(&text, "analytics gw", &["may not contain"]);
+    fails_at! {
+        base_with("role: analytics-gw", "role: payments-gw # shared")
+            => "# shared": ["already the role of tenant \"payments\""];
+        base_with("role: analytics-gw", "role: kp-admin # admin")
+            => "# admin": ["also in pulsar.admin_roles"];
+        base_with("token_secret: kp/tokens/analytics", "token_secret: kp/signing # dup")
+            => "# dup": ["secret \"kp/signing\" is already used by pulsar.token_signing_secret"];
+        base_with("role: analytics-gw", "role: \"analytics gw\"")
+            => "analytics gw": ["may not contain"];
+    }
 }
 
 #[test]
@@ -623,48 +564,34 @@ fn certificates_are_typed_and_checked() {
     assert_eq!(c.renew_before, Duration::from_secs(7 * 86_400));
     assert_eq!(c.ca_secret, "kp/ca");
 
-    let bad = format!(
-        "{BASE}certificates:\n{}",
-        cert.replace("renew_before: 7d", "renew_before: 30d")
-    );
-    assert_fails_at(
-        &bad,
-        "renew_before: 30d",
-        &["certificates[0].renew_before", "shorter than validity"],
-    );
-    let bad = format!(
-        "{BASE}certificates:\n{}",
-        cert.replace("validity: 30d", "validity: month")
-    );
-    assert_fails_at(&bad, "validity: month", &["expected a duration"]);
-    let bad = format!(
-        "{BASE}certificates:\n{}",
-        cert.replace(
-            "    secret: kp/certs/gw\n",
-            "    secret: kp/certs/gw\n    issuer: x\n"
-        )
-    );
-    assert_fails_at(&bad, "issuer: x", &["unknown field `issuer`"]);
-    let bad = format!(
-        "{BASE}certificates:\n{cert}{}",
-        cert.replace("kp/certs/gw", "kp/certs/gw2")
-    );
-    let (message, line) = failure(&bad);
-    assert!(
-        message.contains("certificate name \"gw-client\" is used twice"),
-        "{message}"
-    );
-    assert_eq!(line, Some(bad.lines().count() - 6));
-    let bad = format!(
-        "{BASE}certificates:\n{cert}{}",
-        cert.replace("gw-client", "gw-client-2")
-    );
-    let (message, line) = failure(&bad);
-    assert!(
-        message.contains("secret \"kp/certs/gw\" is already used by certificates[0].secret"),
-        "{message}"
-    );
-    assert_eq!(line, Some(bad.lines().count() - 1));
+    // The certificate with `from` replaced by `to`.
+    let changed = |from: &str, to: &str| format!("{BASE}certificates:\n{}", cert.replace(from, to));
+    fails_at! {
+        changed("renew_before: 7d", "renew_before: 30d")
+            => "renew_before: 30d": ["certificates[0].renew_before", "shorter than validity"];
+        changed("validity: 30d", "validity: month") => "validity: month": ["expected a duration"];
+        changed("    secret: kp/certs/gw\n", "    secret: kp/certs/gw\n    issuer: x\n")
+            => "issuer: x": ["unknown field `issuer`"];
+    }
+    // A second certificate, `cert` with `from` replaced by `to`: the error
+    // and its line, counted from the end.
+    for (from, to, needle, from_end) in [
+        (
+            "kp/certs/gw",
+            "kp/certs/gw2",
+            "certificate name \"gw-client\" is used twice",
+            6,
+        ),
+        (
+            "gw-client",
+            "gw-client-2",
+            "secret \"kp/certs/gw\" is already used by certificates[0].secret",
+            1,
+        ),
+    ] {
+        let bad = format!("{BASE}certificates:\n{cert}{}", cert.replace(from, to));
+        assert_fails_with(&bad, needle, Some(bad.lines().count() - from_end));
+    }
 }
 
 #[test]
@@ -672,12 +599,7 @@ fn syntax_errors_and_empty_documents_are_reported() {
     let (message, line) = failure("version: 1\npulsar: [\n");
     assert!(line.is_some(), "{message}");
     let text = "version: 1\npulsar:\n  cluster: standalone\n  token_signing_secret: s\n bad: x\n";
-    let (message, line) = failure(text);
-    assert!(
-        message.contains("did not find expected key at line 5"),
-        "{message}"
-    );
-    assert_eq!(line, Some(5));
+    assert_fails_with(text, "did not find expected key at line 5", Some(5));
     let (message, _) = failure("  \n");
     assert!(message.contains("the document is empty"), "{message}");
 }
@@ -801,7 +723,9 @@ fn no_rules_means_everything_is_denied() {
         for action in Action::ALL {
             assert_eq!(
                 policy.authorize(&identity, &orders(), action),
-                Decision::Deny
+                Decision::Deny,
+                "{:?} {action:?}",
+                identity.method
             );
         }
     }
@@ -815,152 +739,92 @@ fn no_rules_means_everything_is_denied() {
 #[test]
 fn issuer_condition() {
     let policy = one_rule("{ issuer: \"https://idp.example.com\" }");
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let mut other = oidc_identity();
-    other.issuer = "https://idp.example.com/".into();
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
-    assert!(!allowed(
-        &policy,
-        &kong_identity("acme"),
-        &orders(),
-        Action::Produce
-    ));
+    produces! { policy;
+        "the issuer": oidc_identity(), orders() => true;
+        "a trailing slash": oidc_with(|i| i.issuer = "https://idp.example.com/".into()), orders()
+            => false;
+        "a Kong consumer": kong_identity("acme"), orders() => false;
+    }
 }
 
 #[test]
 fn subject_condition() {
     let policy = one_rule("{ subject: user-1 }");
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let mut other = oidc_identity();
-    other.principal = "user-10".into();
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    produces! { policy;
+        "the subject": oidc_identity(), orders() => true;
+        "a longer subject": oidc_with(|i| i.principal = "user-10".into()), orders() => false;
+    }
 }
 
 #[test]
 fn groups_any_condition() {
     let policy = one_rule("{ groups_any: [admins, checkout] }");
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let mut other = oidc_identity();
-    other.groups = vec!["staff".into(), "Checkout".into()];
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
-    other.groups.clear();
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    produces! { policy;
+        "one of the groups": oidc_identity(), orders() => true;
+        "groups are case-sensitive":
+            oidc_with(|i| i.groups = vec!["staff".into(), "Checkout".into()]), orders() => false;
+        "no groups": oidc_with(|i| i.groups.clear()), orders() => false;
+    }
 }
 
 #[test]
 fn service_condition() {
     let policy = one_rule("{ service: checkout-web }");
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let mut other = oidc_identity();
-    other.service = Some("checkout-webx".into());
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
-    other.service = None;
-    assert!(!allowed(&policy, &other, &orders(), Action::Produce));
+    produces! { policy;
+        "the service": oidc_identity(), orders() => true;
+        "a longer service": oidc_with(|i| i.service = Some("checkout-webx".into())), orders()
+            => false;
+        "no service": oidc_with(|i| i.service = None), orders() => false;
+    }
 }
 
 #[test]
 fn iam_arn_condition_is_a_glob() {
     let policy = one_rule("{ iam_arn: \"arn:aws:iam::123456789012:role/clickstream-*\" }");
     let yes = iam_identity("arn:aws:iam::123456789012:role/clickstream-loader");
-    assert!(allowed(&policy, &yes, &orders(), Action::Produce));
-    let prefix_only = iam_identity("arn:aws:iam::123456789012:role/clickstream-");
-    assert!(allowed(&policy, &prefix_only, &orders(), Action::Produce));
-    let other_account = iam_identity("arn:aws:iam::999999999999:role/clickstream-loader");
-    assert!(!allowed(
-        &policy,
-        &other_account,
-        &orders(),
-        Action::Produce
-    ));
-    let user = iam_identity("arn:aws:iam::123456789012:user/clickstream-loader");
-    assert!(!allowed(&policy, &user, &orders(), Action::Produce));
+    produces! { policy;
+        "a matching role": yes, orders() => true;
+        "the prefix only": iam_identity("arn:aws:iam::123456789012:role/clickstream-"), orders()
+            => true;
+        "another account":
+            iam_identity("arn:aws:iam::999999999999:role/clickstream-loader"), orders() => false;
+        "a user": iam_identity("arn:aws:iam::123456789012:user/clickstream-loader"), orders()
+            => false;
+    }
     // No ARN at all never matches, even a pattern of `*`.
     let star = one_rule("{ iam_arn: \"*\" }");
-    assert!(!allowed(
-        &star,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(allowed(&star, &yes, &orders(), Action::Produce));
+    produces! { star;
+        "no ARN": oidc_identity(), orders() => false;
+        "an ARN": yes, orders() => true;
+    }
 
     let any_account = one_rule("{ iam_arn: \"arn:aws:iam::????????????:role/ci\" }");
-    assert!(allowed(
-        &any_account,
-        &iam_identity("arn:aws:iam::123456789012:role/ci"),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &any_account,
-        &iam_identity("arn:aws:iam::12345678901:role/ci"),
-        &orders(),
-        Action::Produce
-    ));
+    produces! { any_account;
+        "12 digits": iam_identity("arn:aws:iam::123456789012:role/ci"), orders() => true;
+        "11 digits": iam_identity("arn:aws:iam::12345678901:role/ci"), orders() => false;
+    }
 }
 
 #[test]
 fn kong_consumer_condition() {
     let policy = one_rule("{ kong_consumer: acme }");
-    assert!(allowed(
-        &policy,
-        &kong_identity("acme"),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &kong_identity("acme2"),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
+    produces! { policy;
+        "the consumer": kong_identity("acme"), orders() => true;
+        "a longer consumer": kong_identity("acme2"), orders() => false;
+        "no consumer": oidc_identity(), orders() => false;
+    }
 }
 
 #[test]
 fn auth_method_condition() {
     let policy = one_rule("{ auth_method: kong }");
-    assert!(allowed(
-        &policy,
-        &kong_identity("acme"),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let text = format!(
-        "{BASE}rules:\n  - name: r\n    when: {{ auth_method: saml }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
-    );
-    assert_fails_at(&text, "saml", &["unknown variant `saml`", "oidc"]);
+    produces! { policy;
+        "the method": kong_identity("acme"), orders() => true;
+        "another method": oidc_identity(), orders() => false;
+    }
+    fails_at! {
+        rule_when("{ auth_method: saml }") => "saml": ["unknown variant `saml`", "oidc"];
+    }
 }
 
 #[test]
@@ -968,23 +832,11 @@ fn all_conditions_must_hold() {
     let policy = one_rule(
         "{ issuer: \"https://idp.example.com\", groups_any: [checkout], service: checkout-web }",
     );
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    let mut wrong_service = oidc_identity();
-    wrong_service.service = Some("other".into());
-    assert!(!allowed(
-        &policy,
-        &wrong_service,
-        &orders(),
-        Action::Produce
-    ));
-    let mut wrong_group = oidc_identity();
-    wrong_group.groups = vec!["staff".into()];
-    assert!(!allowed(&policy, &wrong_group, &orders(), Action::Produce));
+    produces! { policy;
+        "all hold": oidc_identity(), orders() => true;
+        "the wrong service": oidc_with(|i| i.service = Some("other".into())), orders() => false;
+        "the wrong group": oidc_with(|i| i.groups = vec!["staff".into()]), orders() => false;
+    }
 }
 
 #[test]
@@ -993,26 +845,14 @@ fn a_rule_for_one_tenant_never_allows_another() {
         "  - name: payments-all\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"*\"], actions: [produce, consume] }\n",
     );
     let id = oidc_identity();
-    assert!(allowed(&policy, &id, &orders(), Action::Produce));
-    assert!(!allowed(
-        &policy,
-        &id,
-        &topic("analytics", "clicks", "order-created"),
-        Action::Produce
-    ));
-    // Same namespace name under another tenant: still no.
-    assert!(!allowed(
-        &policy,
-        &id,
-        &topic("analytics", "orders", "order-created"),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &id,
-        &topic("payments2", "orders", "x"),
-        Action::Produce
-    ));
+    produces! { policy;
+        "its tenant": id, orders() => true;
+        "another tenant": id, topic("analytics", "clicks", "order-created") => false;
+        // Same namespace name under another tenant: still no.
+        "its namespace's name elsewhere": id, topic("analytics", "orders", "order-created")
+            => false;
+        "a longer tenant name": id, topic("payments2", "orders", "x") => false;
+    }
 }
 
 #[test]
@@ -1021,32 +861,14 @@ fn namespace_wildcard_covers_the_defined_namespaces_only() {
         "  - name: all-ns\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [\"*\"], topics: [\"*\"], actions: [produce] }\n",
     );
     let id = oidc_identity();
-    assert!(allowed(
-        &policy,
-        &id,
-        &topic("payments", "orders", "a"),
-        Action::Produce
-    ));
-    assert!(allowed(
-        &policy,
-        &id,
-        &topic("payments", "refunds", "b"),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &id,
-        &topic("payments", "undefined-ns", "c"),
-        Action::Produce
-    ));
+    produces! { policy;
+        "orders": id, topic("payments", "orders", "a") => true;
+        "refunds": id, topic("payments", "refunds", "b") => true;
+        "an undefined namespace": id, topic("payments", "undefined-ns", "c") => false;
+    }
 
     let listed = one_rule("{ any: true }");
-    assert!(!allowed(
-        &listed,
-        &id,
-        &topic("payments", "refunds", "a"),
-        Action::Produce
-    ));
+    produces! { listed; "an unlisted namespace": id, topic("payments", "refunds", "a") => false }
 }
 
 #[test]
@@ -1064,34 +886,20 @@ fn topic_globs() {
         ("audit.v12", false),
         ("audit.v", false),
     ] {
-        assert_eq!(
-            allowed(
-                &policy,
-                &id,
-                &topic("payments", "orders", name),
-                Action::Produce
-            ),
-            expected,
-            "{name}"
-        );
+        produces! { policy; name: id, topic("payments", "orders", name) => expected }
     }
 }
 
 #[test]
 fn the_action_must_be_allowed() {
     let policy = one_rule("{ any: true }");
-    assert!(allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Produce
-    ));
-    assert!(!allowed(
-        &policy,
-        &oidc_identity(),
-        &orders(),
-        Action::Consume
-    ));
+    for (action, expected) in [(Action::Produce, true), (Action::Consume, false)] {
+        assert_eq!(
+            allowed(&policy, &oidc_identity(), &orders(), action),
+            expected,
+            "{action:?}"
+        );
+    }
 }
 
 #[test]
@@ -1099,41 +907,35 @@ fn the_first_matching_rule_is_credited() {
     let policy = with_rules(
         "  - name: consumers\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume] }\n  - name: checkout\n    when: { groups_any: [checkout] }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }\n  - name: everyone\n    when: { any: true }\n    allow: { tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }\n",
     );
-    assert_eq!(
-        policy.authorize(&oidc_identity(), &orders(), Action::Produce),
-        Decision::Allow { rule: "checkout" }
-    );
-    assert_eq!(
-        policy.authorize(&kong_identity("acme"), &orders(), Action::Produce),
-        Decision::Allow { rule: "everyone" }
-    );
+    for (identity, rule) in [
+        (oidc_identity(), "checkout"),
+        (kong_identity("acme"), "everyone"),
+    ] {
+        assert_eq!(
+            policy.authorize(&identity, &orders(), Action::Produce),
+            Decision::Allow { rule },
+            "{:?}",
+            identity.method
+        );
+    }
 }
 
 #[test]
 fn the_example_policy_decides_as_its_comments_say() {
     let policy = Policy::from_str(EXAMPLE, None).unwrap();
-    let mut okta = oidc_identity();
-    okta.issuer = "https://example.okta.com/oauth2/default".into();
+    let okta = oidc_with(|i| i.issuer = "https://example.okta.com/oauth2/default".into());
     assert_eq!(
         policy.authorize(&okta, &orders(), Action::Produce),
         Decision::Allow {
             rule: "checkout-produces-orders"
         }
     );
-    assert!(!allowed(
-        &policy,
-        &okta,
-        &topic("payments", "refunds", "refund-issued"),
-        Action::Produce
-    ));
     let loader = iam_identity("arn:aws:iam::123456789012:role/clickstream-loader");
-    assert!(allowed(
-        &policy,
-        &loader,
-        &topic("analytics", "clicks", "page-view"),
-        Action::Produce
-    ));
-    assert!(!allowed(&policy, &loader, &orders(), Action::Produce));
+    produces! { policy;
+        "checkout, refunds": okta, topic("payments", "refunds", "refund-issued") => false;
+        "the loader, clicks": loader, topic("analytics", "clicks", "page-view") => true;
+        "the loader, orders": loader, orders() => false;
+    }
 }
 
 // ---------------------------------------------------------------- queries

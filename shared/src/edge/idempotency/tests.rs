@@ -1,0 +1,46 @@
+use super::*;
+
+fn ok() -> ProxyResponse {
+    ProxyResponse::json(202, &serde_json::json!({"messageId": "1:2:-1:-1"}))
+}
+
+#[tokio::test]
+async fn a_completed_key_replays_and_a_changed_request_is_refused() {
+    let cache = IdempotencyCache::new(10, Duration::from_secs(60));
+    let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+        panic!("new key")
+    };
+    claim.complete(ok()).await;
+    assert!(matches!(cache.claim("alice", "k", [1; 32]).await, Replay::Stored(r) if r == ok()));
+    assert!(matches!(
+        cache.claim("alice", "k", [2; 32]).await,
+        Replay::Mismatch
+    ));
+    // Keys are per principal.
+    assert!(matches!(
+        cache.claim("bob", "k", [1; 32]).await,
+        Replay::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_attempt_releases_the_key() {
+    let cache = IdempotencyCache::new(10, Duration::from_secs(60));
+    let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+        panic!()
+    };
+    drop(claim);
+    assert!(matches!(
+        cache.claim("alice", "k", [1; 32]).await,
+        Replay::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_cache_stays_bounded() {
+    let cache = IdempotencyCache::new(3, Duration::from_secs(60));
+    for i in 0..10 {
+        let _ = cache.claim("alice", &format!("k{i}"), [0; 32]).await;
+    }
+    assert!(cache.entries.lock().await.len() <= 3);
+}

@@ -334,6 +334,7 @@ rules:
             secret_ttl: Duration::from_secs(300),
             max_body_bytes: MAX_BODY_BYTES,
             max_batch: 50,
+            max_producers: kong_pulsar::config::DEFAULT_MAX_PRODUCERS,
         };
         let policy = Policy::from_str(&policy, None).expect("the bench policy is valid");
 

@@ -124,7 +124,8 @@ impl Publisher {
             config.pulsar_service_url.clone(),
             secrets,
             Timeouts::default(),
-        );
+        )
+        .with_max_producers(config.max_producers);
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             max_batch: config.max_batch,

@@ -243,3 +243,15 @@ pub fn workspace_root() -> &'static Path {
         .parent()
         .expect("tests/ lives inside the workspace")
 }
+
+/// Asserts that `result` is an error matching `pattern` (showing the error
+/// when it is not) and yields the error, for tests that check refusals one
+/// after another.
+#[macro_export]
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat) => {{
+        let err = $result.expect_err(concat!("expected ", stringify!($pattern)));
+        assert!(matches!(err, $pattern), "{err:?}");
+        err
+    }};
+}

@@ -526,46 +526,31 @@ async fn the_four_step_protocol_rotates_step_by_step_and_each_step_is_idempotent
     assert_eq!(fx.stages(&e.secret).await, stages);
 
     // Not pending any more, unknown, not a certificate secret, missing.
-    let err = fx
-        .step(&[&e], RotationStep::TestSecret, &e.secret, &old_version)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RotationError::Refused(StepRefused::NotPending { .. })),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(&[&e], RotationStep::TestSecret, &e.secret, &old_version)
+            .await,
+        RotationError::Refused(StepRefused::NotPending { .. })
     );
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = fx
-        .step(&[&e], RotationStep::CreateSecret, &e.secret, &unknown)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::UnknownVersion { .. })
-        ),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(&[&e], RotationStep::CreateSecret, &e.secret, &unknown)
+            .await,
+        RotationError::Refused(StepRefused::UnknownVersion { .. })
     );
-    let err = fx
-        .step(&[&e], RotationStep::CreateSecret, &e.ca_secret, &token)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RotationError::NotManaged { .. }), "{err:?}");
-    let err = fx
-        .step(
+    kp_tests::assert_err!(
+        fx.step(&[&e], RotationStep::CreateSecret, &e.ca_secret, &token)
+            .await,
+        RotationError::NotManaged { .. }
+    );
+    kp_tests::assert_err!(
+        fx.step(
             &[&e],
             RotationStep::CreateSecret,
             &unique("kong-pulsar/none"),
             &token,
         )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::SecretNotFound { .. })
-        ),
-        "{err:?}"
+        .await,
+        RotationError::Refused(StepRefused::SecretNotFound { .. })
     );
 }
 
@@ -578,16 +563,10 @@ async fn the_protocol_test_step_refuses_a_certificate_from_another_ca() {
     let current = fx.current(&e.secret).await;
 
     // Never enabled for rotation.
-    let err = fx
-        .step(&[&e], RotationStep::CreateSecret, &e.secret, &current.0)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
-        ),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(&[&e], RotationStep::CreateSecret, &e.secret, &current.0)
+            .await,
+        RotationError::Refused(StepRefused::RotationNotEnabled { .. })
     );
 
     // A pending certificate issued by another CA (same role and SANs).

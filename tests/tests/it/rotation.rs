@@ -578,30 +578,18 @@ async fn the_protocol_refuses_what_the_template_refuses() {
     let (_, old_version) = fx.seed(&t, Duration::from_secs(3600)).await;
 
     // Never enabled for rotation (moto omits RotationEnabled until asked).
-    let err = fx
-        .step(RotationStep::CreateSecret, &t.secret, &old_version)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
-        ),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(RotationStep::CreateSecret, &t.secret, &old_version)
+            .await,
+        RotationError::Refused(StepRefused::RotationNotEnabled { .. })
     );
 
     let token = fx.begin_native_rotation(&t.secret).await;
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = fx
-        .step(RotationStep::CreateSecret, &t.secret, &unknown)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::UnknownVersion { .. })
-        ),
-        "{err:?}"
+    let err = kp_tests::assert_err!(
+        fx.step(RotationStep::CreateSecret, &t.secret, &unknown)
+            .await,
+        RotationError::Refused(StepRefused::UnknownVersion { .. })
     );
     assert!(err.to_string().contains(&unknown), "{err}");
 
@@ -614,13 +602,10 @@ async fn the_protocol_refuses_what_the_template_refuses() {
     ] {
         fx.step(step, &t.secret, &token).await.unwrap();
     }
-    let err = fx
-        .step(RotationStep::TestSecret, &t.secret, &old_version)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RotationError::Refused(StepRefused::NotPending { .. })),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(RotationStep::TestSecret, &t.secret, &old_version)
+            .await,
+        RotationError::Refused(StepRefused::NotPending { .. })
     );
 
     // Rotation switched off again.
@@ -630,38 +615,25 @@ async fn the_protocol_refuses_what_the_template_refuses() {
         .send()
         .await
         .unwrap();
-    let err = fx
-        .step(RotationStep::FinishSecret, &t.secret, &token)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::RotationNotEnabled { .. })
-        ),
-        "{err:?}"
+    kp_tests::assert_err!(
+        fx.step(RotationStep::FinishSecret, &t.secret, &token).await,
+        RotationError::Refused(StepRefused::RotationNotEnabled { .. })
     );
 
     // Secrets the policy does not own, or that do not exist.
-    let err = fx
-        .step(RotationStep::CreateSecret, &fx.signing_secret, &token)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RotationError::NotManaged { .. }), "{err:?}");
-    let err = fx
-        .step(
+    kp_tests::assert_err!(
+        fx.step(RotationStep::CreateSecret, &fx.signing_secret, &token)
+            .await,
+        RotationError::NotManaged { .. }
+    );
+    kp_tests::assert_err!(
+        fx.step(
             RotationStep::CreateSecret,
             &unique("kong-pulsar/none"),
             &token,
         )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RotationError::Refused(StepRefused::SecretNotFound { .. })
-        ),
-        "{err:?}"
+        .await,
+        RotationError::Refused(StepRefused::SecretNotFound { .. })
     );
 }
 

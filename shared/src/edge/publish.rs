@@ -47,7 +47,7 @@ pub struct Publisher {
 }
 
 /// The parsed body of a request: its events, each checked against the
-/// topic's schema.
+/// topic's schema when the policy gives one.
 #[derive(Debug)]
 pub struct Events {
     /// One payload per event, as sent (the bytes of the body or of its line).

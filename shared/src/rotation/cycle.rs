@@ -147,16 +147,17 @@ impl<K: SecretKind> Run<'_, K> {
         })?;
         // Chosen here and sent as the ClientRequestToken, so the SDK's own
         // retries of a write cannot add a second version.
-        let version_id = uuid::Uuid::new_v4().to_string();
+        let change = Change {
+            item,
+            labels,
+            reason,
+            minted,
+            version_id: uuid::Uuid::new_v4().to_string(),
+            now,
+        };
         match current {
-            None => {
-                self.create(item, labels, reason, &minted, &version_id, now)
-                    .await
-            }
-            Some(current) => {
-                self.replace(item, labels, reason, &minted, &version_id, current, now)
-                    .await
-            }
+            None => self.create(&change).await,
+            Some(current) => self.replace(&change, current).await,
         }
     }
 
@@ -217,17 +218,17 @@ impl<K: SecretKind> Run<'_, K> {
 
     /// No current value: test first, then store it as `AWSCURRENT`, so that a
     /// value that fails its test is never handed to a reader.
-    async fn create(
-        &self,
-        item: &K::Item,
-        labels: &Labels<'_>,
-        reason: Reason,
-        minted: &Minted,
-        version_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome, Failure> {
-        let secret = labels.secret;
-        let check = self.test(item, &minted.value, now).await?;
+    async fn create(&self, change: &Change<'_, K::Item>) -> Result<Outcome, Failure> {
+        let Change {
+            item,
+            labels,
+            reason,
+            minted,
+            version_id,
+            now,
+        } = change;
+        let (secret, version_id, reason) = (labels.secret, version_id.as_str(), *reason);
+        let check = self.test(item, &minted.value, *now).await?;
         let stored = if reason == Reason::Missing {
             let description = self.kind.description(item);
             self.store
@@ -262,24 +263,26 @@ impl<K: SecretKind> Run<'_, K> {
 
     /// AWSPENDING → test what Secrets Manager holds → AWSCURRENT. Any failure
     /// after staging takes the pending label off again.
-    #[allow(clippy::too_many_arguments)]
     async fn replace(
         &self,
-        item: &K::Item,
-        labels: &Labels<'_>,
-        reason: Reason,
-        minted: &Minted,
-        version_id: &str,
+        change: &Change<'_, K::Item>,
         current: Current,
-        now: DateTime<Utc>,
     ) -> Result<Outcome, Failure> {
-        let secret = labels.secret;
+        let Change {
+            item,
+            labels,
+            reason,
+            minted,
+            version_id,
+            now,
+        } = change;
+        let (secret, version_id, reason) = (labels.secret, version_id.as_str(), *reason);
         self.store
             .put(secret, version_id, &minted.value, AWSPENDING)
             .await
             .map_err(|e| Failure::new(FailedStep::StagePending, &e))?;
         let check = match self
-            .test_staged(item, secret, version_id, &current, now)
+            .test_staged(item, secret, version_id, &current, *now)
             .await
         {
             Ok(check) => check,
@@ -357,6 +360,16 @@ impl<K: SecretKind> Run<'_, K> {
             .await
             .map_err(|e| Failure::new(FailedStep::Test, e.as_ref()))
     }
+}
+
+/// A minted value on its way in.
+struct Change<'c, I> {
+    item: &'c I,
+    labels: &'c Labels<'c>,
+    reason: Reason,
+    minted: Minted,
+    version_id: String,
+    now: DateTime<Utc>,
 }
 
 /// The verdict after `force`.

@@ -47,6 +47,7 @@ fn verifier(endpoint: &Url) -> IamVerifier {
         sts_endpoint: endpoint.clone(),
         server_id: SERVER_ID.to_owned(),
         max_age: std::time::Duration::from_secs(900),
+        allowed_accounts: vec![ACCOUNT.to_owned()],
     };
     config.validate().expect("a valid test configuration");
     IamVerifier::new(config, IamVerifier::http_client().expect("HTTP client"))

@@ -15,6 +15,7 @@ use crate::identity::AuthMethod;
 const ENDPOINT: &str = "https://sts.kp-test.invalid/";
 const SERVER_ID: &str = "kong-pulsar";
 const MAX_AGE: Duration = Duration::from_secs(900);
+const ACCOUNT: &str = "123456789012";
 
 fn signed_at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_677_300) // 2026-11-26T07:15:00Z
@@ -25,6 +26,7 @@ fn config(endpoint: &str) -> IamConfig {
         sts_endpoint: Url::parse(endpoint).unwrap(),
         server_id: SERVER_ID.to_owned(),
         max_age: MAX_AGE,
+        allowed_accounts: vec![ACCOUNT.to_owned()],
     }
 }
 

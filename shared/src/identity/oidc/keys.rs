@@ -182,10 +182,16 @@ impl OidcVerifier {
                 found: echo(&document.issuer),
             });
         }
-        Url::parse(&document.jwks_uri).map_err(|source| KeyFetchError::JwksUri {
+        let jwks_uri = Url::parse(&document.jwks_uri).map_err(|source| KeyFetchError::JwksUri {
             value: echo(&document.jwks_uri),
             source,
-        })
+        })?;
+        // `url` is the issuer's own: a loopback issuer (local development,
+        // tests) may keep its keys on loopback, nobody else may.
+        if is_internal_host(&jwks_uri) && !crate::http::is_loopback_host(&url) {
+            return Err(KeyFetchError::UnsafeJwksUri { url: jwks_uri });
+        }
+        Ok(jwks_uri)
     }
 
     async fn fetch_jwks(&self, issuer: &IssuerState, url: &Url) -> Result<KeySet, KeyFetchError> {
@@ -242,6 +248,39 @@ impl OidcVerifier {
                 },
                 BodyError::Read(source) => request_error(source),
             })
+    }
+}
+
+/// Loopback, link-local (169.254.0.0/16, where cloud metadata services
+/// live; fe80::/10) or unspecified (0.0.0.0 and `::` reach the local host)
+/// addresses, and `localhost`. Names are not resolved: a DNS name pointing
+/// at such an address is not caught here.
+pub(super) fn is_internal_host(url: &Url) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let internal = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4: Ipv4Addr| {
+                    v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
+                })
+        }
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => internal(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => internal(IpAddr::V6(ip)),
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.');
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
+                || domain.parse::<IpAddr>().is_ok_and(internal)
+                || domain
+                    .parse::<Ipv6Addr>()
+                    .is_ok_and(|ip| internal(IpAddr::V6(ip)))
+        }
+        None => false,
     }
 }
 

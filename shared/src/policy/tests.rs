@@ -1274,3 +1274,5 @@ proptest! {
         }
     }
 }
+
+mod anchoring;

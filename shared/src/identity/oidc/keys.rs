@@ -186,12 +186,7 @@ impl OidcVerifier {
             value: echo(&document.jwks_uri),
             source,
         })?;
-        // `url` is the issuer's own: a loopback issuer (local development,
-        // tests) may keep its keys on loopback, nobody else may.
-        if is_internal_host(&jwks_uri) && !crate::http::is_loopback_host(&url) {
-            return Err(KeyFetchError::UnsafeJwksUri { url: jwks_uri });
-        }
-        Ok(jwks_uri)
+        check_discovered_jwks_uri(&url, jwks_uri)
     }
 
     async fn fetch_jwks(&self, issuer: &IssuerState, url: &Url) -> Result<KeySet, KeyFetchError> {
@@ -249,6 +244,17 @@ impl OidcVerifier {
                 BodyError::Read(source) => request_error(source),
             })
     }
+}
+
+/// A `jwks_uri` read from the discovery document at `discovery` (on the
+/// issuer's own host). A loopback issuer (local development, tests) may keep
+/// its keys on loopback; any other issuer pointing at a loopback or
+/// link-local host is refused.
+pub(super) fn check_discovered_jwks_uri(discovery: &Url, jwks: Url) -> Result<Url, KeyFetchError> {
+    if is_internal_host(&jwks) && !crate::http::is_loopback_host(discovery) {
+        return Err(KeyFetchError::UnsafeJwksUri { url: jwks });
+    }
+    Ok(jwks)
 }
 
 /// Loopback, link-local (169.254.0.0/16, where cloud metadata services

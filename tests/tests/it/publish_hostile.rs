@@ -62,8 +62,8 @@ async fn hostile_and_malformed_requests_are_refused_and_publish_nothing() {
         app.issuer.sign_with(
             &claims(),
             &SignOptions {
-                alg: None,
-                kid: Kid::Named("not-a-key".into())
+                kid: Kid::Named("not-a-key".into()),
+                ..SignOptions::default()
             }
         )
     );

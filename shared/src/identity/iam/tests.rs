@@ -978,7 +978,8 @@ fn a_configuration_wider_than_sts_or_every_account_is_refused() {
     };
     assert!(with(&|_| {}).is_ok());
     assert!(with(&|c| c.max_age = MAX_AGE).is_ok());
-    let refused: [(&str, &dyn Fn(&mut IamConfig)); 6] = [
+    type Change<'a> = &'a dyn Fn(&mut IamConfig);
+    let refused: [(&str, Change); 6] = [
         ("max_age past STS's 15 minutes", &|c| {
             c.max_age = MAX_AGE + Duration::from_secs(1)
         }),

@@ -604,7 +604,8 @@ fn id_tokens_cannot_pass_as_access_tokens_when_types_are_listed() {
     let none = Map::new();
     let typ = |t: &str| Some(json!(t));
     // (issuer, typ header, claims, accepted)
-    let cases: [(&IssuerState, Option<Value>, &Map<String, Value>, bool); 14] = [
+    type Case<'a> = (&'a IssuerState, Option<Value>, &'a Map<String, Value>, bool);
+    let cases: [Case; 14] = [
         (&rfc9068, typ("at+jwt"), &none, true),
         (&rfc9068, typ("AT+JWT"), &none, true),
         (&rfc9068, typ("application/at+jwt"), &none, true),

@@ -40,6 +40,8 @@ pub struct AppOptions {
     pub token_a_ttl: Duration,
     /// The policy's `identity.kong.trusted`.
     pub kong_trusted: bool,
+    /// The OIDC issuer's `token_types` (a YAML list), if any.
+    pub oidc_token_types: Option<&'static str>,
 }
 
 impl Default for AppOptions {
@@ -50,6 +52,7 @@ impl Default for AppOptions {
             max_batch: 50,
             token_a_ttl: Duration::from_secs(3600),
             kong_trusted: false,
+            oidc_token_types: None,
         }
     }
 }
@@ -120,7 +123,7 @@ identity:
     - issuer: "{issuer}"
       audiences: [{AUDIENCE}]
       algorithms: [RS256, ES256]
-      claims: {{ subject: sub, groups: groups, service: cid }}
+      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}
   iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900, allowed_accounts: ["{IAM_ACCOUNT}"] }}
   kong: {{ trusted: {kong_trusted} }}
 tenants:
@@ -155,6 +158,10 @@ rules:
 "#,
             issuer = issuer.issuer(),
             kong_trusted = options.kong_trusted,
+            token_types = options
+                .oidc_token_types
+                .map(|types| format!("\n      token_types: {types}"))
+                .unwrap_or_default(),
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);

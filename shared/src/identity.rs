@@ -94,6 +94,17 @@ pub enum AuthError {
     Iam(#[from] IamError),
 }
 
+impl AuthError {
+    /// A caller that was verified and then turned away (an IAM caller from
+    /// an account that is not allowed), so the audit line can name it.
+    pub fn refused_identity(&self) -> Option<&Identity> {
+        match self {
+            Self::Iam(IamError::AccountNotAllowed { identity, .. }) => Some(identity),
+            _ => None,
+        }
+    }
+}
+
 /// Every authentication method the policy enables, built once per cold start.
 pub struct Authenticator {
     oidc: OidcVerifier,

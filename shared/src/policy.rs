@@ -240,6 +240,9 @@ pub struct OidcIssuer {
     pub claims: ClaimSettings,
     /// Clock leeway for `exp` / `nbf` / `iat`, in seconds (default 30, at most 300).
     pub leeway_seconds: u64,
+    /// Accepted token types (`typ` header, `token_use` claim), lower case;
+    /// empty: any type.
+    pub token_types: Vec<String>,
 }
 
 impl OidcIssuer {
@@ -285,8 +288,10 @@ pub struct IamSettings {
     pub sts_endpoint: Url,
     /// Required value of the signed `x-kp-server-id` header.
     pub server_id: String,
-    /// Oldest accepted signature, in seconds (at most 3600).
+    /// Oldest accepted signature, in seconds (at most 900, STS's own limit).
     pub max_age_seconds: u64,
+    /// The AWS accounts (12 digits) whose callers are accepted at all.
+    pub allowed_accounts: Vec<String>,
 }
 
 /// One tenant the functions publish into and the reconciler manages.

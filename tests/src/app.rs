@@ -22,6 +22,10 @@ use crate::{stack, unique, unix_now};
 pub const AUDIENCE: &str = "kong-pulsar";
 /// The `identity.iam.server_id` of the test policy.
 pub const IAM_SERVER_ID: &str = "kong-pulsar";
+/// The one AWS account the app's policy allows (moto's default account).
+pub const IAM_ACCOUNT: &str = "123456789012";
+/// An AWS account the app's policy does not allow.
+pub const FOREIGN_ACCOUNT: &str = "444455556666";
 
 /// Knobs for [`PublishApp::spawn_with`].
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct AppOptions {
     pub token_a_ttl: Duration,
     /// The policy's `identity.kong.trusted`.
     pub kong_trusted: bool,
+    /// The OIDC issuer's `token_types` (a YAML list), if any.
+    pub oidc_token_types: Option<&'static str>,
 }
 
 impl Default for AppOptions {
@@ -46,6 +52,7 @@ impl Default for AppOptions {
             max_batch: 50,
             token_a_ttl: Duration::from_secs(3600),
             kong_trusted: false,
+            oidc_token_types: None,
         }
     }
 }
@@ -116,8 +123,8 @@ identity:
     - issuer: "{issuer}"
       audiences: [{AUDIENCE}]
       algorithms: [RS256, ES256]
-      claims: {{ subject: sub, groups: groups, service: cid }}
-  iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900 }}
+      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}
+  iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900, allowed_accounts: ["{IAM_ACCOUNT}"] }}
   kong: {{ trusted: {kong_trusted} }}
 tenants:
   {tenant_a}:
@@ -143,7 +150,7 @@ rules:
     when: {{ issuer: "{issuer}", groups_any: [billing] }}
     allow: {{ tenant: {tenant_b}, namespaces: [orders], topics: ["*"], actions: [produce] }}
   - name: iam-role-produces-a
-    when: {{ iam_arn: "arn:aws:iam::*:role/{iam_role}" }}
+    when: {{ auth_method: iam, iam_arn: "arn:aws:iam::{IAM_ACCOUNT}:role/{iam_role}" }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
   - name: kong-checkout-consumer-produces-a
     when: {{ auth_method: kong, kong_consumer: checkout-svc }}
@@ -151,6 +158,10 @@ rules:
 "#,
             issuer = issuer.issuer(),
             kong_trusted = options.kong_trusted,
+            token_types = options
+                .oidc_token_types
+                .map(|types| format!("\n      token_types: {types}"))
+                .unwrap_or_default(),
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
@@ -195,12 +206,19 @@ rules:
     /// An `Authorization: KP-AWS-IAM …` value signed with credentials of IAM
     /// role `role` (from moto's `sts:AssumeRole`), as the client helper makes it.
     pub async fn iam_authorization(&self, role: &str, session: &str) -> String {
+        self.iam_authorization_in(IAM_ACCOUNT, role, session).await
+    }
+
+    /// As [`Self::iam_authorization`], for role `role` of AWS account
+    /// `account` (moto hands out credentials for any account, and its
+    /// GetCallerIdentity then names that account).
+    pub async fn iam_authorization_in(&self, account: &str, role: &str, session: &str) -> String {
         use aws_credential_types::Credentials;
         use kong_pulsar::identity::iam::client::{TokenRequest, authorization_header};
         let sts = aws_sdk_sts::Client::new(&stack().aws_config().await);
         let out = sts
             .assume_role()
-            .role_arn(format!("arn:aws:iam::123456789012:role/{role}"))
+            .role_arn(format!("arn:aws:iam::{account}:role/{role}"))
             .role_session_name(session)
             .send()
             .await

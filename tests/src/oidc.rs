@@ -124,6 +124,11 @@ impl TestKey {
     /// Signs `claims` with header variations.
     pub fn sign_with(&self, claims: &Value, options: &SignOptions) -> String {
         let mut header = Header::new(options.alg.unwrap_or(self.alg));
+        header.typ = match &options.typ {
+            Typ::Jwt => header.typ,
+            Typ::Absent => None,
+            Typ::Named(typ) => Some(typ.clone()),
+        };
         header.kid = match &options.kid {
             Kid::Key => Some(self.kid.clone()),
             Kid::Absent => None,
@@ -141,6 +146,20 @@ pub struct SignOptions {
     pub alg: Option<Algorithm>,
     /// The `kid` header.
     pub kid: Kid,
+    /// The `typ` header.
+    pub typ: Typ,
+}
+
+/// What `typ` header a signed token carries.
+#[derive(Debug, Clone, Default)]
+pub enum Typ {
+    /// `JWT`, as most ID tokens (and jsonwebtoken by default) say.
+    #[default]
+    Jwt,
+    /// No `typ` header (Cognito's tokens).
+    Absent,
+    /// This value, e.g. `at+jwt` (RFC 9068 access tokens).
+    Named(String),
 }
 
 /// What `kid` a signed token carries.

@@ -44,6 +44,8 @@ pub enum ApiError {
     UnsupportedScheme,
     #[error("the caller may not publish to this topic")]
     Forbidden,
+    #[error("{0}")]
+    AccountNotAllowed(#[source] IamError),
     #[error("the broker refused the operation for the tenant role")]
     BrokerForbidden(#[source] BrokerError),
     #[error("no such route")]
@@ -99,6 +101,7 @@ impl From<AuthError> for ApiError {
             AuthError::Oidc(e) => Self::InvalidToken(e),
             AuthError::Iam(e) => match e.status() {
                 401 => Self::InvalidIamToken(e),
+                403 => Self::AccountNotAllowed(e),
                 500 => Self::Internal(Box::new(e)),
                 _ => Self::StsUnavailable(e),
             },
@@ -148,9 +151,13 @@ impl ApiError {
             | Self::PayloadTooLarge(_) => (413, "payload_too_large", "Payload too large"),
             Self::Payload(_) => (400, "bad_request", "Bad request"),
             Self::MissingCredentials => (401, "missing_credentials", "Missing credentials"),
+            Self::InvalidToken(OidcError::TokenTypeNotAllowed { .. }) => {
+                (401, "token_type_not_allowed", "Token type not accepted")
+            }
             Self::InvalidToken(_) | Self::InvalidIamToken(_) | Self::UnsupportedScheme => {
                 (401, "invalid_token", "Invalid credentials")
             }
+            Self::AccountNotAllowed(_) => (403, "account_not_allowed", "AWS account not allowed"),
             Self::Forbidden | Self::BrokerForbidden(_) => (403, "forbidden", "Forbidden"),
             Self::NotFound | Self::TopicNotFound(_) => (404, "not_found", "Not found"),
             Self::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed"),
@@ -189,6 +196,10 @@ impl ApiError {
             | Self::CredentialsRejected(_)
             | Self::KeysUnavailable(_)
             | Self::StsUnavailable(_) => title.to_owned(),
+            Self::InvalidToken(OidcError::TokenTypeNotAllowed { .. }) => {
+                "this kind of token (e.g. an ID token) is not accepted; send an access token"
+                    .to_owned()
+            }
             // Which check failed helps an attacker more than a caller.
             Self::InvalidToken(_) => "the bearer token could not be verified".to_owned(),
             Self::InvalidIamToken(_) => {

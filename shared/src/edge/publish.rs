@@ -206,7 +206,8 @@ impl Publisher {
 
         let identity = tokio::time::timeout(budget, self.auth.authenticate(&request.headers))
             .await
-            .map_err(|_| ApiError::Timeout)??;
+            .map_err(|_| ApiError::Timeout)?
+            .inspect_err(|e| audit.identity = e.refused_identity().cloned())?;
         // Kept in the audit record and borrowed back: the claims are not copied.
         let identity = &*audit.identity.insert(identity);
 

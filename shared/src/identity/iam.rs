@@ -97,10 +97,19 @@ pub struct IamConfig {
     pub sts_endpoint: Url,
     /// Required value of the signed `x-kp-server-id` header.
     pub server_id: String,
-    /// Oldest accepted signature; also how long a verified identity is cached
-    /// after its `X-Amz-Date`.
+    /// Oldest accepted signature (at most [`MAX_AGE`]); also how long a
+    /// verified identity is cached after its `X-Amz-Date`.
     pub max_age: Duration,
+    /// The AWS accounts (12-digit ids) whose callers are accepted. A caller
+    /// STS places in any other account is refused ([`IamError::AccountNotAllowed`])
+    /// before any rule is consulted: rule names such as a role name are only
+    /// meaningful inside accounts we know.
+    pub allowed_accounts: Vec<String>,
 }
+
+/// Longest [`IamConfig::max_age`]: STS refuses SigV4 signatures older than
+/// 15 minutes, so an identity kept longer would outlive what STS accepts.
+pub const MAX_AGE: Duration = Duration::from_secs(900);
 
 impl IamConfig {
     /// Checks what the policy's own validation does not, so a bad endpoint
@@ -116,8 +125,20 @@ impl IamConfig {
                 "server_id must be non-empty printable ASCII without surrounding spaces",
             ));
         }
-        if self.max_age.is_zero() {
-            return Err(IamError::InvalidConfig("max_age must be positive"));
+        if self.max_age.is_zero() || self.max_age > MAX_AGE {
+            return Err(IamError::InvalidConfig(
+                "max_age must be positive and at most 900 seconds",
+            ));
+        }
+        if self.allowed_accounts.is_empty()
+            || !self
+                .allowed_accounts
+                .iter()
+                .all(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(IamError::InvalidConfig(
+                "allowed_accounts must list at least one 12-digit AWS account id",
+            ));
         }
         Ok(())
     }
@@ -182,6 +203,16 @@ pub enum IamError {
         /// STS's error code, e.g. `SignatureDoesNotMatch`.
         code: String,
     },
+    /// STS verified the caller, but in an AWS account outside
+    /// [`IamConfig::allowed_accounts`]: a 403. The verified principal is kept
+    /// so the audit line can say who (and which account) was turned away.
+    #[error("AWS account {account} is not allowed")]
+    AccountNotAllowed {
+        /// The caller's account, from STS's verified answer.
+        account: String,
+        /// The verified caller (its principal names the account).
+        identity: Box<Identity>,
+    },
     /// STS could not be reached, timed out, throttled us or failed.
     #[error("STS is unavailable: {reason}")]
     StsUnavailable {
@@ -213,6 +244,7 @@ impl IamError {
             Self::StsUnavailable { .. } => 503,
             Self::UnexpectedResponse { .. } => 502,
             Self::InvalidConfig(_) => 500,
+            Self::AccountNotAllowed { .. } => 403,
             _ => 401,
         }
     }
@@ -291,9 +323,12 @@ impl IamVerifier {
     }
 
     /// Verifies `credential` (the part after `KP-AWS-IAM `) and returns the
-    /// caller.
+    /// caller, if it is in one of the allowed accounts.
     pub async fn verify(&self, credential: &str) -> Result<Identity, IamError> {
-        let result = self.verify_at(credential, SystemTime::now()).await;
+        let result = self
+            .verify_at(credential, SystemTime::now())
+            .await
+            .and_then(|identity| self.check_account(identity));
         if let Err(error) = &result {
             // Field expressions are only evaluated when debug is enabled, so
             // the fingerprint costs nothing in production.
@@ -333,6 +368,31 @@ impl IamVerifier {
             self.cache.forget(&key, &slot);
         }
         result
+    }
+}
+
+impl IamVerifier {
+    /// Refuses a verified caller outside the allowed accounts. Applied to
+    /// cached identities too, so the cache can never widen the list. The
+    /// account is STS's own `Account` (checked equal to the ARN's by `arn`).
+    fn check_account(&self, identity: Identity) -> Result<Identity, IamError> {
+        let account = identity
+            .claims
+            .get("account")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if self.config.allowed_accounts.iter().any(|a| a == account) {
+            return Ok(identity);
+        }
+        tracing::warn!(
+            account,
+            principal = %identity.principal,
+            "IAM caller from an AWS account that is not allowed"
+        );
+        Err(IamError::AccountNotAllowed {
+            account: account.to_owned(),
+            identity: Box::new(identity),
+        })
     }
 }
 

@@ -22,8 +22,14 @@
 //! 4. The key is chosen by `kid` from the cached JWKS; its type (and its own
 //!    `alg`, when present) must fit the header `alg`. A token without `kid` is
 //!    accepted only when exactly one key can verify it.
-//! 5. Signature, then `exp` (required), `nbf` (if present), and the audience
-//!    claim, with a small configurable clock leeway.
+//! 5. Signature, then the token type when the issuer lists `token_types`
+//!    (the `typ` header and Cognito's `token_use` claim: every type the token
+//!    declares must be listed, and it must declare one), then `exp`
+//!    (required), `nbf` (if present), and the audience claim, with a small
+//!    configurable clock leeway.
+//!
+//! A discovered `jwks_uri` on a loopback or link-local host is refused unless
+//! the issuer itself is on loopback.
 //!
 //! Keys are cached per issuer for [`VerifierOptions::jwks_ttl`]. An unknown
 //! `kid` triggers a refetch at most once per
@@ -58,7 +64,7 @@ use keys::IssuerState;
 
 pub use config::{
     ClaimMapping, ConfigError, IssuerConfig, KeyFetchError, MAX_TOKEN_BYTES, MalformedToken,
-    OidcError, VerifierOptions,
+    OidcError, VerifierOptions, normalise_token_type,
 };
 
 /// Longest attacker-supplied string (issuer, `alg`, `kid`) echoed in an error.
@@ -166,6 +172,7 @@ impl OidcVerifier {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err(OidcError::InvalidSignature),
         }
+        issuer.check_token_type(parsed.header.typ.as_ref(), &parsed.claims)?;
         let leeway = issuer.config.leeway.unwrap_or(self.options.leeway);
         issuer.check_claims(&parsed.claims, unix_now(), leeway)?;
         issuer.identity(parsed.claims)

@@ -58,8 +58,14 @@ const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 /// simply accepted.
 const MAX_LEEWAY_SECONDS: u64 = 300;
 /// A signed GetCallerIdentity request older than this is a replay risk, not
-/// clock skew.
-const MAX_IAM_AGE_SECONDS: u64 = 3600;
+/// clock skew; STS itself refuses SigV4 signatures older than 15 minutes, so
+/// a longer window would only stretch how long a cached identity outlives
+/// what STS would still accept.
+const MAX_IAM_AGE_SECONDS: u64 = 900;
+
+/// Token types an issuer's `token_types` may name: free-form, but short and
+/// printable, since they are compared with what the token says.
+const MAX_TOKEN_TYPE_CHARS: usize = 64;
 
 pub(super) fn build(doc: Document, base_dir: Option<&Path>) -> Checked<Policy> {
     let root = NodePath::root();
@@ -128,7 +134,7 @@ pub(super) fn build(doc: Document, base_dir: Option<&Path>) -> Checked<Policy> {
     let mut rules: Vec<Rule> = Vec::with_capacity(doc.rules.len());
     for (i, rule) in doc.rules.into_iter().enumerate() {
         let path = root.key("rules").index(i);
-        let rule = build_rule(rule, &path, &tenants)?;
+        let rule = build_rule(rule, &path, &tenants, iam.as_ref())?;
         if let Some(first) = rules.iter().position(|r| r.name == rule.name) {
             return problem(
                 path.key("name"),
@@ -226,6 +232,38 @@ fn oidc_issuer(doc: OidcDoc, path: &NodePath) -> Checked<OidcIssuer> {
             ),
         );
     }
+    let token_types = match doc.token_types {
+        None => Vec::new(),
+        Some(types) if types.is_empty() => {
+            return problem(
+                path.key("token_types"),
+                "token_types is empty, so no token could pass; list types (e.g. [at+jwt] or \
+                 [access]) or remove the field to accept any type",
+            );
+        }
+        Some(types) => {
+            let mut normalised: Vec<String> = Vec::with_capacity(types.len());
+            for (i, text) in types.iter().enumerate() {
+                let item = path.key("token_types").index(i);
+                non_empty(text, "token type", &item)?;
+                if text.len() > MAX_TOKEN_TYPE_CHARS || !text.chars().all(|c| c.is_ascii_graphic())
+                {
+                    return problem(
+                        item,
+                        format!(
+                            "token type {text:?} must be printable ASCII without spaces, at \
+                             most {MAX_TOKEN_TYPE_CHARS} characters"
+                        ),
+                    );
+                }
+                let t = crate::identity::oidc::normalise_token_type(text);
+                if !normalised.contains(&t) {
+                    normalised.push(t);
+                }
+            }
+            normalised
+        }
+    };
     Ok(OidcIssuer {
         issuer: doc.issuer,
         audiences: doc.audiences,
@@ -234,6 +272,7 @@ fn oidc_issuer(doc: OidcDoc, path: &NodePath) -> Checked<OidcIssuer> {
         jwks_uri,
         claims,
         leeway_seconds,
+        token_types,
     })
 }
 
@@ -285,15 +324,37 @@ fn iam_settings(doc: IamDoc, path: &NodePath) -> Checked<IamSettings> {
         return problem(
             path.key("max_age_seconds"),
             format!(
-                "max_age_seconds must be between 1 and {MAX_IAM_AGE_SECONDS}, got {}",
+                "max_age_seconds must be between 1 and {MAX_IAM_AGE_SECONDS} (STS refuses \
+                 signatures older than 15 minutes), got {}",
                 doc.max_age_seconds
             ),
         );
+    }
+    let accounts_path = path.key("allowed_accounts");
+    if doc.allowed_accounts.is_empty() {
+        return problem(
+            accounts_path,
+            "allowed_accounts is empty; list the 12-digit AWS account ids whose roles and users \
+             may call (every other account is refused)",
+        );
+    }
+    for (i, account) in doc.allowed_accounts.iter().enumerate() {
+        let item = accounts_path.index(i);
+        if !is_account_id(account) {
+            return problem(
+                item,
+                format!("{account:?} is not an AWS account id (exactly 12 digits)"),
+            );
+        }
+        if doc.allowed_accounts[..i].contains(account) {
+            return problem(item, format!("account {account:?} is listed twice"));
+        }
     }
     Ok(IamSettings {
         sts_endpoint,
         server_id: doc.server_id,
         max_age_seconds: doc.max_age_seconds,
+        allowed_accounts: doc.allowed_accounts,
     })
 }
 
@@ -429,18 +490,94 @@ fn build_rule(
     doc: RuleDoc,
     path: &NodePath,
     tenants: &BTreeMap<PulsarName, Tenant>,
+    iam: Option<&IamSettings>,
 ) -> Checked<Rule> {
     if doc.name.trim().is_empty() {
         return problem(path.key("name"), "rule name is empty");
     }
+    let when = build_when(doc.when, &path.key("when"), &doc.name, iam)?;
     Ok(Rule {
         name: doc.name,
-        when: build_when(doc.when, &path.key("when"))?,
+        when,
         allow: build_allow(doc.allow, &path.key("allow"), tenants)?,
     })
 }
 
-fn build_when(doc: WhenDoc, path: &NodePath) -> Checked<When> {
+fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An `iam_arn` pattern must pin everything up to and including the account:
+/// `arn:aws:iam::*:role/x` would admit that role name in every AWS account in
+/// the world. Only the resource part (after the fifth `:`) may hold
+/// wildcards; the account must be 12 digits, and (when `identity.iam` is
+/// configured) one of its `allowed_accounts`, or the rule could never match.
+fn iam_arn_pattern(
+    pattern: &str,
+    path: &NodePath,
+    rule: &str,
+    iam: Option<&IamSettings>,
+) -> Checked<Glob> {
+    let fields: Vec<&str> = pattern.splitn(6, ':').collect();
+    let [arn, partition, service, _region, account, resource] = fields[..] else {
+        return problem(
+            path.clone(),
+            format!(
+                "rule {rule:?}: iam_arn {pattern:?} is not an ARN pattern; write \
+                 arn:aws:iam::<12-digit account>:role/<name or pattern>"
+            ),
+        );
+    };
+    let head = &pattern[..pattern.len() - resource.len()];
+    if head.contains(['*', '?']) {
+        return problem(
+            path.clone(),
+            format!(
+                "rule {rule:?}: iam_arn {pattern:?} has a wildcard before the resource; the \
+                 partition, service and account must be written out, or the rule admits \
+                 principals of that name in every AWS account (only the part after the \
+                 account, e.g. role/checkout-*, may use * and ?)"
+            ),
+        );
+    }
+    if arn != "arn" || partition.is_empty() || service.is_empty() || resource.is_empty() {
+        return problem(
+            path.clone(),
+            format!(
+                "rule {rule:?}: iam_arn {pattern:?} is not an ARN pattern; write \
+                 arn:aws:iam::<12-digit account>:role/<name or pattern>"
+            ),
+        );
+    }
+    if !is_account_id(account) {
+        return problem(
+            path.clone(),
+            format!(
+                "rule {rule:?}: iam_arn {pattern:?} must name one AWS account (12 digits), \
+                 found {account:?}"
+            ),
+        );
+    }
+    if let Some(iam) = iam
+        && !iam.allowed_accounts.iter().any(|a| a == account)
+    {
+        return problem(
+            path.clone(),
+            format!(
+                "rule {rule:?}: iam_arn names account {account}, which is not in \
+                 identity.iam.allowed_accounts, so the rule could never match"
+            ),
+        );
+    }
+    Ok(Glob::new(pattern))
+}
+
+fn build_when(
+    doc: WhenDoc,
+    path: &NodePath,
+    rule: &str,
+    iam: Option<&IamSettings>,
+) -> Checked<When> {
     let string = |value: Option<String>, field: &str| -> Checked<Option<String>> {
         match value {
             Some(v) if v.is_empty() => problem(
@@ -465,36 +602,67 @@ fn build_when(doc: WhenDoc, path: &NodePath) -> Checked<When> {
         }
         None => None,
     };
-    let iam_arn = string(doc.iam_arn, "iam_arn")?;
+    let iam_arn = string(doc.iam_arn, "iam_arn")?
+        .map(|pattern| iam_arn_pattern(&pattern, &path.key("iam_arn"), rule, iam))
+        .transpose()?;
     let when = When {
         issuer: string(doc.issuer, "issuer")?,
         subject: string(doc.subject, "subject")?,
         groups_any,
         service: string(doc.service, "service")?,
-        iam_arn: iam_arn.as_deref().map(Glob::new),
+        iam_arn,
         kong_consumer: string(doc.kong_consumer, "kong_consumer")?,
         auth_method: doc.auth_method,
     };
     let has_conditions = when != When::default();
-    match (doc.any, has_conditions) {
-        (None, true) => Ok(when),
-        (Some(true), false) => Ok(when),
-        (Some(true), true) => problem(
-            path.key("any"),
-            "`any: true` matches every caller and cannot be combined with other conditions; \
+    let when = match (doc.any, has_conditions) {
+        (None, true) | (Some(true), false) => when,
+        (Some(true), true) => {
+            return problem(
+                path.key("any"),
+                "`any: true` matches every caller and cannot be combined with other conditions; \
              remove `any` or the conditions",
-        ),
-        (Some(false), _) => problem(
-            path.key("any"),
-            "`any: false` means nothing; remove it (conditions alone decide)",
-        ),
-        (None, false) => problem(
-            path.clone(),
-            "`when` has no condition; name at least one (issuer, subject, groups_any, service, \
+            );
+        }
+        (Some(false), _) => {
+            return problem(
+                path.key("any"),
+                "`any: false` means nothing; remove it (conditions alone decide)",
+            );
+        }
+        (None, false) => {
+            return problem(
+                path.clone(),
+                "`when` has no condition; name at least one (issuer, subject, groups_any, service, \
              iam_arn, kong_consumer, auth_method), or write `any: true` to match every \
              authenticated caller",
-        ),
+            );
+        }
+    };
+    // A subject, service or group name means nothing on its own: the same
+    // string can be a role in any AWS account, a federated user, or a client
+    // id at any configured issuer. Such a rule must say whose names it means.
+    if when.issuer.is_none() && when.auth_method.is_none() {
+        let unanchored = [
+            ("subject", when.subject.is_some()),
+            ("service", when.service.is_some()),
+            ("groups_any", when.groups_any.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, present)| present.then_some(field));
+        if let Some(field) = unanchored {
+            return problem(
+                path.key(field),
+                format!(
+                    "rule {rule:?}: `{field}` matches that name from every identity source \
+                     (any AWS account's role, any federated user, any configured issuer's \
+                     client or user); pin `issuer` (an OIDC issuer, aws-iam or kong) or \
+                     `auth_method` in the same `when`"
+                ),
+            );
+        }
     }
+    Ok(when)
 }
 
 fn build_allow(

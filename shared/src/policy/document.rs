@@ -61,6 +61,8 @@ pub(super) struct OidcDoc {
     pub claims: ClaimsDoc,
     #[serde(default)]
     pub leeway_seconds: Option<u64>,
+    #[serde(default)]
+    pub token_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +82,9 @@ pub(super) struct IamDoc {
     pub sts_endpoint: String,
     pub server_id: String,
     pub max_age_seconds: u64,
+    /// Required (no default): an IAM method without it would admit every
+    /// AWS account in the world.
+    pub allowed_accounts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

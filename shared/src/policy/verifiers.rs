@@ -30,6 +30,7 @@ impl From<&OidcIssuer> for IssuerConfig {
             },
             audience_claim: p.audience_claim.clone(),
             leeway: Some(Duration::from_secs(p.leeway_seconds)),
+            token_types: p.token_types.clone(),
         }
     }
 }
@@ -40,6 +41,7 @@ impl From<&IamSettings> for IamConfig {
             sts_endpoint: p.sts_endpoint.clone(),
             server_id: p.server_id.clone(),
             max_age: Duration::from_secs(p.max_age_seconds),
+            allowed_accounts: p.allowed_accounts.clone(),
         }
     }
 }

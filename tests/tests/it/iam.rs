@@ -47,6 +47,7 @@ fn verifier(endpoint: &Url) -> IamVerifier {
         sts_endpoint: endpoint.clone(),
         server_id: SERVER_ID.to_owned(),
         max_age: std::time::Duration::from_secs(900),
+        allowed_accounts: vec![ACCOUNT.to_owned()],
     };
     config.validate().expect("a valid test configuration");
     IamVerifier::new(config, IamVerifier::http_client().expect("HTTP client"))
@@ -54,10 +55,17 @@ fn verifier(endpoint: &Url) -> IamVerifier {
 
 /// Temporary credentials of role `role`, from moto's `sts:AssumeRole`.
 async fn assume_role(role: &str, session: &str) -> Credentials {
+    assume_role_in(ACCOUNT, role, session).await
+}
+
+/// Temporary credentials of role `role` in AWS account `account`: moto lets
+/// any caller assume a role in any account, and its GetCallerIdentity then
+/// names that account, as real STS does for a cross-account role.
+async fn assume_role_in(account: &str, role: &str, session: &str) -> Credentials {
     let sts = aws_sdk_sts::Client::new(&stack().aws_config().await);
     let out = sts
         .assume_role()
-        .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/{role}"))
+        .role_arn(format!("arn:aws:iam::{account}:role/{role}"))
         .role_session_name(session)
         .send()
         .await
@@ -408,4 +416,39 @@ async fn the_helper_binary_prints_a_header_that_verifies() {
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--server-id is required"));
+}
+
+#[tokio::test]
+async fn a_same_named_role_in_another_aws_account_is_refused_after_sts_names_the_account() {
+    // Anyone can create a role called checkout-api in their own account. STS
+    // (moto here) verifies it and says which account it is in; only the
+    // allowed account gets an identity.
+    const FOREIGN: &str = "444455556666";
+    let role = unique("checkout-api");
+    let v = verifier(&moto());
+
+    let foreign = token(&assume_role_in(FOREIGN, &role, "attacker").await, &moto());
+    for expected_calls in [1, 1] {
+        let err = v.verify(&foreign).await.unwrap_err();
+        let IamError::AccountNotAllowed { account, identity } = &err else {
+            panic!("expected AccountNotAllowed, got {err:?}");
+        };
+        assert_eq!(
+            account, FOREIGN,
+            "moto's GetCallerIdentity names the account"
+        );
+        assert_eq!(
+            identity.principal,
+            format!("arn:aws:iam::{FOREIGN}:role/{role}")
+        );
+        assert_eq!(err.status(), 403);
+        // The second time the verified identity comes from the cache, and
+        // is refused again: the cache never widens the account list.
+        assert_eq!(v.sts_call_count(), expected_calls);
+    }
+
+    let ours = token(&assume_role(&role, "ci").await, &moto());
+    let identity = v.verify(&ours).await.expect("the allowed account");
+    assert_is_role(&identity, &role, "ci");
+    assert_eq!(v.sts_call_count(), 2);
 }

@@ -14,7 +14,8 @@ use kong_pulsar::identity::oidc::{
     VerifierOptions,
 };
 use kp_tests::oidc::{
-    KeyType, Kid, Provider, SignOptions, TEST_CLIENT_ID, TestIssuer, unreachable_url, unsecured,
+    KeyType, Kid, Provider, SignOptions, TEST_CLIENT_ID, TestIssuer, Typ, unreachable_url,
+    unsecured,
 };
 use kp_tests::unix_now;
 use serde_json::{Value, json};
@@ -761,4 +762,68 @@ async fn garbage_is_malformed_and_never_panics_or_fetches() {
 fn base64_url(value: &Value) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+#[tokio::test]
+async fn an_id_token_is_refused_where_only_at_jwt_access_tokens_are_allowed() {
+    // The same issuer, the same keys, the same audience: only the token type
+    // tells an ID token from an access token.
+    let idp = TestIssuer::start().await;
+    let mut config = idp.config(AUD);
+    config.token_types = vec!["at+jwt".to_owned()];
+    let v = verifier(vec![config]);
+    let sign = |typ: Typ| {
+        idp.sign_with(
+            &claims(&idp, "alice"),
+            &SignOptions {
+                typ,
+                ..SignOptions::default()
+            },
+        )
+    };
+
+    let access = v
+        .verify(&sign(Typ::Named("at+jwt".to_owned())))
+        .await
+        .expect("an RFC 9068 access token");
+    assert_eq!(access.principal, "alice");
+    let fetches = idp.fetch_count();
+
+    for (typ, found) in [
+        (Typ::Jwt, "JWT"),
+        (Typ::Absent, "none"),
+        (Typ::Named("id+jwt".to_owned()), "id+jwt"),
+    ] {
+        let err = v.verify(&sign(typ)).await.unwrap_err();
+        match &err {
+            OidcError::TokenTypeNotAllowed { found: f, .. } => {
+                assert_eq!(f.to_ascii_lowercase(), found.to_ascii_lowercase())
+            }
+            other => panic!("expected TokenTypeNotAllowed, got {other:?}"),
+        }
+        assert!(!err.is_unavailable());
+    }
+    assert_eq!(idp.fetch_count(), fetches, "refusals cost no key fetch");
+}
+
+#[tokio::test]
+async fn a_cognito_id_token_is_refused_where_only_access_tokens_are_allowed() {
+    let idp = TestIssuer::start().await;
+    let mut config = idp.config(TEST_CLIENT_ID);
+    config.audience_claim = "client_id".to_owned();
+    config.token_types = vec!["access".to_owned()];
+    let v = verifier(vec![config]);
+    let no_typ = SignOptions {
+        typ: Typ::Absent,
+        ..SignOptions::default()
+    };
+    let mut token_claims = idp.claims_for(Provider::Cognito, "bob", &["ops"], TEST_CLIENT_ID);
+    v.verify(&idp.sign_with(&token_claims, &no_typ))
+        .await
+        .expect("a Cognito access token");
+    token_claims["token_use"] = json!("id");
+    assert!(matches!(
+        v.verify(&idp.sign_with(&token_claims, &no_typ)).await,
+        Err(OidcError::TokenTypeNotAllowed { .. })
+    ));
 }

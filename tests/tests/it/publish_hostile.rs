@@ -3,8 +3,8 @@
 //! keeps running (no panic), and no token or signature appears in its logs.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use kp_tests::app::{AppOptions, PublishApp, kong_event, sample_event};
-use kp_tests::oidc::{Kid, Provider, SignOptions, unsecured};
+use kp_tests::app::{AUDIENCE, AppOptions, PublishApp, kong_event, sample_event};
+use kp_tests::oidc::{Kid, Provider, SignOptions, Typ, unsecured};
 use kp_tests::unix_now;
 use serde_json::{Value, json};
 
@@ -62,8 +62,8 @@ async fn hostile_and_malformed_requests_are_refused_and_publish_nothing() {
         app.issuer.sign_with(
             &claims(),
             &SignOptions {
-                alg: None,
-                kid: Kid::Named("not-a-key".into())
+                kid: Kid::Named("not-a-key".into()),
+                ..SignOptions::default()
             }
         )
     );
@@ -489,4 +489,58 @@ async fn hostile_and_malformed_requests_are_refused_and_publish_nothing() {
         assert!(!logs.contains(signature), "a token signature was logged");
     }
     assert!(!logs.contains("BEGIN PUBLIC KEY") && !logs.contains(&"A".repeat(64)));
+}
+
+#[tokio::test]
+async fn an_id_token_cannot_publish_where_only_access_tokens_are_accepted() {
+    let app = PublishApp::spawn_with(AppOptions {
+        oidc_token_types: Some("[at+jwt]"),
+        ..AppOptions::default()
+    })
+    .await;
+    let topic = app.topic(&app.tenant_a, "orders", "order-created");
+    let claims = app
+        .issuer
+        .claims_for(Provider::Okta, "alice", &["checkout"], AUDIENCE);
+    let bearer = |typ: Typ| {
+        format!(
+            "Bearer {}",
+            app.issuer.sign_with(
+                &claims,
+                &SignOptions {
+                    typ,
+                    ..SignOptions::default()
+                }
+            )
+        )
+    };
+    let event = |authorization: &str| {
+        kong_event(
+            "POST",
+            &format!("/events/{}/orders/order-created", app.tenant_a),
+            &[
+                ("authorization", authorization),
+                ("content-type", "application/json"),
+            ],
+            br#"{"orderId":"typed"}"#,
+        )
+    };
+
+    // Same issuer, keys, audience and groups: an ID-token-shaped `typ` (or
+    // none) is refused with its own code, and nothing is published.
+    for typ in [Typ::Jwt, Typ::Absent] {
+        let resp = app.call(&event(&bearer(typ))).await;
+        assert_eq!(
+            (resp.status, resp.body["code"].as_str()),
+            (401, Some("token_type_not_allowed")),
+            "{:?}",
+            resp.body
+        );
+    }
+    assert_eq!(app.stored(&topic).await, 0);
+    let resp = app
+        .call(&event(&bearer(Typ::Named("at+jwt".to_owned()))))
+        .await;
+    assert_eq!(resp.status, 202, "{:?}", resp.body);
+    assert_eq!(app.stored(&topic).await, 1);
 }

@@ -4,7 +4,7 @@
 //! verify SigV4 signatures; the verifier's own pre-checks are unit-tested
 //! hard in `kong_pulsar::identity::iam`.
 
-use kp_tests::app::{PublishApp, kong_event, properties, receive};
+use kp_tests::app::{FOREIGN_ACCOUNT, PublishApp, kong_event, properties, receive};
 
 #[tokio::test]
 async fn an_iam_role_publishes_as_its_role_and_other_roles_are_refused() {
@@ -59,6 +59,65 @@ async fn an_iam_role_publishes_as_its_role_and_other_roles_are_refused() {
     let logs = app.function.logs();
     assert!(
         !logs.contains(authorization.split_whitespace().nth(1).unwrap()),
+        "a credential was logged"
+    );
+}
+
+#[tokio::test]
+async fn a_role_of_the_same_name_in_another_aws_account_is_403_and_publishes_nothing() {
+    let app = PublishApp::spawn().await;
+    let topic = app.topic(&app.tenant_a, "orders", "order-created");
+    let event = |authorization: &str, order: &str| {
+        kong_event(
+            "POST",
+            &format!("/events/{}/orders/order-created", app.tenant_a),
+            &[
+                ("authorization", authorization),
+                ("content-type", "application/json"),
+            ],
+            format!(r#"{{"orderId":"{order}"}}"#).as_bytes(),
+        )
+    };
+
+    // The role name the policy's rule is about, assumed in an account the
+    // policy does not allow: STS verifies it, the function refuses it.
+    let foreign = app
+        .iam_authorization_in(FOREIGN_ACCOUNT, &app.iam_role, "attacker")
+        .await;
+    for _ in 0..2 {
+        let resp = app.call(&event(&foreign, "foreign")).await;
+        assert_eq!(
+            (resp.status, resp.body["code"].as_str()),
+            (403, Some("account_not_allowed")),
+            "{:?}",
+            resp.body
+        );
+        assert!(
+            resp.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(FOREIGN_ACCOUNT)),
+            "{:?}",
+            resp.body
+        );
+    }
+    assert_eq!(app.stored(&topic).await, 0, "nothing was published");
+
+    // The same role in the allowed account still publishes.
+    let ours = app.iam_authorization(&app.iam_role, "deploy").await;
+    let resp = app.call(&event(&ours, "ours")).await;
+    assert_eq!(resp.status, 202, "{:?}", resp.body);
+    assert_eq!(app.stored(&topic).await, 1);
+
+    // The audit line names the refused caller, and so its account.
+    let logs = app.function.logs();
+    let refused_principal = format!("arn:aws:iam::{FOREIGN_ACCOUNT}:role/{}", app.iam_role);
+    let audit = logs
+        .lines()
+        .find(|l| l.contains("account_not_allowed") && l.contains("\"publish\""))
+        .unwrap_or_else(|| panic!("no audit line for the refusal in:\n{logs}"));
+    assert!(audit.contains(&refused_principal), "{audit}");
+    assert!(
+        !logs.contains(foreign.split_whitespace().nth(1).unwrap()),
         "a credential was logged"
     );
 }

@@ -15,6 +15,7 @@ use crate::identity::AuthMethod;
 const ENDPOINT: &str = "https://sts.kp-test.invalid/";
 const SERVER_ID: &str = "kong-pulsar";
 const MAX_AGE: Duration = Duration::from_secs(900);
+const ACCOUNT: &str = "123456789012";
 
 fn signed_at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_677_300) // 2026-11-26T07:15:00Z
@@ -25,6 +26,7 @@ fn config(endpoint: &str) -> IamConfig {
         sts_endpoint: Url::parse(endpoint).unwrap(),
         server_id: SERVER_ID.to_owned(),
         max_age: MAX_AGE,
+        allowed_accounts: vec![ACCOUNT.to_owned()],
     }
 }
 
@@ -873,5 +875,128 @@ fn errors_never_carry_the_credential() {
         let text = format!("{} {:?}", crate::telemetry::error_chain(&err), err);
         assert!(!text.contains(signature), "{text}");
         assert!(!text.contains("FwoGZXIvYXdzEXAMPLESESSIONTOKEN"), "{text}");
+    }
+}
+
+/// A credential signed now for [`ENDPOINT`], and the cache key it has.
+fn fresh_token() -> (String, [u8; 32]) {
+    let request = TokenRequest {
+        server_id: SERVER_ID.to_owned(),
+        region: "us-east-1".to_owned(),
+        sts_endpoint: Url::parse(ENDPOINT).unwrap(),
+    };
+    let token = build_token(&credentials(true), &request, SystemTime::now()).unwrap();
+    let key = Sha256::digest(token.as_bytes()).into();
+    (token, key)
+}
+
+fn caller_in(account: &str, arn: &str) -> Identity {
+    CallerIdentity {
+        arn: arn.to_owned(),
+        user_id: "AROAEXAMPLE:session".to_owned(),
+        account: account.to_owned(),
+    }
+    .into_identity()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_role_in_another_aws_account_is_refused_even_from_the_cache() {
+    // The verified identity is planted in the cache (as a first, successful
+    // STS call would leave it): the account check runs on every use, so
+    // neither the cache nor a role name shared across accounts widens it.
+    for (account, allowed) in [("123456789012", true), ("444455556666", false)] {
+        let v = verifier(ENDPOINT);
+        let (token, key) = fresh_token();
+        let now = SystemTime::now();
+        let id = caller_in(
+            account,
+            &format!("arn:aws:sts::{account}:assumed-role/checkout-api/s1"),
+        );
+        v.cache
+            .slot(key, now + MAX_AGE, now)
+            .identity
+            .set(id)
+            .unwrap();
+        let result = v.verify(&token).await;
+        assert_eq!(v.sts_call_count(), 0, "served from the cache");
+        if allowed {
+            assert_eq!(
+                result.unwrap().principal,
+                "arn:aws:iam::123456789012:role/checkout-api"
+            );
+            continue;
+        }
+        let err = result.unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert!(!err.is_unavailable());
+        let IamError::AccountNotAllowed { account, identity } = &err else {
+            panic!("expected AccountNotAllowed, got {err:?}");
+        };
+        assert_eq!(account, "444455556666");
+        assert_eq!(
+            identity.principal,
+            "arn:aws:iam::444455556666:role/checkout-api"
+        );
+        assert!(err.to_string().contains("444455556666"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_cached_identity_never_outlives_x_amz_date_plus_max_age() {
+    // Signed at signed_at(); cached as a successful STS call would cache it.
+    let v = verifier(ENDPOINT);
+    let t = token();
+    let key: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+    let checked = v.check(&t, signed_at()).unwrap();
+    assert_eq!(checked.expires_at, signed_at() + MAX_AGE);
+    let id = caller("arn:aws:iam::123456789012:user/alice")
+        .into_identity()
+        .unwrap();
+    v.cache
+        .slot(key, checked.expires_at, signed_at())
+        .identity
+        .set(id.clone())
+        .unwrap();
+    let last_second = signed_at() + MAX_AGE - Duration::from_secs(1);
+    assert_eq!(v.verify_at(&t, last_second).await.unwrap(), id);
+    // At X-Amz-Date + max_age the cache has nothing, and the credential is
+    // stale: no STS call, no identity.
+    assert!(matches!(
+        v.verify_at(&t, signed_at() + MAX_AGE).await,
+        Err(IamError::Stale)
+    ));
+    assert_eq!(v.sts_call_count(), 0);
+}
+
+#[test]
+fn a_configuration_wider_than_sts_or_every_account_is_refused() {
+    let with = |change: &dyn Fn(&mut IamConfig)| {
+        let mut c = config(ENDPOINT);
+        change(&mut c);
+        c.validate()
+    };
+    assert!(with(&|_| {}).is_ok());
+    assert!(with(&|c| c.max_age = MAX_AGE).is_ok());
+    type Change<'a> = &'a dyn Fn(&mut IamConfig);
+    let refused: [(&str, Change); 6] = [
+        ("max_age past STS's 15 minutes", &|c| {
+            c.max_age = MAX_AGE + Duration::from_secs(1)
+        }),
+        ("an hour", &|c| c.max_age = Duration::from_secs(3600)),
+        ("zero", &|c| c.max_age = Duration::ZERO),
+        ("no account", &|c| c.allowed_accounts.clear()),
+        ("11 digits", &|c| {
+            c.allowed_accounts = vec!["12345678901".into()]
+        }),
+        ("a wildcard account", &|c| {
+            c.allowed_accounts = vec!["*".into()]
+        }),
+    ];
+    for (what, change) in refused {
+        assert!(
+            matches!(with(change), Err(IamError::InvalidConfig(_))),
+            "{what}"
+        );
     }
 }

@@ -8,11 +8,55 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::OidcError;
+use super::config::normalise_token_type;
 use super::keys::IssuerState;
+use super::{OidcError, echo};
 use crate::identity::{AuthMethod, Identity};
 
 impl IssuerState {
+    /// The issuer's `token_types`, when it lists any: the types the token
+    /// declares (the `typ` header, the `token_use` claim) must all be listed,
+    /// and it must declare at least one. A declared type that is not a
+    /// string never matches.
+    pub(super) fn check_token_type(
+        &self,
+        typ: Option<&Value>,
+        claims: &Map<String, Value>,
+    ) -> Result<(), OidcError> {
+        let allowed = &self.config.token_types;
+        if allowed.is_empty() {
+            return Ok(());
+        }
+        let declared: Vec<Option<String>> = [typ, claims.get("token_use")]
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().map(normalise_token_type))
+            .collect();
+        let ok = !declared.is_empty()
+            && declared
+                .iter()
+                .all(|t| t.as_ref().is_some_and(|t| allowed.contains(t)));
+        if ok {
+            return Ok(());
+        }
+        let found = if declared.is_empty() {
+            "none".to_owned()
+        } else {
+            declared
+                .iter()
+                .map(|t| {
+                    t.as_deref()
+                        .map_or_else(|| "(not a string)".to_owned(), echo)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(OidcError::TokenTypeNotAllowed {
+            issuer: self.config.issuer.clone(),
+            found,
+        })
+    }
+
     /// `exp`, `nbf` and the audience of signature-verified claims. `iss` was
     /// matched exactly when the issuer was chosen.
     pub(super) fn check_claims(

@@ -38,6 +38,22 @@ pub struct IssuerConfig {
     pub audience_claim: String,
     /// Clock leeway for this issuer; `None` uses [`VerifierOptions::leeway`].
     pub leeway: Option<Duration>,
+    /// Accepted token types, as [`normalise_token_type`] writes them (the
+    /// JWS `typ` header, e.g. RFC 9068's `at+jwt`; Cognito's `token_use`
+    /// claim, e.g. `access`). Empty: any type. Otherwise a token must declare
+    /// at least one type, and every type it declares must be listed, so an
+    /// ID token cannot pass where access tokens are expected.
+    pub token_types: Vec<String>,
+}
+
+/// A token type as compared: lower case (RFC 7515 §4.1.9 makes `typ` media
+/// types case-insensitive) without the optional `application/` prefix.
+pub fn normalise_token_type(text: &str) -> String {
+    let lower = text.trim().to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
 }
 
 impl IssuerConfig {
@@ -55,6 +71,7 @@ impl IssuerConfig {
             claims: ClaimMapping::default(),
             audience_claim: "aud".to_owned(),
             leeway: None,
+            token_types: Vec::new(),
         }
     }
 
@@ -255,6 +272,16 @@ pub enum OidcError {
     /// The signature does not verify with the issuer's key.
     #[error("invalid token signature")]
     InvalidSignature,
+    /// The token's type (`typ` header, `token_use` claim) is not one the
+    /// issuer's `token_types` allows, or it declares none: e.g. an ID token
+    /// where only access tokens are accepted.
+    #[error("token type {found} is not accepted for issuer {issuer}")]
+    TokenTypeNotAllowed {
+        /// The configured issuer.
+        issuer: String,
+        /// What the token declared (sanitised), or `none`.
+        found: String,
+    },
     /// A required claim is absent or not of the expected type.
     #[error("missing or invalid claim {0:?}")]
     MissingClaim(String),
@@ -370,6 +397,15 @@ pub enum KeyFetchError {
         expected: String,
         /// The document's `issuer`.
         found: String,
+    },
+    /// The discovery document points the keys at a loopback or link-local
+    /// host (a cloud metadata service, a sidecar) while the issuer itself is
+    /// not on loopback: a compromised or spoofed document must not turn the
+    /// function into a client of its own host's services.
+    #[error("discovered jwks_uri {url} is on a loopback or link-local host")]
+    UnsafeJwksUri {
+        /// The discovered URL.
+        url: Url,
     },
     /// The discovery document's `jwks_uri` is not a URL.
     #[error("jwks_uri {value:?} is not a URL")]

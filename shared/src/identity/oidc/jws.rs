@@ -29,6 +29,10 @@ pub(super) struct Header {
     pub(super) alg: String,
     #[serde(default)]
     pub(super) kid: Option<String>,
+    /// Only compared with the issuer's `token_types`; any JSON type is read,
+    /// so an odd `typ` is refused there rather than as malformed.
+    #[serde(default)]
+    pub(super) typ: Option<serde_json::Value>,
     #[serde(default)]
     crit: Option<serde::de::IgnoredAny>,
 }

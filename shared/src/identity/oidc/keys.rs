@@ -182,10 +182,11 @@ impl OidcVerifier {
                 found: echo(&document.issuer),
             });
         }
-        Url::parse(&document.jwks_uri).map_err(|source| KeyFetchError::JwksUri {
+        let jwks_uri = Url::parse(&document.jwks_uri).map_err(|source| KeyFetchError::JwksUri {
             value: echo(&document.jwks_uri),
             source,
-        })
+        })?;
+        check_discovered_jwks_uri(&url, jwks_uri)
     }
 
     async fn fetch_jwks(&self, issuer: &IssuerState, url: &Url) -> Result<KeySet, KeyFetchError> {
@@ -242,6 +243,50 @@ impl OidcVerifier {
                 },
                 BodyError::Read(source) => request_error(source),
             })
+    }
+}
+
+/// A `jwks_uri` read from the discovery document at `discovery` (on the
+/// issuer's own host). A loopback issuer (local development, tests) may keep
+/// its keys on loopback; any other issuer pointing at a loopback or
+/// link-local host is refused.
+pub(super) fn check_discovered_jwks_uri(discovery: &Url, jwks: Url) -> Result<Url, KeyFetchError> {
+    if is_internal_host(&jwks) && !crate::http::is_loopback_host(discovery) {
+        return Err(KeyFetchError::UnsafeJwksUri { url: jwks });
+    }
+    Ok(jwks)
+}
+
+/// Loopback, link-local (169.254.0.0/16, where cloud metadata services
+/// live; fe80::/10) or unspecified (0.0.0.0 and `::` reach the local host)
+/// addresses, and `localhost`. Names are not resolved: a DNS name pointing
+/// at such an address is not caught here.
+pub(super) fn is_internal_host(url: &Url) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let internal = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4: Ipv4Addr| {
+                    v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()
+                })
+        }
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => internal(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => internal(IpAddr::V6(ip)),
+        Some(url::Host::Domain(domain)) => {
+            let domain = domain.trim_end_matches('.');
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
+                || domain.parse::<IpAddr>().is_ok_and(internal)
+                || domain
+                    .parse::<Ipv6Addr>()
+                    .is_ok_and(|ip| internal(IpAddr::V6(ip)))
+        }
+        None => false,
     }
 }
 

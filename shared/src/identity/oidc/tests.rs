@@ -588,3 +588,81 @@ fn errors_keep_their_sources() {
     assert!(source.source().is_some(), "the base64 error is kept");
     assert!(!err.is_unavailable());
 }
+
+#[test]
+fn id_tokens_cannot_pass_as_access_tokens_when_types_are_listed() {
+    let with_types = |types: &[&str]| {
+        let mut config = IssuerConfig::new(ISS, ["api"]);
+        config.token_types = types.iter().map(|t| normalise_token_type(t)).collect();
+        issuer(config)
+    };
+    let rfc9068 = with_types(&["at+jwt"]);
+    let cognito = with_types(&["access"]);
+    let any = with_types(&[]);
+    let access = claims(json!({ "token_use": "access" }));
+    let id = claims(json!({ "token_use": "id" }));
+    let none = Map::new();
+    let typ = |t: &str| Some(json!(t));
+    // (issuer, typ header, claims, accepted)
+    type Case<'a> = (&'a IssuerState, Option<Value>, &'a Map<String, Value>, bool);
+    let cases: [Case; 14] = [
+        (&rfc9068, typ("at+jwt"), &none, true),
+        (&rfc9068, typ("AT+JWT"), &none, true),
+        (&rfc9068, typ("application/at+jwt"), &none, true),
+        // An ID token (typ JWT, or no typ at all) is not an access token.
+        (&rfc9068, typ("JWT"), &none, false),
+        (&rfc9068, None, &none, false),
+        // Declaring a listed type does not excuse an unlisted one.
+        (&rfc9068, typ("at+jwt"), &id, false),
+        (&rfc9068, Some(json!(["at+jwt"])), &none, false),
+        (&rfc9068, Some(json!(null)), &none, false),
+        (&cognito, None, &access, true),
+        (&cognito, None, &id, false),
+        (&cognito, typ("JWT"), &access, false),
+        (&cognito, None, &claims(json!({ "token_use": 1 })), false),
+        // Without `token_types` nothing is checked.
+        (&any, typ("JWT"), &id, true),
+        (&any, None, &none, true),
+    ];
+    for (state, typ, claims, accepted) in cases {
+        let result = state.check_token_type(typ.as_ref(), claims);
+        assert_eq!(result.is_ok(), accepted, "{typ:?} {claims:?}: {result:?}");
+        if let Err(e) = result {
+            assert!(matches!(e, OidcError::TokenTypeNotAllowed { .. }), "{e:?}");
+        }
+    }
+}
+
+#[test]
+fn a_discovered_jwks_uri_cannot_point_a_remote_issuer_at_internal_hosts() {
+    let url = |s: &str| Url::parse(s).unwrap();
+    let remote = url("https://idp.example.com/.well-known/openid-configuration");
+    let local = url("http://127.0.0.1:9400/.well-known/openid-configuration");
+    for (jwks, from_remote_ok) in [
+        ("https://idp.example.com/keys", true),
+        ("https://keys.example.net/jwks", true),
+        ("https://10.0.0.5/jwks", true),
+        ("http://127.0.0.1:9400/jwks", false),
+        ("https://127.0.0.2/jwks", false),
+        ("https://localhost/jwks", false),
+        ("https://LOCALHOST./jwks", false),
+        ("https://metadata.localhost/jwks", false),
+        ("http://169.254.169.254/latest/meta-data/", false),
+        ("https://[::1]/jwks", false),
+        ("https://[fe80::1]/jwks", false),
+        ("https://[::ffff:169.254.169.254]/jwks", false),
+        ("https://0.0.0.0/jwks", false),
+        ("https://[::]/jwks", false),
+    ] {
+        let result = keys::check_discovered_jwks_uri(&remote, url(jwks));
+        assert_eq!(result.is_ok(), from_remote_ok, "{jwks}: {result:?}");
+        if !from_remote_ok {
+            assert!(
+                matches!(result, Err(KeyFetchError::UnsafeJwksUri { .. })),
+                "{jwks}"
+            );
+        }
+        // A loopback issuer (local development, the test issuer) may.
+        assert!(keys::check_discovered_jwks_uri(&local, url(jwks)).is_ok());
+    }
+}

@@ -605,6 +605,18 @@ impl Policy {
         &self.rules
     }
 
+    /// Every secret the policy names and what for (`(secret, use)`, the use
+    /// as the policy node that names it, e.g. `tenants.payments.token_secret`),
+    /// so a secret named elsewhere (the admin token of the configuration) can
+    /// be checked against them with [`same_secret`]. Load already refused
+    /// two uses of one secret, except CA secrets shared between entries.
+    pub fn secret_uses(&self) -> Vec<(String, String)> {
+        build::secret_uses(&self.pulsar, &self.tenants, &self.certificates)
+            .into_iter()
+            .map(|(secret, path, _)| (secret, path.to_string()))
+            .collect()
+    }
+
     /// The certificates the `rotate` function keeps fresh.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
@@ -639,4 +651,37 @@ impl Policy {
         }
         desired
     }
+}
+
+/// Whether two references to Secrets Manager secrets (each a name, a partial
+/// ARN, or a full ARN with AWS's random `-xxxxxx` suffix) may be the same
+/// secret. Errs towards "the same": it guards against rotation writing into
+/// a secret that has another use, where a false alarm costs a rename and a
+/// miss costs a key.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, a_bare) = secret_name(a);
+    let (b, b_bare) = secret_name(b);
+    a == b || a_bare.is_some_and(|a| a == b || b_bare == Some(a)) || b_bare.is_some_and(|b| b == a)
+}
+
+/// The secret name in `reference`, and for an ARN also the name without a
+/// trailing `-` and six alphanumerics (the suffix AWS adds in full ARNs).
+fn secret_name(reference: &str) -> (&str, Option<&str>) {
+    let Some(name) = reference
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":secret:"))
+        .map(|(_, name)| name)
+    else {
+        return (reference, None);
+    };
+    let bare = name
+        .len()
+        .checked_sub(7)
+        .filter(|&at| name.is_char_boundary(at))
+        .map(|at| name.split_at(at))
+        .filter(|(_, suffix)| {
+            suffix.starts_with('-') && suffix[1..].bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        .map(|(bare, _)| bare);
+    (name, bare)
 }

@@ -10,6 +10,13 @@
 //!   for a token or certificate secret: the four-step protocol.
 //! * a manual request: `{"action":"reconcile"|"rotate"|"cycle","dryRun":…,"force":…}`.
 //!
+//! No token or certificate is minted for a role in `pulsar.admin_roles` or in
+//! the broker's `superUserRoles` (read through the admin API on every run
+//! that rotates; when it cannot be read, nothing is minted): such an entry
+//! fails with step `forbidden_role`, and a rotation step for its secret is
+//! refused. At start-up, the admin token's secret (`KP_ADMIN_TOKEN_SECRET`)
+//! may not be a secret the policy names.
+//!
 //! Reconciliation runs before token rotation in a cycle, so a new tenant's
 //! namespaces and grants exist when its first token is tested against the
 //! broker. A failure for one tenant is reported and the others go on; the

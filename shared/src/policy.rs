@@ -685,3 +685,47 @@ fn secret_name(reference: &str) -> (&str, Option<&str>) {
         .map(|(bare, _)| bare);
     (name, bare)
 }
+
+#[cfg(test)]
+mod same_secret_tests {
+    use super::same_secret;
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
+
+    #[test]
+    fn names_and_arns_of_one_secret_are_the_same_secret() {
+        let full = format!("{ARN}kp/admin-token-AbC123");
+        let partial = format!("{ARN}kp/admin-token");
+        for (a, b) in [
+            ("kp/admin-token", "kp/admin-token"),
+            ("kp/admin-token", full.as_str()),
+            (full.as_str(), "kp/admin-token"),
+            ("kp/admin-token", partial.as_str()),
+            (partial.as_str(), full.as_str()),
+            (full.as_str(), full.as_str()),
+        ] {
+            assert!(same_secret(a, b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn other_secrets_and_hostile_references_are_not_confused() {
+        let longer = format!("{ARN}kp/admin-token-old-AbC123");
+        for (a, b) in [
+            ("kp/admin-token", "kp/admin-token-old"),
+            // A plain name never loses a suffix: these are two secrets.
+            ("kp/admin-token", "kp/admin-token-AbC123"),
+            ("kp/admin-token", longer.as_str()),
+            ("kp/admin-token", ""),
+            ("arn:", "kp/admin-token"),
+            ("arn:aws:secretsmanager:us-east-1:1:notsecret:kp/a", "kp/a"),
+        ] {
+            assert!(!same_secret(a, b), "{a} / {b}");
+            assert!(!same_secret(b, a), "{b} / {a}");
+        }
+        // Multi-byte text where the suffix would start must not panic.
+        let odd = format!("{ARN}kp/ééééé");
+        assert!(!same_secret(&odd, "kp/a"));
+        assert!(same_secret(&odd, &odd));
+    }
+}

@@ -402,3 +402,52 @@ async fn a_rotation_step_for_a_superuser_secret_is_refused_before_anything_is_mi
         "the pending version got a value"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_whose_role_is_an_admin_role_never_reaches_a_cycle() {
+    let keys = keys().await;
+    let tenant = unique("adm");
+    let secret = format!("kong-pulsar/tokens/{tenant}");
+    let yaml = policy(&keys, &tenant, "kp-test-admin", &secret, None);
+    let err = keys
+        .rotator(&yaml, &keys.admin)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("kp-test-admin") && err.contains("pulsar.admin_roles"),
+        "{err}"
+    );
+    assert!(!keys.exists(&secret).await, "no token was minted");
+}
+
+#[tokio::test]
+async fn when_the_superusers_cannot_be_read_nothing_is_minted_blind() {
+    let keys = keys().await;
+    // An admin token the broker rejects: the super-user list is unknown.
+    let bogus = unique("kong-pulsar/admin-bogus");
+    let bogus_token = stack().mint_token("not-a-superuser");
+    keys.client
+        .create_secret()
+        .name(&bogus)
+        .secret_string(json!({ "token": bogus_token }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let tenant = unique("blind");
+    let secret = format!("kong-pulsar/tokens/{tenant}");
+    let yaml = policy(&keys, &tenant, &format!("{tenant}-gw"), &secret, None);
+    let rotator = keys.rotator(&yaml, &bogus).await.unwrap();
+    let out = invoke(&rotator, json!({ "action": "rotate" }))
+        .await
+        .unwrap();
+    let token = &out["tokens"][0];
+    assert_eq!(token["step"], "forbidden_role", "{out}");
+    let error = token["error"].as_str().unwrap();
+    assert!(error.contains("could not be read"), "{error}");
+    assert!(!keys.exists(&secret).await, "a token was minted blind");
+    assert!(
+        !out.to_string()
+            .contains(stack().mint_token("not-a-superuser").as_str())
+    );
+}

@@ -7,7 +7,8 @@
 //! * a tenant or certificate whose role is a broker super-user (read from the
 //!   broker's runtime configuration) or a `pulsar.admin_roles` entry gets a
 //!   `forbidden_role` failure and no secret is created, in every entry point
-//!   (scheduled cycle, dry run, rotation step), while its neighbours rotate.
+//!   (scheduled cycle, dry run, rotation step), while its neighbours rotate;
+//!   when the super-users cannot be read, nothing is minted at all.
 
 use aws_sdk_secretsmanager::Client;
 use base64::Engine as _;

@@ -105,6 +105,62 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configured URLs that travel in plaintext (`pulsar://`, `http://`)
+    /// to a host other than loopback, each as `(variable, url)`: tokens and
+    /// events would cross the network readable. Plaintext stays allowed (a
+    /// broker in the same private network, a local stack), but is warned
+    /// about at cold start ([`Config::warn_if_plaintext`]).
+    pub fn plaintext_urls(&self) -> Vec<(&'static str, &Url)> {
+        let mut found = Vec::new();
+        if is_plaintext_remote(&self.pulsar_service_url) {
+            found.push(("PULSAR_SERVICE_URL", &self.pulsar_service_url));
+        }
+        if let Some(admin) = self
+            .pulsar_admin_url
+            .as_ref()
+            .filter(|u| is_plaintext_remote(u))
+        {
+            found.push(("PULSAR_ADMIN_URL", admin));
+        }
+        found
+    }
+
+    /// Logs one warning per [`Config::plaintext_urls`] entry (the URL has no
+    /// credentials in it: the functions' URLs carry none).
+    pub fn warn_if_plaintext(&self) {
+        for (name, url) in self.plaintext_urls() {
+            tracing::warn!(
+                event = "plaintext_pulsar",
+                variable = name,
+                host = url.host_str().unwrap_or_default(),
+                scheme = url.scheme(),
+                "{name} is not encrypted and its host is not loopback: tokens and events cross \
+                 the network in plaintext; use pulsar+ssl:// and https://"
+            );
+        }
+    }
+}
+
+/// `pulsar://` or `http://` to a host that is not loopback.
+fn is_plaintext_remote(url: &Url) -> bool {
+    let plaintext = matches!(url.scheme(), "pulsar" | "http");
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // Non-special schemes (pulsar://) leave even an IP address a "domain".
+        Some(url::Host::Domain(name)) => match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => {
+                let name = name.to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+        },
+        None => false,
+    };
+    plaintext && !loopback
+}
+
 fn parse_url(name: &'static str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
     let url = Url::parse(value.trim()).map_err(|e| ConfigError::Invalid {
         name,
@@ -218,6 +274,42 @@ mod tests {
             let err = config(&vars).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn plaintext_urls_to_remote_hosts_are_flagged_and_loopback_is_not() {
+        let with = |service: &str, admin: &str| {
+            let mut vars = BASE.to_vec();
+            vars.retain(|(k, _)| *k != "PULSAR_SERVICE_URL");
+            vars.push(("PULSAR_SERVICE_URL", service));
+            vars.push(("PULSAR_ADMIN_URL", admin));
+            let c = config(&vars).unwrap();
+            c.plaintext_urls()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            with("pulsar://broker.internal:6650", "http://10.0.0.5:8080"),
+            ["PULSAR_SERVICE_URL", "PULSAR_ADMIN_URL"]
+        );
+        assert!(with("pulsar+ssl://broker:6651", "https://broker:8443").is_empty());
+        for local in [
+            ("pulsar://127.0.0.1:6650", "http://127.0.0.1:8080"),
+            ("pulsar://localhost:6650", "http://[::1]:8080"),
+            ("pulsar://LOCALHOST:6650", "http://127.8.9.10:8080"),
+        ] {
+            assert!(with(local.0, local.1).is_empty(), "{local:?}");
+        }
+        // A host that only looks local is remote.
+        assert_eq!(
+            with("pulsar://localhost.evil.example:6650", "https://b"),
+            ["PULSAR_SERVICE_URL"]
+        );
+        assert_eq!(
+            with("pulsar+ssl://b:6651", "http://127.0.0.1.nip.io:8080"),
+            ["PULSAR_ADMIN_URL"]
+        );
     }
 
     #[test]

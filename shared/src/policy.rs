@@ -610,6 +610,18 @@ impl Policy {
         &self.rules
     }
 
+    /// Every secret the policy names and what for (`(secret, use)`, the use
+    /// as the policy node that names it, e.g. `tenants.payments.token_secret`),
+    /// so a secret named elsewhere (the admin token of the configuration) can
+    /// be checked against them with [`same_secret`]. Load already refused
+    /// two uses of one secret, except CA secrets shared between entries.
+    pub fn secret_uses(&self) -> Vec<(String, String)> {
+        build::secret_uses(&self.pulsar, &self.tenants, &self.certificates)
+            .into_iter()
+            .map(|(secret, path, _)| (secret, path.to_string()))
+            .collect()
+    }
+
     /// The certificates the `rotate` function keeps fresh.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
@@ -643,5 +655,82 @@ impl Policy {
             }
         }
         desired
+    }
+}
+
+/// Whether two references to Secrets Manager secrets (each a name, a partial
+/// ARN, or a full ARN with AWS's random `-xxxxxx` suffix) may be the same
+/// secret. Errs towards "the same": it guards against rotation writing into
+/// a secret that has another use, where a false alarm costs a rename and a
+/// miss costs a key.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, a_bare) = secret_name(a);
+    let (b, b_bare) = secret_name(b);
+    a == b || a_bare.is_some_and(|a| a == b || b_bare == Some(a)) || b_bare.is_some_and(|b| b == a)
+}
+
+/// The secret name in `reference`, and for an ARN also the name without a
+/// trailing `-` and six alphanumerics (the suffix AWS adds in full ARNs).
+fn secret_name(reference: &str) -> (&str, Option<&str>) {
+    let Some(name) = reference
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":secret:"))
+        .map(|(_, name)| name)
+    else {
+        return (reference, None);
+    };
+    let bare = name
+        .len()
+        .checked_sub(7)
+        .filter(|&at| name.is_char_boundary(at))
+        .map(|at| name.split_at(at))
+        .filter(|(_, suffix)| {
+            suffix.starts_with('-') && suffix[1..].bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        .map(|(bare, _)| bare);
+    (name, bare)
+}
+
+#[cfg(test)]
+mod same_secret_tests {
+    use super::same_secret;
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
+
+    #[test]
+    fn names_and_arns_of_one_secret_are_the_same_secret() {
+        let full = format!("{ARN}kp/admin-token-AbC123");
+        let partial = format!("{ARN}kp/admin-token");
+        for (a, b) in [
+            ("kp/admin-token", "kp/admin-token"),
+            ("kp/admin-token", full.as_str()),
+            (full.as_str(), "kp/admin-token"),
+            ("kp/admin-token", partial.as_str()),
+            (partial.as_str(), full.as_str()),
+            (full.as_str(), full.as_str()),
+        ] {
+            assert!(same_secret(a, b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn other_secrets_and_hostile_references_are_not_confused() {
+        let longer = format!("{ARN}kp/admin-token-old-AbC123");
+        for (a, b) in [
+            ("kp/admin-token", "kp/admin-token-old"),
+            // A plain name never loses a suffix: these are two secrets.
+            ("kp/admin-token", "kp/admin-token-AbC123"),
+            ("kp/admin-token", longer.as_str()),
+            ("kp/admin-token", ""),
+            ("arn:", "kp/admin-token"),
+            ("arn:aws:secretsmanager:us-east-1:1:notsecret:kp/a", "kp/a"),
+        ] {
+            assert!(!same_secret(a, b), "{a} / {b}");
+            assert!(!same_secret(b, a), "{b} / {a}");
+        }
+        // Multi-byte text where the suffix would start must not panic.
+        let odd = format!("{ARN}kp/ééééé");
+        assert!(!same_secret(&odd, "kp/a"));
+        assert!(same_secret(&odd, &odd));
     }
 }

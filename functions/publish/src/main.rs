@@ -12,6 +12,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     kong_pulsar::telemetry::init();
     let config = Config::from_env()?;
+    config.warn_if_plaintext();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let publisher = Publisher::build(&config, &aws)?;
     let publisher = &publisher;

@@ -3,7 +3,7 @@
 //! schemas). The first problem found stops the load and names the node it is
 //! about, so the caller can put a line number on it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -820,42 +820,74 @@ fn certificate(doc: CertificateDoc, path: &NodePath) -> Checked<Certificate> {
     })
 }
 
-/// Each secret the rotate function writes must have one owner, or two
-/// rotations would overwrite each other. (CA secrets are only read, and may be
-/// shared.)
+/// What a secret the policy names is used for. Every use is a secret the
+/// `rotate` function either writes (token and certificate secrets) or must
+/// never write (the signing key, a CA): two uses of one secret would let a
+/// cycle overwrite one with the other, so each needs its own secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    /// `pulsar.token_signing_secret`: read to mint tokens, never written.
+    SigningKey,
+    /// A tenant's `token_secret`: written by token rotation.
+    TenantToken,
+    /// A certificate entry's `secret`: written by certificate renewal.
+    Certificate,
+    /// A certificate entry's `ca_secret`: read to issue, never written. Only
+    /// uses of this kind may share a secret (one CA issues many entries).
+    Ca,
+}
+
+/// Every secret the policy names, with the node that names it, in file order.
+pub(super) fn secret_uses(
+    pulsar: &PulsarSettings,
+    tenants: &BTreeMap<PulsarName, Tenant>,
+    certificates: &[Certificate],
+) -> Vec<(String, NodePath, Use)> {
+    let root = NodePath::root();
+    let mut uses = vec![(
+        pulsar.token_signing_secret.clone(),
+        root.key("pulsar").key("token_signing_secret"),
+        Use::SigningKey,
+    )];
+    uses.extend(tenants.values().map(|t| {
+        (
+            t.token_secret.clone(),
+            root.key("tenants").key(t.name.as_str()).key("token_secret"),
+            Use::TenantToken,
+        )
+    }));
+    for (i, c) in certificates.iter().enumerate() {
+        let path = root.key("certificates").index(i);
+        uses.push((c.secret.clone(), path.key("secret"), Use::Certificate));
+        uses.push((c.ca_secret.clone(), path.key("ca_secret"), Use::Ca));
+    }
+    uses
+}
+
+/// Each secret the policy names must have one use, or a typo makes rotation
+/// eat its own keys: a token secret that is the signing key, a certificate
+/// secret that is a CA (or the other way round) would be replaced by the next
+/// cycle. Names and ARNs of one secret are compared as the same secret
+/// ([`super::same_secret`]). CA secrets may be shared between entries.
 fn check_secrets_are_distinct(
     pulsar: &PulsarSettings,
     tenants: &BTreeMap<PulsarName, Tenant>,
     certificates: &[Certificate],
 ) -> Checked<()> {
-    let root = NodePath::root();
-    let mut owners: HashMap<&str, String> = HashMap::new();
-    owners.insert(
-        pulsar.token_signing_secret.as_str(),
-        "pulsar.token_signing_secret".to_owned(),
-    );
-    let tenant_secrets = tenants.values().map(|t| {
-        (
-            t.token_secret.as_str(),
-            root.key("tenants").key(t.name.as_str()).key("token_secret"),
-        )
-    });
-    let cert_secrets = certificates.iter().enumerate().map(|(i, c)| {
-        (
-            c.secret.as_str(),
-            root.key("certificates").index(i).key("secret"),
-        )
-    });
-    for (secret, path) in tenant_secrets.chain(cert_secrets) {
-        if let Some(owner) = owners.get(secret) {
+    let uses = secret_uses(pulsar, tenants, certificates);
+    for (i, (secret, path, kind)) in uses.iter().enumerate() {
+        let earlier = uses[..i].iter().find(|(other, _, other_kind)| {
+            !(*kind == Use::Ca && *other_kind == Use::Ca) && super::same_secret(secret, other)
+        });
+        if let Some((_, owner, _)) = earlier {
             return problem(
-                path,
+                path.clone(),
                 format!(
-                    "secret {secret:?} is already used by {owner}; each secret needs its own name"
+                    "secret {secret:?} is already used by {owner}; each secret needs its own \
+                     name, or rotation would overwrite one with the other"
                 ),
             );
         }
-        owners.insert(secret, path.to_string());
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! created when missing and replaced when its value is due, one secret
 //! failing never stopping the others.
 //!
-//! For one secret: describe it (a secret scheduled for deletion is refused:
+//! For one secret: refuse a forbidden role ([`ForbiddenRoles`]: an admin
+//! role or a broker super-user never gets a token or certificate, whatever
+//! the policy says) → describe it (a secret scheduled for deletion is refused:
 //! writing to it fails, and restoring it is a human decision) → read
 //! `AWSCURRENT` → the kind's verdict, then `force` → mint →
 //!
@@ -13,6 +15,7 @@
 //!   the `AWSPENDING` label off again, so the next cycle (or a native
 //!   rotation) starts clean.
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 
 use aws_sdk_secretsmanager::Client;
@@ -49,16 +52,88 @@ impl Default for RotateOptions {
     }
 }
 
-/// One scheduled cycle over every secret of `kind`, in the kind's order.
+/// Roles the engine never mints a value for, whatever the kind: a tenant
+/// token or client certificate for a Pulsar admin role or a broker
+/// super-user would hand whoever reads the secret every tenant (or the whole
+/// cluster). The `rotate` function fills it from `pulsar.admin_roles` and the
+/// broker's `superUserRoles`, read through the admin API each run.
+#[derive(Debug, Clone, Default)]
+pub struct ForbiddenRoles {
+    /// Role → why it is forbidden.
+    roles: BTreeMap<String, String>,
+    /// Set when the forbidden roles could not be learnt: every role is then
+    /// refused (fail closed), with this explanation.
+    unknown: Option<String>,
+}
+
+impl ForbiddenRoles {
+    /// No role forbidden.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds `roles`, each refused with `why` (e.g. "it is in pulsar.admin_roles").
+    pub fn forbid<I, S>(mut self, roles: I, why: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for role in roles {
+            self.roles
+                .entry(role.into())
+                .or_insert_with(|| why.to_owned());
+        }
+        self
+    }
+
+    /// The forbidden roles could not be learnt (`why`): refuse every role
+    /// rather than risk minting for a super-user.
+    pub fn unknown(mut self, why: impl Into<String>) -> Self {
+        self.unknown = Some(why.into());
+        self
+    }
+
+    /// Why `role` may not be given a secret, or `None` when it may.
+    pub fn refusal(&self, role: &str) -> Option<String> {
+        if let Some(why) = self.roles.get(role) {
+            return Some(format!(
+                "role {role:?} is forbidden: {why}; a secret for it would administer Pulsar, \
+                 so nothing was minted (give the entry its own, unprivileged role)"
+            ));
+        }
+        self.unknown.as_ref().map(|why| {
+            format!(
+                "the roles that may not be given secrets are unknown ({why}); nothing is \
+                 minted for role {role:?} until they can be read"
+            )
+        })
+    }
+}
+
+/// One scheduled cycle over every secret of `kind`, in the kind's order, with
+/// no role forbidden by the engine (see [`guarded_cycle`]).
 pub async fn cycle<K: SecretKind>(
     kind: &K,
     secrets: &Client,
     options: RotateOptions,
 ) -> Vec<SecretReport> {
+    guarded_cycle(kind, secrets, options, &ForbiddenRoles::none()).await
+}
+
+/// One scheduled cycle over every secret of `kind`; a secret whose role is
+/// in `forbidden` fails with step `forbidden_role` before anything is read,
+/// minted or written (in a dry run too).
+pub async fn guarded_cycle<K: SecretKind>(
+    kind: &K,
+    secrets: &Client,
+    options: RotateOptions,
+    forbidden: &ForbiddenRoles,
+) -> Vec<SecretReport> {
     let run = Run {
         kind,
         store: Store::new(secrets),
         options,
+        forbidden,
     };
     futures::stream::iter(kind.items())
         .map(|item| run.one(item))
@@ -93,6 +168,7 @@ struct Run<'a, K> {
     kind: &'a K,
     store: Store<'a>,
     options: RotateOptions,
+    forbidden: &'a ForbiddenRoles,
 }
 
 impl<K: SecretKind> Run<'_, K> {
@@ -124,6 +200,12 @@ impl<K: SecretKind> Run<'_, K> {
     }
 
     async fn rotate(&self, item: &K::Item, labels: &Labels<'_>) -> Result<Outcome, Failure> {
+        if let Some(error) = self.forbidden.refusal(labels.role) {
+            return Err(Failure {
+                step: FailedStep::ForbiddenRole,
+                error,
+            });
+        }
         let now = Utc::now();
         let (reason, current) = match self.verdict(item, labels.secret, now).await? {
             Judged::Keep { expires_at } => {
@@ -199,21 +281,25 @@ impl<K: SecretKind> Run<'_, K> {
         };
         // The one force rule: what makes a value unusable is reported as
         // such; a usable value is replaced as Forced.
-        Ok(match self.kind.judge(item, &stored.value, now) {
-            Verdict::Keep { expires_at, .. } if !self.options.force => Judged::Keep { expires_at },
-            Verdict::Keep {
-                expires_at,
-                fingerprint,
-            } => Judged::replace(
-                Reason::Forced,
-                Some(current(Some(expires_at), Some(fingerprint))),
-            ),
-            Verdict::Replace {
-                reason,
-                expires_at,
-                fingerprint,
-            } => Judged::replace(reason, Some(current(expires_at, fingerprint))),
-        })
+        Ok(
+            match self.kind.judge(self.store, item, &stored.value, now).await {
+                Verdict::Keep { expires_at, .. } if !self.options.force => {
+                    Judged::Keep { expires_at }
+                }
+                Verdict::Keep {
+                    expires_at,
+                    fingerprint,
+                } => Judged::replace(
+                    Reason::Forced,
+                    Some(current(Some(expires_at), Some(fingerprint))),
+                ),
+                Verdict::Replace {
+                    reason,
+                    expires_at,
+                    fingerprint,
+                } => Judged::replace(reason, Some(current(expires_at, fingerprint))),
+            },
+        )
     }
 
     /// No current value: test first, then store it as `AWSCURRENT`, so that a

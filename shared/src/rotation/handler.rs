@@ -10,6 +10,13 @@
 //!   for a token or certificate secret: the four-step protocol.
 //! * a manual request: `{"action":"reconcile"|"rotate"|"cycle","dryRun":…,"force":…}`.
 //!
+//! No token or certificate is minted for a role in `pulsar.admin_roles` or in
+//! the broker's `superUserRoles` (read through the admin API on every run
+//! that rotates; when it cannot be read, nothing is minted): such an entry
+//! fails with step `forbidden_role`, and a rotation step for its secret is
+//! refused. At start-up, the admin token's secret (`KP_ADMIN_TOKEN_SECRET`)
+//! may not be a secret the policy names.
+//!
 //! Reconciliation runs before token rotation in a cycle, so a new tenant's
 //! namespaces and grants exist when its first token is tested against the
 //! broker. A failure for one tenant is reported and the others go on; the
@@ -27,11 +34,11 @@ use super::kinds::certificate::CertificateKind;
 use super::kinds::token::TokenKind;
 use super::reconcile::reconcile;
 use super::{
-    RotateOptions, RotationError, RotationStepEvent, SecretKind, SecretReport, cycle, describe,
-    rotation_step,
+    ForbiddenRoles, RotateOptions, RotationError, RotationStepEvent, SecretKind, SecretReport,
+    describe, guarded_cycle, guarded_rotation_step,
 };
 use crate::config::Config;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{Policy, PolicyError, same_secret};
 use crate::pulsar::admin::{AdminClient, AdminError};
 use crate::pulsar::broker::Timeouts;
 use crate::secrets::{SecretSource, SecretsError, SecretsManager, TenantToken};
@@ -69,6 +76,20 @@ pub enum StartupError {
     Policy(#[from] PolicyError),
     #[error("{0} is not set (the rotate function needs it)")]
     Missing(&'static str),
+    /// The admin token's secret is also a secret the policy names: a cycle
+    /// would overwrite the super-user token (or mint with it as a key).
+    #[error(
+        "KP_ADMIN_TOKEN_SECRET {admin:?} is also {used_as} ({secret:?}); the super-user token \
+         needs a secret of its own, or rotation would overwrite it"
+    )]
+    AdminTokenSecretInPolicy {
+        /// The configured admin-token secret.
+        admin: String,
+        /// The policy's reference to the same secret.
+        secret: String,
+        /// The policy node naming it.
+        used_as: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -145,20 +166,35 @@ pub struct Rotator {
 }
 
 impl Rotator {
-    /// Builds from configuration; no network call happens here.
+    /// Builds from configuration; no network call happens here. Refuses to
+    /// start when the admin token's secret is one the policy names too (the
+    /// policy loader already refused two uses of one secret inside it).
     pub fn build(config: &Config, aws: &aws_config::SdkConfig) -> Result<Self, StartupError> {
+        let policy = Policy::load(&config.policy)?;
+        let admin_token_secret = config
+            .admin_token_secret
+            .clone()
+            .ok_or(StartupError::Missing("KP_ADMIN_TOKEN_SECRET"))?;
+        if let Some((secret, used_as)) = policy
+            .secret_uses()
+            .into_iter()
+            .find(|(secret, _)| same_secret(secret, &admin_token_secret))
+        {
+            return Err(StartupError::AdminTokenSecretInPolicy {
+                admin: admin_token_secret,
+                secret,
+                used_as,
+            });
+        }
         Ok(Self {
-            policy: Arc::new(Policy::load(&config.policy)?),
+            policy: Arc::new(policy),
             secrets: aws_sdk_secretsmanager::Client::new(aws),
             broker_url: config.pulsar_service_url.clone(),
             admin_url: config
                 .pulsar_admin_url
                 .clone()
                 .ok_or(StartupError::Missing("PULSAR_ADMIN_URL"))?,
-            admin_token_secret: config
-                .admin_token_secret
-                .clone()
-                .ok_or(StartupError::Missing("KP_ADMIN_TOKEN_SECRET"))?,
+            admin_token_secret,
         })
     }
 
@@ -184,10 +220,20 @@ impl Rotator {
                 let (name, arn) = (&metadata.name, metadata.arn.as_deref());
                 let tokens = self.tokens();
                 let certificates = CertificateKind::new(self.policy.certificates());
+                let admin = self.admin().await;
+                let forbidden = self.forbidden_roles(admin.as_ref()).await;
                 let report = if tokens.item_for_secret(name, arn).is_some() {
-                    rotation_step(&tokens, &step, &metadata, &self.secrets).await?
+                    guarded_rotation_step(&tokens, &step, &metadata, &self.secrets, &forbidden)
+                        .await?
                 } else {
-                    rotation_step(&certificates, &step, &metadata, &self.secrets).await?
+                    guarded_rotation_step(
+                        &certificates,
+                        &step,
+                        &metadata,
+                        &self.secrets,
+                        &forbidden,
+                    )
+                    .await?
                 };
                 Ok(json!({ "step": report }))
             }
@@ -197,14 +243,18 @@ impl Rotator {
                 Ok(json!({ "dryRun": dry_run, "reconcile": report }))
             }
             Task::RotateTokens { dry_run, force } => {
-                let tokens = self.rotate_tokens(dry_run, force).await;
-                let certificates = self.renew_certificates(dry_run, force).await;
+                let admin = self.admin().await;
+                let forbidden = self.forbidden_roles(admin.as_ref()).await;
+                let tokens = self.rotate_tokens(dry_run, force, &forbidden).await;
+                let certificates = self.renew_certificates(dry_run, force, &forbidden).await;
                 Ok(json!({ "dryRun": dry_run, "tokens": tokens, "certificates": certificates }))
             }
             Task::Cycle { dry_run, force } => {
-                let reconcile = reconcile(&self.policy, &self.admin().await?, dry_run).await;
-                let tokens = self.rotate_tokens(dry_run, force).await;
-                let certificates = self.renew_certificates(dry_run, force).await;
+                let admin = self.admin().await?;
+                let reconcile = reconcile(&self.policy, &admin, dry_run).await;
+                let forbidden = self.forbidden_roles(Ok(&admin)).await;
+                let tokens = self.rotate_tokens(dry_run, force, &forbidden).await;
+                let certificates = self.renew_certificates(dry_run, force, &forbidden).await;
                 let failed = |reports: &[SecretReport]| {
                     reports
                         .iter()
@@ -235,13 +285,52 @@ impl Rotator {
         TokenKind::new(&self.policy, &self.broker_url, Timeouts::default())
     }
 
-    async fn rotate_tokens(&self, dry_run: bool, force: bool) -> Vec<SecretReport> {
-        cycle(&self.tokens(), &self.secrets, options(dry_run, force)).await
+    async fn rotate_tokens(
+        &self,
+        dry_run: bool,
+        force: bool,
+        forbidden: &ForbiddenRoles,
+    ) -> Vec<SecretReport> {
+        let options = options(dry_run, force);
+        guarded_cycle(&self.tokens(), &self.secrets, options, forbidden).await
     }
 
-    async fn renew_certificates(&self, dry_run: bool, force: bool) -> Vec<SecretReport> {
+    async fn renew_certificates(
+        &self,
+        dry_run: bool,
+        force: bool,
+        forbidden: &ForbiddenRoles,
+    ) -> Vec<SecretReport> {
         let certificates = CertificateKind::new(self.policy.certificates());
-        cycle(&certificates, &self.secrets, options(dry_run, force)).await
+        let options = options(dry_run, force);
+        guarded_cycle(&certificates, &self.secrets, options, forbidden).await
+    }
+
+    /// The roles no token or certificate may be minted for: the policy's
+    /// admin roles and the broker's super-users, read now (a super-user added
+    /// on the broker counts from the next run). When the super-users cannot
+    /// be read, every role is refused: minting blind could hand out one.
+    async fn forbidden_roles(&self, admin: Result<&AdminClient, &RotateError>) -> ForbiddenRoles {
+        let forbidden = ForbiddenRoles::none().forbid(
+            self.policy.pulsar().admin_roles.iter().cloned(),
+            "it is in pulsar.admin_roles",
+        );
+        let superusers = match admin {
+            Ok(admin) => admin.superuser_roles().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match superusers {
+            Ok(roles) => forbidden.forbid(roles, "the broker lists it in superUserRoles"),
+            Err(why) => {
+                tracing::warn!(
+                    error = why,
+                    "the broker's super-user roles could not be read"
+                );
+                forbidden.unknown(format!(
+                    "the broker's superUserRoles could not be read: {why}"
+                ))
+            }
+        }
     }
 
     /// The admin client, with the super-user token read fresh for each run

@@ -99,8 +99,16 @@ pub trait SecretKind: Send + Sync {
     /// The description a newly created secret gets.
     fn description(&self, item: &Self::Item) -> String;
 
-    /// Whether the stored value may stay (before `force`).
-    fn judge(&self, item: &Self::Item, value: &SecretValue, now: DateTime<Utc>) -> Verdict;
+    /// Whether the stored value may stay (before `force`). A kind that judges
+    /// against something else kept in Secrets Manager (the CA that must have
+    /// issued a certificate) reads it through `store`.
+    async fn judge(
+        &self,
+        store: Store<'_>,
+        item: &Self::Item,
+        value: &SecretValue,
+        now: DateTime<Utc>,
+    ) -> Verdict;
 
     /// Mints a new value for `item`. A kind that mints with something read
     /// from Secrets Manager (a signing key, a CA) loads it through `store`.

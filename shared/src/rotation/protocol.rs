@@ -30,6 +30,7 @@ use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::cycle::ForbiddenRoles;
 use super::kind::{KindError, MintError, SecretKind};
 use crate::secrets::store::{AWSCURRENT, AWSPENDING, SecretMetadata, Select, Store, StoreError};
 
@@ -177,6 +178,15 @@ pub enum RotationError {
         /// The secret's name.
         secret: String,
     },
+    /// The secret's role may not be given a secret (an admin role or a
+    /// broker super-user): every step is refused, nothing is minted.
+    #[error("secret {secret} is refused: {why}")]
+    ForbiddenRole {
+        /// The secret's name.
+        secret: String,
+        /// Which role, and why.
+        why: String,
+    },
     /// `createSecret` could not mint a value.
     #[error("createSecret could not mint a value for secret {secret}")]
     Mint {
@@ -219,18 +229,37 @@ pub async fn describe(secrets: &Client, secret_id: &str) -> Result<SecretMetadat
 
 /// Performs one step of the rotation protocol for a secret of `kind`, already
 /// described (the `rotate` function describes once and asks each kind
-/// whether the secret is one of its own).
+/// whether the secret is one of its own). No role is forbidden by the engine
+/// (see [`guarded_rotation_step`]).
 pub async fn rotation_step<K: SecretKind>(
     kind: &K,
     event: &RotationStepEvent,
     metadata: &SecretMetadata,
     secrets: &Client,
 ) -> Result<StepReport, RotationError> {
+    guarded_rotation_step(kind, event, metadata, secrets, &ForbiddenRoles::none()).await
+}
+
+/// As [`rotation_step`], refusing every step for a secret whose role is in
+/// `forbidden` before anything is read or written.
+pub async fn guarded_rotation_step<K: SecretKind>(
+    kind: &K,
+    event: &RotationStepEvent,
+    metadata: &SecretMetadata,
+    secrets: &Client,
+    forbidden: &ForbiddenRoles,
+) -> Result<StepReport, RotationError> {
     let item = kind
         .item_for_secret(&metadata.name, metadata.arn.as_deref())
         .ok_or_else(|| RotationError::NotManaged {
             secret: metadata.name.clone(),
         })?;
+    if let Some(why) = forbidden.refusal(kind.labels(item).role) {
+        return Err(RotationError::ForbiddenRole {
+            secret: metadata.name.clone(),
+            why,
+        });
+    }
     let step = Step {
         kind,
         item,

@@ -108,6 +108,9 @@ pub enum Reason {
     NoExpiry,
     /// The value expires within its rotation window (or has expired).
     Expiring,
+    /// A certificate not issued by the CA now in its `ca_secret` (the CA was
+    /// replaced): renewed so clients move to the new CA.
+    CaReplaced,
     /// Asked for, whatever the value's state.
     Forced,
 }
@@ -116,6 +119,10 @@ pub enum Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailedStep {
+    /// The secret's role may not be given a secret at all (an admin role, a
+    /// broker super-user, or the super-users could not be read): checked
+    /// before anything else, so nothing is minted.
+    ForbiddenRole,
     /// Describing the secret (or it is scheduled for deletion).
     Describe,
     /// Reading its `AWSCURRENT` value.

@@ -735,3 +735,138 @@ async fn an_issued_certificate_authenticates_to_the_tls_broker_as_its_role() {
     assert_eq!(verdict["denied"], "AuthorizationError", "{verdict}");
     assert_ne!(verdict["anonymous"], "ok", "{verdict}");
 }
+
+/// A CA secret value for a test CA with these key usages, valid until
+/// `not_after` (rcgen's far-future default when `None`).
+fn ca_with(usages: Vec<KeyUsagePurpose>, not_after: Option<(i32, u8, u8)>) -> Value {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, unique("kp-test-ca"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = usages;
+    if let Some((y, m, d)) = not_after {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+    }
+    let cert = params.self_signed(&key).unwrap();
+    json!({ "cert_pem": cert.pem(), "key_pem": key.serialize_pem() })
+}
+
+fn ca_not_after(ca: &Value) -> DateTime<Utc> {
+    let der = pem_der(ca["cert_pem"].as_str().unwrap());
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0).unwrap()
+}
+
+#[tokio::test]
+async fn replacing_the_ca_renews_its_certificates_with_reason_ca_replaced() {
+    let fx = fixture().await;
+    let old_ca = test_ca();
+    let e = Entry::new(&fx.put_ca(&old_ca).await);
+    fx.run(&[&e]).await;
+    let (old_version, old) = fx.current(&e.secret).await;
+    assert_issued(&old, &old_ca, &e);
+
+    // The operator puts a new CA into the same secret; the old leaf is
+    // fresh by date, but no longer chains to what verifiers will trust.
+    let new_ca = test_ca();
+    fx.client
+        .put_secret_value()
+        .secret_id(&e.ca_secret)
+        .secret_string(new_ca.to_string())
+        .send()
+        .await
+        .unwrap();
+    let dry = fx
+        .renew(
+            &[&e],
+            RotateOptions {
+                dry_run: true,
+                ..RotateOptions::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            only(&dry),
+            Outcome::Due {
+                reason: Reason::CaReplaced,
+                ..
+            }
+        ),
+        "{dry:?}"
+    );
+    let reports = fx.run(&[&e]).await;
+    let Outcome::Rotated {
+        reason: Reason::CaReplaced,
+        previous_version_id,
+        ..
+    } = only(&reports)
+    else {
+        panic!("{reports:?}")
+    };
+    assert_eq!(previous_version_id, &old_version);
+    let (_, renewed) = fx.current(&e.secret).await;
+    assert_issued(&renewed, &new_ca, &e);
+    assert_eq!(
+        serde_json::to_value(&reports[0]).unwrap()["reason"],
+        "ca_replaced"
+    );
+    // Converged: the renewed leaf is the new CA's.
+    let again = fx.run(&[&e]).await;
+    assert!(matches!(only(&again), Outcome::Fresh { .. }), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_ca_expiring_in_ten_days_caps_a_thirty_day_leaf_at_its_own_expiry() {
+    let fx = fixture().await;
+    let in_ten_days = (Utc::now() + chrono::Duration::days(10)).date_naive();
+    let ymd = |d: chrono::NaiveDate| {
+        use chrono::Datelike as _;
+        (d.year(), d.month() as u8, d.day() as u8)
+    };
+    let ca = ca_with(vec![KeyUsagePurpose::KeyCertSign], Some(ymd(in_ten_days)));
+    let ca_expires = ca_not_after(&ca);
+    let e = Entry::new(&fx.put_ca(&ca).await); // validity 30d, renew_before 7d
+    let reports = fx.run(&[&e]).await;
+    let Outcome::Created { expires_at, .. } = only(&reports) else {
+        panic!("{reports:?}")
+    };
+    assert_eq!(*expires_at, ca_expires, "the leaf ends with its CA");
+    let (_, value) = fx.current(&e.secret).await;
+    assert_eq!(assert_issued(&value, &ca, &e), ca_expires);
+    assert!((ca_expires - Utc::now()).num_days() <= 10);
+}
+
+#[tokio::test]
+async fn a_ca_that_may_not_sign_certificates_or_is_not_valid_now_issues_nothing() {
+    let fx = fixture().await;
+    let cases = [
+        (
+            ca_with(vec![KeyUsagePurpose::DigitalSignature], None),
+            "keyCertSign",
+        ),
+        (ca_with(vec![], None), "keyCertSign"),
+        (
+            ca_with(vec![KeyUsagePurpose::KeyCertSign], Some((2021, 1, 1))),
+            "not valid now",
+        ),
+    ];
+    for (ca, why) in cases {
+        let e = Entry::new(&fx.put_ca(&ca).await);
+        let reports = fx.run(&[&e]).await;
+        match only(&reports) {
+            Outcome::Failed {
+                step: FailedStep::Issuer,
+                error,
+            } => {
+                assert!(error.contains(why), "{why}: {error}");
+                assert!(!error.contains("PRIVATE KEY"), "{error}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+        assert!(!fx.exists(&e.secret).await, "{why}: nothing was issued");
+    }
+}

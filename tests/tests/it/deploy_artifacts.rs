@@ -1,9 +1,11 @@
 //! What users deploy agrees with the code: `template.yaml` sets exactly the
 //! configuration the functions read, with defaults they accept; its dry-run
 //! schedule sends an event `rotate` takes as a dry run; the shipped policy
-//! loads and names only secrets the template's IAM policies reach; every
-//! sample in `events/` is a payload the function it is named after
-//! recognises. (Syntax and schema checks of the same files — cfn-lint,
+//! loads and names only secrets the template's IAM policies reach, and rotate
+//! may write token and certificate secrets only (never the signing key, admin
+//! token or CA, which it reads); plaintext Pulsar URLs need an explicit
+//! opt-in; every sample in `events/` is a payload the function it is named
+//! after recognises. (Syntax and schema checks of the same files — cfn-lint,
 //! `sam validate --lint`, `deck file validate` — are in tests/stack/validate.sh.)
 //! No stack needed.
 
@@ -171,6 +173,44 @@ fn dry_run_schedule_sends_a_dry_run_cycle() {
     }
 }
 
+/// The statement `sid` of the template's IAM policies: its actions and the
+/// secret-name patterns of its resources (what follows `secret:` in each ARN).
+fn statement(template: &str, sid: &str) -> (Vec<String>, Vec<String>) {
+    let lines: Vec<&str> = template.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == format!("- Sid: {sid}"))
+        .unwrap_or_else(|| panic!("no statement {sid} in template.yaml"));
+    let body: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim().starts_with("- Sid:") && !l.trim().starts_with("- !If"))
+        .copied()
+        .collect();
+    let actions = body
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("- secretsmanager:"))
+        .map(|a| format!("secretsmanager:{a}"))
+        .collect();
+    let resources = body
+        .iter()
+        .filter_map(|l| {
+            l.split_once(":secret:")
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .collect();
+    (actions, resources)
+}
+
+/// Whether the IAM resource pattern `pattern` (`${SecretPrefix}/tokens/*`)
+/// covers the secret `name` under `prefix`.
+fn reaches(pattern: &str, prefix: &str, name: &str) -> bool {
+    let pattern = pattern.replace("${SecretPrefix}", prefix);
+    match pattern.strip_suffix('*') {
+        Some(stem) => name.starts_with(stem),
+        None => pattern == name,
+    }
+}
+
 #[test]
 fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
     let template = template();
@@ -181,27 +221,125 @@ fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
     ))
     .unwrap_or_else(|e| panic!("policy/{file} (the template's PolicyFile) does not load: {e}"));
 
-    // publish may read only <prefix>/tokens/*; rotate anything under <prefix>/.
+    // publish may read only <prefix>/tokens/*.
+    let (publish_actions, publish_reads) = statement(&template, "ReadTenantTokens");
+    assert_eq!(publish_reads, ["${SecretPrefix}/tokens/*"]);
+    assert!(publish_actions.is_empty(), "ReadTenantTokens is one action");
     for tenant in policy.tenants() {
         assert!(
-            tenant
-                .token_secret
-                .starts_with(&format!("{prefix}/tokens/")),
+            reaches(&publish_reads[0], &prefix, &tenant.token_secret),
             "tenant token secret {} is outside {prefix}/tokens/: publish could not read it",
             tenant.token_secret
         );
     }
-    let mut rotate_reads = vec![policy.pulsar().token_signing_secret.clone()];
-    for cert in policy.certificates() {
-        rotate_reads.push(cert.secret.clone());
-        rotate_reads.push(cert.ca_secret.clone());
+}
+
+#[test]
+fn rotate_may_write_only_token_and_certificate_secrets_and_reads_its_keys() {
+    let template = template();
+    let file = parameter_default(&template, "PolicyFile");
+    let prefix = parameter_default(&template, "SecretPrefix");
+    let policy = Policy::load(&PolicySource::File(
+        workspace_root().join("policy").join(&file),
+    ))
+    .expect("the shipped policy loads");
+
+    let (read_actions, reads) = statement(&template, "ReadOwnSecrets");
+    let (write_actions, writes) = statement(&template, "WriteRotatedSecrets");
+    assert_eq!(
+        read_actions,
+        [
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret"
+        ]
+    );
+    assert_eq!(reads, ["${SecretPrefix}/*"]);
+    assert_eq!(
+        write_actions,
+        [
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:CreateSecret"
+        ]
+    );
+    assert_eq!(
+        writes,
+        ["${SecretPrefix}/tokens/*", "${SecretPrefix}/certs/*"]
+    );
+    // No other statement grants a secretsmanager action to rotate.
+    let rotate_role = &template[template.find("  RotateRole:").unwrap()..];
+    let rotate_role = &rotate_role[..rotate_role.find("\n  # ").unwrap_or(rotate_role.len())];
+    assert_eq!(
+        rotate_role.matches("secretsmanager:").count(),
+        // 5 actions and 3 ARNs.
+        5 + 3,
+        "RotateRole grants a secretsmanager action outside the two statements"
+    );
+
+    let writable = |name: &str| writes.iter().any(|w| reaches(w, &prefix, name));
+    let readable = |name: &str| reads.iter().any(|r| reaches(r, &prefix, name));
+    // What rotation writes: every token and certificate secret.
+    let mut written: Vec<String> = policy.tenants().map(|t| t.token_secret.clone()).collect();
+    written.extend(policy.certificates().iter().map(|c| c.secret.clone()));
+    for secret in &written {
+        assert!(writable(secret), "rotate could not write {secret}");
     }
-    for secret in rotate_reads {
-        assert!(
-            secret.starts_with(&format!("{prefix}/")),
-            "secret {secret} is outside {prefix}/: rotate could not read it"
-        );
+    // What it must only read: the signing key, the CAs, the admin token.
+    let admin = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KP_ADMIN_TOKEN_SECRET: !Sub "))
+        .expect("KP_ADMIN_TOKEN_SECRET")
+        .replace("${SecretPrefix}", &prefix);
+    let mut keys = vec![policy.pulsar().token_signing_secret.clone(), admin];
+    keys.extend(policy.certificates().iter().map(|c| c.ca_secret.clone()));
+    // The README's CA name, should the shipped policy list no certificate.
+    keys.push(format!("{prefix}/ca"));
+    for key in &keys {
+        assert!(readable(key), "rotate could not read {key}");
+        assert!(!writable(key), "rotate could overwrite {key}");
     }
+}
+
+#[test]
+fn the_template_refuses_plaintext_pulsar_unless_allowed() {
+    let template = template();
+    let pattern = |name: &str| {
+        let lines: Vec<&str> = template.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| *l == format!("  {name}:"))
+            .unwrap_or_else(|| panic!("parameter {name}"));
+        lines[start + 1..]
+            .iter()
+            .take_while(|l| indent(l) > 2)
+            .find_map(|l| l.trim().strip_prefix("AllowedPattern: "))
+            .map(|p| p.trim_matches('"').replace("\\\\", "\\"))
+            .unwrap_or_else(|| panic!("{name} has no AllowedPattern"))
+    };
+    // The URLs the functions get by default are TLS only (or empty, when the
+    // plaintext alternative is used)...
+    assert_eq!(pattern("PulsarServiceUrl"), "^(pulsar\\+ssl://.+)?$");
+    assert_eq!(pattern("PulsarAdminUrl"), "^(https://.+)?$");
+    assert_eq!(pattern("PlaintextPulsarServiceUrl"), "^(pulsar://.+)?$");
+    assert_eq!(pattern("PlaintextPulsarAdminUrl"), "^(http://.+)?$");
+    // ...and the plaintext ones are refused unless AllowPlaintextPulsar=true.
+    assert_eq!(
+        parameter_default(&template, "AllowPlaintextPulsar"),
+        "false"
+    );
+    let rule = &template[template
+        .find("  PlaintextPulsarNeedsOptIn:")
+        .expect("the opt-in rule")..];
+    let rule: String = rule.lines().take(7).collect::<Vec<_>>().join("\n");
+    for needed in [
+        "RuleCondition: !Equals [!Ref AllowPlaintextPulsar, \"false\"]",
+        "Assert: !Equals [!Ref PlaintextPulsarServiceUrl, \"\"]",
+        "Assert: !Equals [!Ref PlaintextPulsarAdminUrl, \"\"]",
+    ] {
+        assert!(rule.contains(needed), "{needed} not in\n{rule}");
+    }
+    assert!(template.contains("PULSAR_SERVICE_URL: !If [PlaintextServiceUrl, !Ref PlaintextPulsarServiceUrl, !Ref PulsarServiceUrl]"));
+    assert!(template.contains("PULSAR_ADMIN_URL: !If [PlaintextAdminUrl, !Ref PlaintextPulsarAdminUrl, !Ref PulsarAdminUrl]"));
 }
 
 #[test]

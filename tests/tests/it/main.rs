@@ -19,6 +19,7 @@ mod reconcile;
 mod rotate_e2e;
 mod rotation;
 mod rotation_engine;
+mod rotation_guards;
 mod rotation_rs256;
 mod secrets_manager;
 mod stack_script;

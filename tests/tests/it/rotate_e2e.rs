@@ -268,3 +268,66 @@ async fn input_the_function_does_not_understand_fails_the_invocation() {
         assert!(out.to_string().contains("unrecognised event"), "{out}");
     }
 }
+
+/// Both functions' cold start warns about a plaintext Pulsar URL to a host
+/// other than loopback (the template refuses one without an explicit
+/// opt-in), and stays quiet about loopback and TLS URLs. Nothing is
+/// invoked: the warning comes before any connection is made.
+#[tokio::test]
+async fn a_plaintext_pulsar_url_to_a_remote_host_is_warned_about_at_cold_start() {
+    let stack = stack();
+    let policy = temp_file(
+        "kp-plaintext",
+        "policy.yaml",
+        "version: 1\npulsar: { cluster: standalone, token_signing_secret: kong-pulsar/unused }\n\
+         tenants: {}\nrules: []\n",
+    );
+    let start = |binary: &str, service: &str, admin: &str| {
+        Function::start(
+            binary,
+            &[
+                ("KP_POLICY_FILE", policy.display().to_string()),
+                ("PULSAR_SERVICE_URL", service.to_owned()),
+                ("PULSAR_ADMIN_URL", admin.to_owned()),
+                ("KP_ADMIN_TOKEN_SECRET", unique("kong-pulsar/admin")),
+                ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+                ("AWS_REGION", stack.aws_region.clone()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ],
+        )
+    };
+    // 192.0.2.0/24 is TEST-NET-1: never routed, never contacted here.
+    let cases = [
+        ("pulsar://192.0.2.10:6650", "http://192.0.2.10:8080", 2),
+        ("pulsar://192.0.2.10:6650", "https://192.0.2.10:8443", 1),
+        ("pulsar+ssl://192.0.2.10:6651", "https://192.0.2.10:8443", 0),
+        ("pulsar://127.0.0.1:6650", "http://localhost:8080", 0),
+    ];
+    for binary in ["rotate", "publish"] {
+        for (service, admin, warnings) in cases {
+            let function = start(binary, service, admin);
+            // The warning is the first thing after reading the configuration.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline
+                && function.logs().matches("plaintext_pulsar").count() < warnings
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            // A stray warning where none is due would be printed by now.
+            let settle = if warnings > 0 { 300 } else { 1000 };
+            tokio::time::sleep(std::time::Duration::from_millis(settle)).await;
+            let logs = function.logs();
+            let found: Vec<Value> = logs
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["fields"]["event"] == "plaintext_pulsar")
+                .collect();
+            assert_eq!(found.len(), warnings, "{binary} {service} {admin}:\n{logs}");
+            for line in &found {
+                assert_eq!(line["level"], "WARN", "{line}");
+                assert_eq!(line["fields"]["host"], "192.0.2.10", "{line}");
+            }
+        }
+    }
+}

@@ -8,7 +8,14 @@
 //! * test: the certificate chains to the CA (signature checked with the CA's
 //!   public key), the key is the certificate's key, CN and SANs are the
 //!   policy's, and it is valid now;
-//! * due: within `renew_before` of expiry, or CN/SANs no longer the policy's.
+//! * due: within `renew_before` of expiry, CN/SANs no longer the policy's, or
+//!   not issued by the CA now in `ca_secret` (`ca_replaced`: replacing the CA
+//!   renews every certificate it did not sign).
+//!
+//! The CA must be fit to issue: a CA certificate (`CA:TRUE`) whose key usage
+//! includes `keyCertSign`, valid now, and whose key is its certificate's;
+//! anything else is an issuer failure and nothing is minted. A leaf never
+//! outlives its CA: `not_after` is capped at the CA's.
 //!
 //! Private keys never reach logs, reports or error messages: certificates are
 //! identified by a fingerprint of their DER.
@@ -37,7 +44,7 @@ use crate::rotation::kind::{KindError, Labels, MintError, Minted, SecretKind, Ve
 use crate::rotation::report::Reason;
 use crate::secrets::SecretValue;
 use crate::secrets::store::{AWSCURRENT, Select, Store, StoreError};
-use crate::telemetry::fingerprint;
+use crate::telemetry::{error_chain, fingerprint};
 
 /// Issued certificates start this long before "now", so a verifier whose
 /// clock is slightly behind does not reject a certificate minted a moment ago.
@@ -185,6 +192,8 @@ pub struct CertificateAuthority {
     cert_pem: String,
     cert_der: Vec<u8>,
     key: KeyPair,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -228,16 +237,75 @@ impl CertificateAuthority {
                 "cert_pem is not a CA certificate (basicConstraints CA:FALSE)",
             ));
         }
+        // Verifiers (Pulsar's TLS provider among them) reject leaves whose
+        // issuer may not sign certificates; issuing them would only fail later.
+        let may_sign = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .is_some_and(|usage| usage.value.key_cert_sign());
+        if !may_sign {
+            return Err(unusable(
+                "cert_pem's key usage does not include keyCertSign, so it may not sign \
+                 certificates",
+            ));
+        }
+        let time =
+            |t: x509_parser::time::ASN1Time| DateTime::<Utc>::from_timestamp(t.timestamp(), 0);
+        let (Some(not_before), Some(not_after)) = (
+            time(cert.validity().not_before),
+            time(cert.validity().not_after),
+        ) else {
+            return Err(unusable("cert_pem's validity is out of range"));
+        };
         Ok(Self {
             secret: secret.to_owned(),
             cert_pem: stored.cert_pem,
             cert_der,
             key,
+            not_before,
+            not_after,
         })
     }
 
-    /// Reads and parses the CA secret `secret` (its `AWSCURRENT` version).
-    async fn load(store: Store<'_>, secret: &str) -> Result<Self, CertificateError> {
+    /// When the CA certificate expires (no leaf it issues outlives it).
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.not_after
+    }
+
+    /// Refuses a CA that is not valid at `now`: what it signs would not verify.
+    pub fn check_valid_at(&self, now: DateTime<Utc>) -> Result<(), CertificateError> {
+        if self.not_before > now || self.not_after <= now {
+            return Err(CertificateError::Ca {
+                secret: self.secret.clone(),
+                reason: format!(
+                    "the CA certificate is not valid now (valid {} to {})",
+                    self.not_before, self.not_after
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the certificate `der` was issued by this CA: its issuer is the
+    /// CA's subject and its signature verifies with the CA's public key.
+    pub fn issued(&self, der: &[u8]) -> bool {
+        let (Ok((_, leaf)), Ok((_, ca))) = (
+            x509_parser::parse_x509_certificate(der),
+            x509_parser::parse_x509_certificate(&self.cert_der),
+        ) else {
+            return false;
+        };
+        leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
+    /// Reads and parses the CA secret `secret` (its `AWSCURRENT` version),
+    /// refusing a CA not valid at `now`.
+    async fn load(
+        store: Store<'_>,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, CertificateError> {
         let current = store
             .get(secret, Select::Stage(AWSCURRENT))
             .await?
@@ -245,11 +313,14 @@ impl CertificateAuthority {
                 secret: secret.to_owned(),
                 reason: "the secret or its AWSCURRENT version does not exist".to_owned(),
             })?;
-        Self::from_secret(secret, &current.value)
+        let ca = Self::from_secret(secret, &current.value)?;
+        ca.check_valid_at(now)?;
+        Ok(ca)
     }
 
     /// Issues a fresh ECDSA P-256 key and a client certificate for `cert`:
-    /// CN = its role, its SANs, valid from a moment ago for `validity`.
+    /// CN = its role, its SANs, valid from a moment ago for `validity`, but
+    /// never past the CA's own `not_after`. A CA not valid at `now` is refused.
     pub fn issue(
         &self,
         cert: &Certificate,
@@ -259,16 +330,29 @@ impl CertificateAuthority {
             name: cert.name.clone(),
             source,
         };
+        self.check_valid_at(now)?;
         let sans = policy_sans(cert)?;
         let out_of_range = || CertificateError::ValidityOutOfRange {
             name: cert.name.clone(),
         };
         let validity = chrono::Duration::from_std(cert.validity).map_err(|_| out_of_range())?;
-        let not_before = now - BACKDATE;
-        let not_after = now
+        // Not before the CA's own start, which a verifier would refuse too.
+        let not_before = (now - BACKDATE).max(self.not_before);
+        let wanted = now
             .checked_add_signed(validity)
             .map(trim_to_seconds)
             .ok_or_else(out_of_range)?;
+        let not_after = wanted.min(self.not_after);
+        if not_after < wanted {
+            tracing::warn!(
+                event = "certificate_capped",
+                name = cert.name,
+                ca_secret = self.secret,
+                ca_not_after = %self.not_after,
+                "the CA expires before the certificate's validity would end; the certificate \
+                 ends with the CA: replace the CA"
+            );
+        }
 
         let mut params = CertificateParams::default();
         let mut subject = DistinguishedName::new();
@@ -586,7 +670,13 @@ impl SecretKind for CertificateKind<'_> {
         )
     }
 
-    fn judge(&self, cert: &Certificate, value: &SecretValue, now: DateTime<Utc>) -> Verdict {
+    async fn judge(
+        &self,
+        store: Store<'_>,
+        cert: &Certificate,
+        value: &SecretValue,
+        now: DateTime<Utc>,
+    ) -> Verdict {
         let Ok(facts) = CertificateFacts::of_secret(&cert.secret, value) else {
             return Verdict::Replace {
                 reason: Reason::Malformed,
@@ -601,6 +691,25 @@ impl SecretKind for CertificateKind<'_> {
         };
         if facts.check_subject(cert).is_err() {
             return replace(Reason::SubjectChanged);
+        }
+        // Against the CA in ca_secret now. A CA that cannot be loaded is
+        // reported when a renewal needs it (an issuer failure); until then
+        // the certificate is judged by itself.
+        match CertificateAuthority::load(store, &cert.ca_secret, now).await {
+            Ok(ca) => {
+                let leaf = StoredCertificate::parse(&cert.secret, value)
+                    .ok()
+                    .and_then(|stored| first_pem_certificate(&stored.cert_pem));
+                if !leaf.is_some_and(|der| ca.issued(&der)) {
+                    return replace(Reason::CaReplaced);
+                }
+            }
+            Err(err) => tracing::warn!(
+                name = cert.name,
+                ca_secret = cert.ca_secret,
+                error = error_chain(&err),
+                "the CA could not be loaded to judge the certificate"
+            ),
         }
         let renew_before =
             chrono::Duration::from_std(cert.renew_before).unwrap_or(chrono::Duration::MAX);
@@ -623,7 +732,7 @@ impl SecretKind for CertificateKind<'_> {
         cert: &Certificate,
         now: DateTime<Utc>,
     ) -> Result<Minted, MintError> {
-        let ca = CertificateAuthority::load(store, &cert.ca_secret)
+        let ca = CertificateAuthority::load(store, &cert.ca_secret, now)
             .await
             .map_err(|e| MintError::Issuer(e.into()))?;
         let issued = ca.issue(cert, now).map_err(|e| MintError::Mint(e.into()))?;
@@ -641,7 +750,7 @@ impl SecretKind for CertificateKind<'_> {
         value: &SecretValue,
         now: DateTime<Utc>,
     ) -> Result<Value, KindError> {
-        let ca = CertificateAuthority::load(store, &cert.ca_secret).await?;
+        let ca = CertificateAuthority::load(store, &cert.ca_secret, now).await?;
         let facts = ca.verify(&cert.secret, value, cert, now)?;
         Ok(serde_json::json!({
             "not_after": facts.not_after,

@@ -103,7 +103,13 @@ impl SecretKind for TokenKind<'_> {
         )
     }
 
-    fn judge(&self, tenant: &Tenant, value: &SecretValue, now: DateTime<Utc>) -> Verdict {
+    async fn judge(
+        &self,
+        _store: Store<'_>,
+        tenant: &Tenant,
+        value: &SecretValue,
+        now: DateTime<Utc>,
+    ) -> Verdict {
         let parsed = TenantToken::parse(&tenant.token_secret, value).ok();
         let fingerprint = parsed.as_ref().map(|t| t.token.fingerprint());
         match judge(parsed.as_ref(), tenant, now) {

@@ -201,7 +201,7 @@ make_tls() {
   mkdir -p "$d"
   (
     cd "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kong-pulsar test CA" \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=kong-pulsar test CA" \
       -keyout ca.key.pem -out ca.cert.pem \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
     openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key.pem -out broker.csr.pem

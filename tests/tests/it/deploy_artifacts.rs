@@ -80,6 +80,7 @@ fn template_sets_exactly_the_configuration_the_functions_read() {
             "PULSAR_ADMIN_URL" => "https://broker:8443".into(),
             "KP_SECRET_TTL" => "5m".into(),
             "KP_MAX_BODY_BYTES" | "KP_MAX_BATCH" | "KP_MAX_PRODUCERS" => "1".into(),
+            n if n.starts_with("KP_MAX_") => "1".into(),
             _ => "x".into(),
         })
     })
@@ -108,6 +109,16 @@ fn template_defaults_are_values_the_functions_accept() {
     let body = parameter_default(&template, "MaxBodyBytes");
     let batch = parameter_default(&template, "MaxBatch");
     let producers = parameter_default(&template, "MaxProducers");
+    let metadata: Vec<(&str, String)> = [
+        ("KP_MAX_PROPERTIES", "MaxProperties"),
+        ("KP_MAX_PROPERTY_NAME_BYTES", "MaxPropertyNameBytes"),
+        ("KP_MAX_PROPERTY_VALUE_BYTES", "MaxPropertyValueBytes"),
+        ("KP_MAX_METADATA_BYTES", "MaxMetadataBytes"),
+        ("KP_MAX_EVENT_KEY_BYTES", "MaxEventKeyBytes"),
+    ]
+    .into_iter()
+    .map(|(var, param)| (var, parameter_default(&template, param)))
+    .collect();
     let config = Config::from_lookup(|name| {
         Some(match name {
             "KP_POLICY_FILE" => "/opt/example.yaml".into(),
@@ -116,7 +127,10 @@ fn template_defaults_are_values_the_functions_accept() {
             "KP_MAX_BODY_BYTES" => body.clone(),
             "KP_MAX_BATCH" => batch.clone(),
             "KP_MAX_PRODUCERS" => producers.clone(),
-            _ => return None,
+            other => match metadata.iter().find(|(var, _)| *var == other) {
+                Some((_, value)) => value.clone(),
+                None => return None,
+            },
         })
     })
     .expect("the template's defaults must be valid configuration");
@@ -126,6 +140,11 @@ fn template_defaults_are_values_the_functions_accept() {
     assert_eq!(
         config.max_producers,
         kong_pulsar::config::DEFAULT_MAX_PRODUCERS
+    );
+    assert_eq!(
+        config.metadata,
+        kong_pulsar::config::MetadataLimits::default(),
+        "the template's metadata limits are the documented defaults"
     );
 }
 

@@ -278,3 +278,49 @@ fn every_sample_event_is_recognised_by_its_function() {
     }
     assert!(seen >= 12, "only {seen} sample events");
 }
+
+/// A client must not choose the request id that lands in `kp-request-id` and
+/// the audit line: every route in kong/*.yaml that invokes the function strips
+/// the headers the function would take it from (it then uses the Lambda
+/// invocation id, which AWS generates).
+#[test]
+fn kong_routes_strip_client_chosen_request_ids() {
+    let mut checked = 0;
+    for file in ["kong/kong.yaml", "kong/kong.local.yaml"] {
+        let text = std::fs::read_to_string(workspace_root().join(file)).expect(file);
+        // Routes are the `- name:` items six spaces in; a route runs to the next.
+        let mut routes: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("      - name: ") {
+                routes.push(String::new());
+            } else if !line.starts_with("      ") && !line.trim().is_empty() {
+                // Left the routes list (another service or `consumers:`).
+                if !line.starts_with("    ") {
+                    routes.push(String::new());
+                }
+            }
+            if let Some(route) = routes.last_mut() {
+                route.push_str(line);
+                route.push('\n');
+            }
+        }
+        for route in routes.iter().filter(|r| r.contains("- name: aws-lambda")) {
+            let name = route.lines().next().unwrap_or("").trim();
+            let stripped = route
+                .split("- name: request-transformer")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{file}: {name} has no request-transformer"));
+            for header in ["kong-request-id", "x-kong-request-id"] {
+                let listed = stripped
+                    .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+                    .any(|w| w == header);
+                assert!(
+                    listed,
+                    "{file}: {name} does not strip a client-sent {header}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3, "routes invoking the function");
+}

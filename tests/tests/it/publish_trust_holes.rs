@@ -166,7 +166,7 @@ async fn oversized_caller_metadata_is_refused_and_publishes_nothing() {
     let topic = app.topic(&tenant, "orders", "metadata");
     let uri = format!("/events/{tenant}/orders/metadata");
     let bearer = format!("Bearer {}", app.token("alice", &["checkout"]));
-    let base = vec![
+    let base = [
         ("authorization".to_owned(), bearer.clone()),
         ("content-type".to_owned(), "application/json".to_owned()),
     ];

@@ -36,6 +36,45 @@ pub struct Config {
     /// `KP_MAX_PRODUCERS`: most Pulsar producers one instance keeps open
     /// (default [`DEFAULT_MAX_PRODUCERS`]).
     pub max_producers: usize,
+    /// The caller-supplied message metadata bounds (`KP_MAX_PROPERTIES`, …).
+    pub metadata: MetadataLimits,
+}
+
+/// Bounds on what a caller may attach to a message besides its payload:
+/// `X-Event-Property-*` headers, `X-Event-Key` and `Idempotency-Key`. Every
+/// message carries them into the broker (and to every consumer), so without a
+/// bound a single request could attach thousands of properties or a key
+/// hundreds of kilobytes long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataLimits {
+    /// `KP_MAX_PROPERTIES`: most `X-Event-Property-*` headers (default 32).
+    pub max_properties: usize,
+    /// `KP_MAX_PROPERTY_NAME_BYTES`: longest property name, after the
+    /// `X-Event-Property-` prefix (default 256).
+    pub max_property_name_bytes: usize,
+    /// `KP_MAX_PROPERTY_VALUE_BYTES`: longest property value (default 4 KiB).
+    pub max_property_value_bytes: usize,
+    /// `KP_MAX_METADATA_BYTES`: property names and values, event key and
+    /// idempotency key together (default 16 KiB).
+    pub max_metadata_bytes: usize,
+    /// `KP_MAX_EVENT_KEY_BYTES`: longest `X-Event-Key` (default 1 KiB).
+    pub max_event_key_bytes: usize,
+}
+
+/// The longest `Idempotency-Key` (printable ASCII): a protocol constant
+/// rather than a knob, as in the IETF Idempotency-Key draft's examples.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+impl Default for MetadataLimits {
+    fn default() -> Self {
+        Self {
+            max_properties: 32,
+            max_property_name_bytes: 256,
+            max_property_value_bytes: 4 * 1024,
+            max_metadata_bytes: 16 * 1024,
+            max_event_key_bytes: 1024,
+        }
+    }
 }
 
 /// Open producers per publish instance unless `KP_MAX_PRODUCERS` says
@@ -91,6 +130,34 @@ impl Config {
             "KP_MAX_PRODUCERS",
             DEFAULT_MAX_PRODUCERS,
         )?;
+        let d = MetadataLimits::default();
+        let metadata = MetadataLimits {
+            max_properties: parse_count(
+                get("KP_MAX_PROPERTIES"),
+                "KP_MAX_PROPERTIES",
+                d.max_properties,
+            )?,
+            max_property_name_bytes: parse_count(
+                get("KP_MAX_PROPERTY_NAME_BYTES"),
+                "KP_MAX_PROPERTY_NAME_BYTES",
+                d.max_property_name_bytes,
+            )?,
+            max_property_value_bytes: parse_count(
+                get("KP_MAX_PROPERTY_VALUE_BYTES"),
+                "KP_MAX_PROPERTY_VALUE_BYTES",
+                d.max_property_value_bytes,
+            )?,
+            max_metadata_bytes: parse_count(
+                get("KP_MAX_METADATA_BYTES"),
+                "KP_MAX_METADATA_BYTES",
+                d.max_metadata_bytes,
+            )?,
+            max_event_key_bytes: parse_count(
+                get("KP_MAX_EVENT_KEY_BYTES"),
+                "KP_MAX_EVENT_KEY_BYTES",
+                d.max_event_key_bytes,
+            )?,
+        };
 
         Ok(Self {
             policy,
@@ -101,6 +168,7 @@ impl Config {
             max_body_bytes,
             max_batch,
             max_producers,
+            metadata,
         })
     }
 }
@@ -245,6 +313,7 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_batch, 500);
         assert_eq!(c.max_producers, DEFAULT_MAX_PRODUCERS);
+        assert_eq!(c.metadata, MetadataLimits::default());
         assert!(c.pulsar_admin_url.is_none());
     }
 
@@ -267,6 +336,11 @@ mod tests {
             ("KP_MAX_BATCH", "0"),
             ("KP_MAX_PRODUCERS", "0"),
             ("KP_MAX_PRODUCERS", "many"),
+            ("KP_MAX_PROPERTIES", "0"),
+            ("KP_MAX_PROPERTY_NAME_BYTES", "x"),
+            ("KP_MAX_PROPERTY_VALUE_BYTES", "-4"),
+            ("KP_MAX_METADATA_BYTES", "1.5"),
+            ("KP_MAX_EVENT_KEY_BYTES", "0"),
         ] {
             let mut vars = BASE.to_vec();
             vars.retain(|(k, _)| *k != name);
@@ -310,6 +384,26 @@ mod tests {
             with("pulsar+ssl://b:6651", "http://127.0.0.1.nip.io:8080"),
             ["PULSAR_ADMIN_URL"]
         );
+    }
+
+    #[test]
+    fn metadata_limits_are_read_from_their_variables() {
+        type Field = fn(&MetadataLimits) -> usize;
+        let cases: [(&str, Field); 5] = [
+            ("KP_MAX_PROPERTIES", |m| m.max_properties),
+            ("KP_MAX_PROPERTY_NAME_BYTES", |m| m.max_property_name_bytes),
+            ("KP_MAX_PROPERTY_VALUE_BYTES", |m| {
+                m.max_property_value_bytes
+            }),
+            ("KP_MAX_METADATA_BYTES", |m| m.max_metadata_bytes),
+            ("KP_MAX_EVENT_KEY_BYTES", |m| m.max_event_key_bytes),
+        ];
+        for (name, field) in cases {
+            let mut vars = BASE.to_vec();
+            vars.push((name, "7"));
+            let c = config(&vars).unwrap();
+            assert_eq!(field(&c.metadata), 7, "{name}");
+        }
     }
 
     #[test]

@@ -111,17 +111,28 @@ impl Audit<'_> {
 
     /// A CloudWatch Embedded Metric Format record: publish latency and
     /// outcome per topic, with no extra API call (CloudWatch Logs extracts it).
+    ///
+    /// The `Topic` dimension is only recorded once the policy allowed the
+    /// caller to publish there: every distinct dimension value is a new
+    /// CloudWatch metric (billed, and kept for 15 months), and before
+    /// authorization the topic is whatever an anonymous client typed. Other
+    /// requests count by `Outcome` alone; the audit line still names the topic.
     pub fn emf(&self, now_ms: i64) -> serde_json::Value {
-        let topic = match (self.tenant, self.namespace, self.topic) {
-            (Some(t), Some(n), Some(p)) => format!("{t}/{n}/{p}"),
-            _ => "-".to_owned(),
+        let topic = match (self.decision, self.tenant, self.namespace, self.topic) {
+            (Some("allow"), Some(t), Some(n), Some(p)) => Some(format!("{t}/{n}/{p}")),
+            _ => None,
         };
-        serde_json::json!({
+        let dimensions = if topic.is_some() {
+            serde_json::json!([["Topic", "Outcome"], ["Outcome"]])
+        } else {
+            serde_json::json!([["Outcome"]])
+        };
+        let mut record = serde_json::json!({
             "_aws": {
                 "Timestamp": now_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": "KongPulsar",
-                    "Dimensions": [["Topic", "Outcome"], ["Outcome"]],
+                    "Dimensions": dimensions,
                     "Metrics": [
                         { "Name": "PublishLatency", "Unit": "Milliseconds" },
                         { "Name": "EventsPublished", "Unit": "Count" },
@@ -129,12 +140,15 @@ impl Audit<'_> {
                     ]
                 }]
             },
-            "Topic": topic,
             "Outcome": self.error_code.unwrap_or("published"),
             "PublishLatency": self.latency_ms,
             "EventsPublished": if self.error_code.is_none() { self.events } else { 0 },
             "Requests": 1,
-        })
+        });
+        if let Some(topic) = topic {
+            record["Topic"] = serde_json::Value::String(topic);
+        }
+        record
     }
 }
 
@@ -149,6 +163,7 @@ mod tests {
             tenant: Some("payments"),
             namespace: Some("orders"),
             topic: Some("created"),
+            decision: Some("allow"),
             events: 3,
             latency_ms: 12.5,
             ..Audit::default()
@@ -169,6 +184,41 @@ mod tests {
         let emf = failed.emf(0);
         assert_eq!(emf["Outcome"], "forbidden");
         assert_eq!(emf["EventsPublished"], 0);
+    }
+
+    #[test]
+    fn unauthorized_requests_mint_no_topic_dimension() {
+        let named = |decision, error_code| Audit {
+            request_id: "r1",
+            tenant: Some("random-tenant-42"),
+            namespace: Some("x"),
+            topic: Some("y"),
+            decision,
+            error_code,
+            ..Audit::default()
+        };
+        for (case, audit) in [
+            ("unauthenticated", named(None, Some("missing_credentials"))),
+            ("bad token", named(None, Some("invalid_token"))),
+            ("denied", named(Some("deny"), Some("forbidden"))),
+            ("reserved name", named(None, Some("reserved_name"))),
+        ] {
+            let emf = audit.emf(0);
+            assert!(emf.get("Topic").is_none(), "{case}: {emf}");
+            assert_eq!(
+                emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+                serde_json::json!([["Outcome"]]),
+                "{case}"
+            );
+            assert_eq!(emf["Outcome"], audit.error_code.unwrap(), "{case}");
+        }
+        // Allowed but failed later (schema, broker): the topic is a real one.
+        let emf = named(Some("allow"), Some("schema_violation")).emf(0);
+        assert_eq!(emf["Topic"], "random-tenant-42/x/y");
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Topic", "Outcome"], ["Outcome"]])
+        );
     }
 
     #[test]

@@ -335,6 +335,7 @@ rules:
             max_body_bytes: MAX_BODY_BYTES,
             max_batch: 50,
             max_producers: kong_pulsar::config::DEFAULT_MAX_PRODUCERS,
+            metadata: kong_pulsar::config::MetadataLimits::default(),
         };
         let policy = Policy::from_str(&policy, None).expect("the bench policy is valid");
 
@@ -557,7 +558,11 @@ rules:
             if i % 2 == 0 {
                 plain.push(self.bare_send().await.1);
             } else {
-                let envelope = Envelope::from_headers(&parsed.headers).expect("valid headers");
+                let envelope = Envelope::from_headers(
+                    &parsed.headers,
+                    &kong_pulsar::config::MetadataLimits::default(),
+                )
+                .expect("valid headers");
                 let payload = events.payloads.into_iter().next().expect("one event");
                 let message =
                     envelope.message(payload, &identity, &topic, "bench", RECEIVED_AT, EVENT_ID);

@@ -1,6 +1,13 @@
 //! The per-instance idempotency record: a retry with the same
-//! `Idempotency-Key` from the same principal, arriving at the same warm
+//! `Idempotency-Key` from the same caller, arriving at the same warm
 //! instance, gets the first response back instead of publishing again.
+//!
+//! The caller is the whole verified identity — auth method, issuer and
+//! principal — since a principal alone is only unique within its issuer (two
+//! IdPs may both have a subject `alice`). The stored request fingerprint
+//! covers everything that shapes the message, so the same key with another
+//! key, time or property is refused rather than answered with a response
+//! that does not describe it.
 //!
 //! What this does *not* cover, honestly: retries that land on another
 //! instance (or after this one is recycled, or after `ttl`). Those publish
@@ -14,7 +21,11 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::edge::kong::ProxyResponse;
 
-type Key = (String, String);
+/// Auth method, issuer, principal — then the `Idempotency-Key`.
+type Key = ([String; 3], String);
+
+/// Who a key belongs to: `[auth method, issuer, principal]`.
+pub(super) type Caller<'a> = [&'a str; 3];
 
 struct Entry {
     at: Instant,
@@ -60,9 +71,14 @@ impl IdempotencyCache {
         }
     }
 
-    pub(super) async fn claim(&self, principal: &str, key: &str, fingerprint: [u8; 32]) -> Replay {
+    pub(super) async fn claim(
+        &self,
+        caller: Caller<'_>,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Replay {
         let mut entries = self.entries.lock().await;
-        let id = (principal.to_owned(), key.to_owned());
+        let id = (caller.map(str::to_owned), key.to_owned());
         if let Some(entry) = entries.get(&id)
             && entry.at.elapsed() < self.ttl
         {

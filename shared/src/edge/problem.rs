@@ -23,6 +23,24 @@ pub struct Violation {
     pub message: String,
 }
 
+/// Caller metadata past one of [`crate::config::MetadataLimits`]. Messages
+/// name the limit, never the offending value (it may be huge or hostile).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("more than {limit} X-Event-Property-* headers")]
+    TooManyProperties { limit: usize },
+    #[error("an X-Event-Property-* name is longer than {limit} bytes")]
+    PropertyNameTooLong { limit: usize },
+    #[error("the value of X-Event-Property-{name} is longer than {limit} bytes")]
+    PropertyValueTooLong { name: String, limit: usize },
+    #[error("X-Event-Key is longer than {limit} bytes")]
+    EventKeyTooLong { limit: usize },
+    #[error(
+        "the event key, idempotency key and properties come to more than {limit} bytes together"
+    )]
+    TooMuchMetadata { limit: usize },
+}
+
 /// Why a request was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,6 +87,15 @@ pub enum ApiError {
     SchemaViolation(Vec<Violation>),
     #[error("property {0:?} is reserved")]
     ReservedProperty(String),
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+    #[error("Idempotency-Key {0}")]
+    InvalidIdempotencyKey(&'static str),
+    #[error(
+        "Idempotency-Key was already used for a different request (topic, body, content type, \
+         event key, event time or properties differ); use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     #[error("the broker is unavailable")]
     BrokerUnavailable(#[source] BrokerError),
     #[error("the broker rejected the message")]
@@ -140,6 +167,9 @@ impl ApiError {
     /// The HTTP status, problem `code` and human title.
     pub fn status(&self) -> (u16, &'static str, &'static str) {
         match self {
+            Self::InvalidName(NameError::SystemName { .. } | NameError::PartitionName) => {
+                (400, "reserved_name", "Reserved name")
+            }
             Self::BadRequest(_) | Self::InvalidName(_) => (400, "bad_request", "Bad request"),
             Self::Payload(PayloadError::Legacy) => {
                 (400, "unsupported_payload", "Unsupported Kong payload")
@@ -167,6 +197,26 @@ impl ApiError {
             Self::InvalidJson { .. } => (400, "invalid_json", "Invalid JSON"),
             Self::SchemaViolation(_) => (422, "schema_violation", "Schema violation"),
             Self::ReservedProperty(_) => (400, "reserved_property", "Reserved property"),
+            // 431: every one of these is a request header past its bound.
+            Self::Metadata(e) => match e {
+                MetadataError::TooManyProperties { .. } => {
+                    (431, "too_many_properties", "Too many properties")
+                }
+                MetadataError::PropertyNameTooLong { .. }
+                | MetadataError::PropertyValueTooLong { .. } => {
+                    (431, "property_too_large", "Property too large")
+                }
+                MetadataError::EventKeyTooLong { .. } => {
+                    (431, "event_key_too_large", "Event key too large")
+                }
+                MetadataError::TooMuchMetadata { .. } => {
+                    (431, "metadata_too_large", "Metadata too large")
+                }
+            },
+            Self::InvalidIdempotencyKey(_) => {
+                (400, "invalid_idempotency_key", "Invalid Idempotency-Key")
+            }
+            Self::IdempotencyKeyReused => (400, "idempotency_key_reused", "Idempotency-Key reused"),
             Self::BrokerRejected(_) => (422, "bad_request", "Rejected by the broker"),
             Self::BrokerUnavailable(_) => (503, "broker_unavailable", "Broker unavailable"),
             Self::CredentialsUnavailable(_)

@@ -15,9 +15,9 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::config::{Config, MAX_IDEMPOTENCY_KEY_BYTES, MetadataLimits};
 use crate::edge::kong::{HttpRequest, ProxyResponse, parse_request};
-use crate::edge::problem::{ApiError, Violation};
+use crate::edge::problem::{ApiError, MetadataError, Violation};
 use crate::http::Headers;
 use crate::identity::iam::{IamConfig, IamVerifier};
 use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
@@ -26,7 +26,7 @@ use crate::policy::{Action, Decision, Policy};
 use crate::pulsar::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
-use crate::telemetry::Audit;
+use crate::telemetry::{Audit, echo};
 
 use super::idempotency::{IdempotencyCache, Replay};
 
@@ -35,6 +35,7 @@ use super::idempotency::{IdempotencyCache, Replay};
 struct Limits {
     max_body_bytes: usize,
     max_batch: usize,
+    metadata: MetadataLimits,
 }
 
 /// Everything the handler needs, built once per cold start.
@@ -129,6 +130,7 @@ impl Publisher {
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
             max_batch: config.max_batch,
+            metadata: config.metadata,
         };
         Ok(Self {
             limits,
@@ -203,6 +205,9 @@ impl Publisher {
 
         let topic = route(&request)?;
         audit.topic = Some(topic.clone());
+        // Caller metadata is bounded before any credential is checked: a
+        // request past a limit costs no JWKS or STS round trip.
+        let envelope = Envelope::from_headers(&request.headers, &self.limits.metadata)?;
 
         let identity = tokio::time::timeout(budget, self.auth.authenticate(&request.headers))
             .await
@@ -229,7 +234,6 @@ impl Publisher {
             payloads: events,
             ndjson,
         } = self.parse_events(&request, &topic)?;
-        let envelope = Envelope::from_headers(&request.headers)?;
         audit.events = events.len();
 
         let idempotency_key = envelope.idempotency_key.clone();
@@ -238,20 +242,20 @@ impl Publisher {
             Some(key) => match self
                 .idempotency
                 .claim(
-                    &identity.principal,
+                    [
+                        identity.method.as_str(),
+                        &identity.issuer,
+                        &identity.principal,
+                    ],
                     key,
-                    request_fingerprint(&topic, &request.body),
+                    request_fingerprint(&topic, &request, &envelope),
                 )
                 .await
             {
                 Replay::Stored(response) => {
                     return Ok(response.with_header("idempotent-replayed", "true"));
                 }
-                Replay::Mismatch => {
-                    return Err(ApiError::BadRequest(
-                        "Idempotency-Key was already used for a different request".into(),
-                    ));
-                }
+                Replay::Mismatch => return Err(ApiError::IdempotencyKeyReused),
                 Replay::Claimed(claim) => Some(claim),
             },
             None => None,
@@ -263,11 +267,8 @@ impl Publisher {
             .into_iter()
             .enumerate()
             .map(|(index, payload)| {
-                let event_id = event_id(
-                    &identity.principal,
-                    idempotency_key.as_deref(),
-                    batch.then_some(index),
-                );
+                let event_id =
+                    event_id(identity, idempotency_key.as_deref(), batch.then_some(index));
                 let message = envelope.message(
                     payload,
                     identity,
@@ -326,17 +327,7 @@ impl Publisher {
         request: &HttpRequest,
         topic: &TopicName,
     ) -> Result<Events, ApiError> {
-        let media_type = request
-            .headers
-            .get("content-type")
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
+        let media_type = media_type(&request.headers);
         let raw: Vec<(Option<usize>, &[u8])> = match media_type.as_str() {
             "application/json" => vec![(None, request.body.as_slice())],
             "application/x-ndjson" => {
@@ -407,6 +398,20 @@ struct AuditState {
     events: usize,
 }
 
+/// The request's media type, lower-cased, without parameters ("" if none).
+fn media_type(headers: &Headers) -> String {
+    headers
+        .get("content-type")
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
 /// Time left before the invocation's deadline (epoch milliseconds). Direct
 /// calls carry 0, and `cargo lambda watch` sends a fixed 600000 rather than an
 /// epoch time; anything before 2001 is treated as "no deadline".
@@ -435,11 +440,11 @@ pub fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
     }
     // Percent-encoded bytes are never legal in Pulsar names, so no decoding:
     // `%2F` or `%2e%2e` simply fail the character check.
-    Ok(TopicName::parse(
-        segments[n - 3],
-        segments[n - 2],
-        segments[n - 1],
-    )?)
+    let topic = TopicName::parse(segments[n - 3], segments[n - 2], segments[n - 1])?;
+    // A partition or a system topic would be a side door around the schema
+    // and policy kept for the topic's base name.
+    topic.check_publishable()?;
+    Ok(topic)
 }
 
 /// Per-request message metadata taken from the headers; it makes each
@@ -456,8 +461,11 @@ const PROPERTY_PREFIX: &str = "x-event-property-";
 
 impl Envelope {
     /// Reads `X-Event-Key`, `X-Event-Time`, `traceparent` (a fresh one when
-    /// absent or invalid), `Idempotency-Key` and `X-Event-Property-*`.
-    pub fn from_headers(headers: &Headers) -> Result<Self, ApiError> {
+    /// absent or invalid), `Idempotency-Key` and `X-Event-Property-*`, each
+    /// within `limits`. Headers are the same whatever the payload shape, and
+    /// the envelope is shared by every line of an NDJSON batch, so this is
+    /// the one place the limits are applied.
+    pub fn from_headers(headers: &Headers, limits: &MetadataLimits) -> Result<Self, ApiError> {
         let event_time_ms = match headers.get("x-event-time") {
             None => None,
             Some(text) => {
@@ -470,6 +478,7 @@ impl Envelope {
             }
         };
         let mut properties = Vec::new();
+        let mut metadata_bytes = 0usize;
         for (name, value) in headers.iter() {
             let Some(property) = name.strip_prefix(PROPERTY_PREFIX) else {
                 continue;
@@ -479,22 +488,60 @@ impl Envelope {
                     "an X-Event-Property- header needs a name".into(),
                 ));
             }
+            if properties.len() == limits.max_properties {
+                return Err(MetadataError::TooManyProperties {
+                    limit: limits.max_properties,
+                }
+                .into());
+            }
+            if property.len() > limits.max_property_name_bytes {
+                return Err(MetadataError::PropertyNameTooLong {
+                    limit: limits.max_property_name_bytes,
+                }
+                .into());
+            }
             if property.starts_with("kp-") || property == "traceparent" {
                 return Err(ApiError::ReservedProperty(property.to_owned()));
             }
+            if value.len() > limits.max_property_value_bytes {
+                return Err(MetadataError::PropertyValueTooLong {
+                    name: echo(property, 64),
+                    limit: limits.max_property_value_bytes,
+                }
+                .into());
+            }
+            metadata_bytes += property.len() + value.len();
             properties.push((property.to_owned(), value.to_owned()));
         }
         let idempotency_key = match headers.get("idempotency-key").map(str::trim) {
-            Some("") => return Err(ApiError::BadRequest("Idempotency-Key is empty".into())),
-            Some(k) if k.len() > 255 => {
-                return Err(ApiError::BadRequest(
-                    "Idempotency-Key is longer than 255 characters".into(),
-                ));
+            Some("") => return Err(ApiError::InvalidIdempotencyKey("is empty")),
+            Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+                return Err(ApiError::InvalidIdempotencyKey("is longer than 255 bytes"));
+            }
+            // It lands in a message property and the audit trail verbatim.
+            Some(k) if !k.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) => {
+                return Err(ApiError::InvalidIdempotencyKey("must be printable ASCII"));
             }
             other => other.map(str::to_owned),
         };
+        let key = headers.get("x-event-key");
+        if let Some(key) = key
+            && key.len() > limits.max_event_key_bytes
+        {
+            return Err(MetadataError::EventKeyTooLong {
+                limit: limits.max_event_key_bytes,
+            }
+            .into());
+        }
+        metadata_bytes += key.map_or(0, str::len) + idempotency_key.as_ref().map_or(0, String::len);
+        if metadata_bytes > limits.max_metadata_bytes {
+            return Err(MetadataError::TooMuchMetadata {
+                limit: limits.max_metadata_bytes,
+            }
+            .into());
+        }
         Ok(Self {
-            key: headers.get("x-event-key").map(str::to_owned),
+            key: key.map(str::to_owned),
             event_time_ms,
             traceparent: headers
                 .get("traceparent")
@@ -570,16 +617,24 @@ fn new_traceparent() -> String {
 }
 
 /// A fresh UUIDv7, or — with an idempotency key — a UUIDv8 derived from the
-/// principal and the key (and the batch index), so every retry carries the
-/// same `kp-event-id` and consumers can drop repeats.
-fn event_id(principal: &str, idempotency_key: Option<&str>, index: Option<usize>) -> String {
+/// caller (auth method, issuer, principal) and the key (and the batch index),
+/// so every retry carries the same `kp-event-id` and consumers can drop
+/// repeats, while two issuers' same-named principals never collide.
+fn event_id(identity: &Identity, idempotency_key: Option<&str>, index: Option<usize>) -> String {
     match idempotency_key {
         None => uuid::Uuid::now_v7().to_string(),
         Some(key) => {
             let mut h = Sha256::new();
-            h.update(principal.as_bytes());
-            h.update([0]);
-            h.update(key.as_bytes());
+            for part in [
+                identity.method.as_str(),
+                &identity.issuer,
+                &identity.principal,
+                key,
+            ] {
+                // Length-prefixed: no two different tuples hash alike.
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part.as_bytes());
+            }
             if let Some(i) = index {
                 h.update([0]);
                 h.update(i.to_string().as_bytes());
@@ -594,11 +649,34 @@ fn event_id(principal: &str, idempotency_key: Option<&str>, index: Option<usize>
     }
 }
 
-fn request_fingerprint(topic: &TopicName, body: &[u8]) -> [u8; 32] {
+/// Everything that shapes the published messages: topic, media type (one
+/// event or a batch), body, event key, event time and caller properties (in
+/// a canonical order: the message keeps them as a map). A retry must match
+/// all of it to be answered with the first response.
+fn request_fingerprint(topic: &TopicName, request: &HttpRequest, envelope: &Envelope) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(topic.to_string().as_bytes());
-    h.update([0]);
-    h.update(body);
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(topic.to_string().as_bytes());
+    field(media_type(&request.headers).as_bytes());
+    field(&request.body);
+    match &envelope.key {
+        Some(key) => field(format!("k{key}").as_bytes()),
+        None => field(b"-"),
+    }
+    match envelope.event_time_ms {
+        Some(t) => field(format!("t{t}").as_bytes()),
+        None => field(b"-"),
+    }
+    let mut properties: Vec<_> = envelope.properties.iter().collect();
+    properties.sort();
+    field(&properties.len().to_be_bytes());
+    for (name, value) in properties {
+        field(name.as_bytes());
+        field(value.as_bytes());
+    }
     h.finalize().into()
 }
 

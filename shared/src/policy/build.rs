@@ -21,7 +21,7 @@ use super::{
     When,
 };
 use crate::config::parse_duration;
-use crate::pulsar::topic::PulsarName;
+use crate::pulsar::topic::{NameError, PulsarName, check_publishable, is_partition_name};
 
 /// What is wrong, and where.
 #[derive(Debug)]
@@ -413,6 +413,7 @@ fn build_namespace(
     for (topic_text, schema) in doc.schemas.0 {
         let topic_path = path.key("schemas").key(topic_text.as_str());
         let topic = name(&topic_text, "topic", &topic_path.the_key())?;
+        publishable(&topic_text, &topic_path.the_key())?;
         let compiled = build_schema(schema, &topic_path, base_dir)?;
         schemas.insert(topic, compiled);
     }
@@ -774,7 +775,33 @@ fn topic_pattern(pattern: &str, path: &NodePath) -> Checked<Glob> {
             ),
         );
     }
+    publishable(pattern, path)?;
     Ok(Glob::new(pattern))
+}
+
+/// The edge refuses `__`-prefixed and `-partition-<n>` topic names
+/// ([`check_publishable`]), so a schema key or topic pattern that can only
+/// match such names is a mistake (and a schema on one partition would be a
+/// side door around the topic's own). Checks the literal start (before the
+/// first wildcard) and, for the partition suffix, the literal end (after the
+/// last wildcard); a pattern that can also match ordinary names is kept.
+fn publishable(pattern: &str, path: &NodePath) -> Checked<()> {
+    let head = pattern.split(['*', '?']).next().unwrap_or("");
+    let tail = pattern.rsplit(['*', '?']).next().unwrap_or("");
+    let refused = if head.starts_with("__") {
+        check_publishable("__", "topic").err()
+    } else if is_partition_name(tail) {
+        Some(NameError::PartitionName)
+    } else {
+        None
+    };
+    match refused {
+        Some(rule) => problem(
+            path.clone(),
+            format!("{pattern:?} can never be published to: {rule}"),
+        ),
+        None => Ok(()),
+    }
 }
 
 fn certificate(doc: CertificateDoc, path: &NodePath) -> Checked<Certificate> {
@@ -948,5 +975,77 @@ fn list_or_none(names: &[&str]) -> String {
         "none".to_owned()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod name_rule_tests {
+    //! The naming rule of [`publishable`], kept beside it (the policy's own
+    //! tests live in `policy/tests.rs`).
+    use crate::policy::Policy;
+
+    fn policy(schema_key: &str, topic_pattern: &str) -> Result<Policy, String> {
+        let text = format!(
+            r#"version: 1
+pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: kp/signing }}
+identity:
+  oidc:
+    - {{ issuer: "https://idp.example.com", audiences: [kp], algorithms: [RS256] }}
+tenants:
+  payments:
+    role: payments-gw
+    token_secret: kp/tokens/payments
+    token_ttl: 24h
+    namespaces:
+      orders:
+        schemas:
+          "{schema_key}": {{ type: object }}
+rules:
+  - name: r
+    when: {{ issuer: "https://idp.example.com" }}
+    allow: {{ tenant: payments, namespaces: [orders], topics: ["{topic_pattern}"], actions: [produce] }}
+"#
+        );
+        Policy::from_str(&text, None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn schema_keys_naming_a_partition_or_a_system_topic_are_refused_at_load() {
+        for (key, ok) in [
+            ("order-created", true),
+            ("order-partition-x", true),
+            ("a__b", true),
+            ("order-created-partition-0", false),
+            ("order-created-partition-17", false),
+            ("__change_events", false),
+            ("__anything", false),
+        ] {
+            let result = policy(key, "*");
+            assert_eq!(result.is_ok(), ok, "{key}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.contains("can never be published to"), "{key}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn topic_patterns_that_only_match_partitions_or_system_topics_are_refused_at_load() {
+        for (pattern, ok) in [
+            ("*", true),
+            ("order-*", true),
+            ("*-partition-*", true),
+            ("x-partition-?", true),
+            ("*1", true),
+            ("?_change_events", true),
+            ("order-created-partition-0", false),
+            ("*-partition-3", false),
+            ("order-*-partition-10", false),
+            ("__change_events", false),
+            ("__*", false),
+            ("__?x", false),
+        ] {
+            let result = policy("order-created", pattern);
+            assert_eq!(result.is_ok(), ok, "{pattern}: {result:?}");
+        }
     }
 }

@@ -82,6 +82,7 @@ fn template_sets_exactly_the_configuration_the_functions_read() {
             "PULSAR_ADMIN_URL" => "https://broker:8443".into(),
             "KP_SECRET_TTL" => "5m".into(),
             "KP_MAX_BODY_BYTES" | "KP_MAX_BATCH" | "KP_MAX_PRODUCERS" => "1".into(),
+            n if n.starts_with("KP_MAX_") => "1".into(),
             _ => "x".into(),
         })
     })
@@ -110,6 +111,16 @@ fn template_defaults_are_values_the_functions_accept() {
     let body = parameter_default(&template, "MaxBodyBytes");
     let batch = parameter_default(&template, "MaxBatch");
     let producers = parameter_default(&template, "MaxProducers");
+    let metadata: Vec<(&str, String)> = [
+        ("KP_MAX_PROPERTIES", "MaxProperties"),
+        ("KP_MAX_PROPERTY_NAME_BYTES", "MaxPropertyNameBytes"),
+        ("KP_MAX_PROPERTY_VALUE_BYTES", "MaxPropertyValueBytes"),
+        ("KP_MAX_METADATA_BYTES", "MaxMetadataBytes"),
+        ("KP_MAX_EVENT_KEY_BYTES", "MaxEventKeyBytes"),
+    ]
+    .into_iter()
+    .map(|(var, param)| (var, parameter_default(&template, param)))
+    .collect();
     let config = Config::from_lookup(|name| {
         Some(match name {
             "KP_POLICY_FILE" => "/opt/example.yaml".into(),
@@ -118,7 +129,10 @@ fn template_defaults_are_values_the_functions_accept() {
             "KP_MAX_BODY_BYTES" => body.clone(),
             "KP_MAX_BATCH" => batch.clone(),
             "KP_MAX_PRODUCERS" => producers.clone(),
-            _ => return None,
+            other => match metadata.iter().find(|(var, _)| *var == other) {
+                Some((_, value)) => value.clone(),
+                None => return None,
+            },
         })
     })
     .expect("the template's defaults must be valid configuration");
@@ -128,6 +142,11 @@ fn template_defaults_are_values_the_functions_accept() {
     assert_eq!(
         config.max_producers,
         kong_pulsar::config::DEFAULT_MAX_PRODUCERS
+    );
+    assert_eq!(
+        config.metadata,
+        kong_pulsar::config::MetadataLimits::default(),
+        "the template's metadata limits are the documented defaults"
     );
 }
 
@@ -396,4 +415,50 @@ fn every_sample_event_is_recognised_by_its_function() {
         seen += 1;
     }
     assert!(seen >= 12, "only {seen} sample events");
+}
+
+/// A client must not choose the request id that lands in `kp-request-id` and
+/// the audit line: every route in kong/*.yaml that invokes the function strips
+/// the headers the function would take it from (it then uses the Lambda
+/// invocation id, which AWS generates).
+#[test]
+fn kong_routes_strip_client_chosen_request_ids() {
+    let mut checked = 0;
+    for file in ["kong/kong.yaml", "kong/kong.local.yaml"] {
+        let text = std::fs::read_to_string(workspace_root().join(file)).expect(file);
+        // Routes are the `- name:` items six spaces in; a route runs to the next.
+        let mut routes: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("      - name: ") {
+                routes.push(String::new());
+            } else if !line.starts_with("      ") && !line.trim().is_empty() {
+                // Left the routes list (another service or `consumers:`).
+                if !line.starts_with("    ") {
+                    routes.push(String::new());
+                }
+            }
+            if let Some(route) = routes.last_mut() {
+                route.push_str(line);
+                route.push('\n');
+            }
+        }
+        for route in routes.iter().filter(|r| r.contains("- name: aws-lambda")) {
+            let name = route.lines().next().unwrap_or("").trim();
+            let stripped = route
+                .split("- name: request-transformer")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{file}: {name} has no request-transformer"));
+            for header in ["kong-request-id", "x-kong-request-id"] {
+                let listed = stripped
+                    .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+                    .any(|w| w == header);
+                assert!(
+                    listed,
+                    "{file}: {name} does not strip a client-sent {header}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3, "routes invoking the function");
 }

@@ -15,6 +15,7 @@ mod publish_hostile;
 mod publish_iam;
 mod publish_kong_consumer;
 mod publish_rotation;
+mod publish_trust_holes;
 mod reconcile;
 mod rotate_e2e;
 mod rotation;

@@ -1,5 +1,8 @@
 use super::*;
 
+const ALICE: Caller = ["oidc", "https://idp.example.com", "alice"];
+const BOB: Caller = ["oidc", "https://idp.example.com", "bob"];
+
 fn ok() -> ProxyResponse {
     ProxyResponse::json(202, &serde_json::json!({"messageId": "1:2:-1:-1"}))
 }
@@ -7,18 +10,18 @@ fn ok() -> ProxyResponse {
 #[tokio::test]
 async fn a_completed_key_replays_and_a_changed_request_is_refused() {
     let cache = IdempotencyCache::new(10, Duration::from_secs(60));
-    let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+    let Replay::Claimed(claim) = cache.claim(ALICE, "k", [1; 32]).await else {
         panic!("new key")
     };
     claim.complete(ok()).await;
-    assert!(matches!(cache.claim("alice", "k", [1; 32]).await, Replay::Stored(r) if r == ok()));
+    assert!(matches!(cache.claim(ALICE, "k", [1; 32]).await, Replay::Stored(r) if r == ok()));
     assert!(matches!(
-        cache.claim("alice", "k", [2; 32]).await,
+        cache.claim(ALICE, "k", [2; 32]).await,
         Replay::Mismatch
     ));
     // Keys are per principal.
     assert!(matches!(
-        cache.claim("bob", "k", [1; 32]).await,
+        cache.claim(BOB, "k", [1; 32]).await,
         Replay::Claimed(_)
     ));
 }
@@ -26,12 +29,12 @@ async fn a_completed_key_replays_and_a_changed_request_is_refused() {
 #[tokio::test]
 async fn a_failed_attempt_releases_the_key() {
     let cache = IdempotencyCache::new(10, Duration::from_secs(60));
-    let Replay::Claimed(claim) = cache.claim("alice", "k", [1; 32]).await else {
+    let Replay::Claimed(claim) = cache.claim(ALICE, "k", [1; 32]).await else {
         panic!()
     };
     drop(claim);
     assert!(matches!(
-        cache.claim("alice", "k", [1; 32]).await,
+        cache.claim(ALICE, "k", [1; 32]).await,
         Replay::Claimed(_)
     ));
 }
@@ -40,7 +43,26 @@ async fn a_failed_attempt_releases_the_key() {
 async fn the_cache_stays_bounded() {
     let cache = IdempotencyCache::new(3, Duration::from_secs(60));
     for i in 0..10 {
-        let _ = cache.claim("alice", &format!("k{i}"), [0; 32]).await;
+        let _ = cache.claim(ALICE, &format!("k{i}"), [0; 32]).await;
     }
     assert!(cache.entries.lock().await.len() <= 3);
+}
+
+#[tokio::test]
+async fn the_same_principal_name_under_another_issuer_or_method_does_not_replay() {
+    let cache = IdempotencyCache::new(10, Duration::from_secs(60));
+    let Replay::Claimed(claim) = cache.claim(ALICE, "k", [1; 32]).await else {
+        panic!("new key")
+    };
+    claim.complete(ok()).await;
+    for other in [
+        ["oidc", "https://other-idp.example.com", "alice"],
+        ["kong", "kong", "alice"],
+        ["aws-iam", "https://idp.example.com", "alice"],
+    ] {
+        assert!(
+            matches!(cache.claim(other, "k", [1; 32]).await, Replay::Claimed(_)),
+            "{other:?} got alice's response"
+        );
+    }
 }

@@ -34,11 +34,11 @@ pub mod protocol;
 pub mod reconcile;
 pub mod report;
 
-pub use cycle::{ForbiddenRoles, RotateOptions, cycle, guarded_cycle};
+pub use cycle::{ForbiddenRoles, RotateOptions, cycle};
 pub use kind::{KindError, Labels, MintError, Minted, SecretKind, Verdict};
 pub use protocol::{
     RotationError, RotationStep, RotationStepEvent, StepAction, StepRefused, StepReport, describe,
-    guarded_rotation_step, rotation_step,
+    rotation_step,
 };
 pub use report::{FailedStep, Outcome, Reason, SecretReport};
 

@@ -110,20 +110,11 @@ impl ForbiddenRoles {
     }
 }
 
-/// One scheduled cycle over every secret of `kind`, in the kind's order, with
-/// no role forbidden by the engine (see [`guarded_cycle`]).
-pub async fn cycle<K: SecretKind>(
-    kind: &K,
-    secrets: &Client,
-    options: RotateOptions,
-) -> Vec<SecretReport> {
-    guarded_cycle(kind, secrets, options, &ForbiddenRoles::none()).await
-}
-
-/// One scheduled cycle over every secret of `kind`; a secret whose role is
+/// One scheduled cycle over every secret of `kind`, in the kind's order; a
+/// secret whose role is
 /// in `forbidden` fails with step `forbidden_role` before anything is read,
 /// minted or written (in a dry run too).
-pub async fn guarded_cycle<K: SecretKind>(
+pub async fn cycle<K: SecretKind>(
     kind: &K,
     secrets: &Client,
     options: RotateOptions,

@@ -35,7 +35,7 @@ use super::kinds::token::TokenKind;
 use super::reconcile::reconcile;
 use super::{
     ForbiddenRoles, RotateOptions, RotationError, RotationStepEvent, SecretKind, SecretReport,
-    describe, guarded_cycle, guarded_rotation_step,
+    cycle, describe, rotation_step,
 };
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError, same_secret};
@@ -223,17 +223,10 @@ impl Rotator {
                 let admin = self.admin().await;
                 let forbidden = self.forbidden_roles(admin.as_ref()).await;
                 let report = if tokens.item_for_secret(name, arn).is_some() {
-                    guarded_rotation_step(&tokens, &step, &metadata, &self.secrets, &forbidden)
-                        .await?
+                    rotation_step(&tokens, &step, &metadata, &self.secrets, &forbidden).await?
                 } else {
-                    guarded_rotation_step(
-                        &certificates,
-                        &step,
-                        &metadata,
-                        &self.secrets,
-                        &forbidden,
-                    )
-                    .await?
+                    rotation_step(&certificates, &step, &metadata, &self.secrets, &forbidden)
+                        .await?
                 };
                 Ok(json!({ "step": report }))
             }
@@ -292,7 +285,7 @@ impl Rotator {
         forbidden: &ForbiddenRoles,
     ) -> Vec<SecretReport> {
         let options = options(dry_run, force);
-        guarded_cycle(&self.tokens(), &self.secrets, options, forbidden).await
+        cycle(&self.tokens(), &self.secrets, options, forbidden).await
     }
 
     async fn renew_certificates(
@@ -303,7 +296,7 @@ impl Rotator {
     ) -> Vec<SecretReport> {
         let certificates = CertificateKind::new(self.policy.certificates());
         let options = options(dry_run, force);
-        guarded_cycle(&certificates, &self.secrets, options, forbidden).await
+        cycle(&certificates, &self.secrets, options, forbidden).await
     }
 
     /// The roles no token or certificate may be minted for: the policy's

@@ -227,22 +227,9 @@ pub async fn describe(secrets: &Client, secret_id: &str) -> Result<SecretMetadat
         })
 }
 
-/// Performs one step of the rotation protocol for a secret of `kind`, already
-/// described (the `rotate` function describes once and asks each kind
-/// whether the secret is one of its own). No role is forbidden by the engine
-/// (see [`guarded_rotation_step`]).
-pub async fn rotation_step<K: SecretKind>(
-    kind: &K,
-    event: &RotationStepEvent,
-    metadata: &SecretMetadata,
-    secrets: &Client,
-) -> Result<StepReport, RotationError> {
-    guarded_rotation_step(kind, event, metadata, secrets, &ForbiddenRoles::none()).await
-}
-
 /// As [`rotation_step`], refusing every step for a secret whose role is in
 /// `forbidden` before anything is read or written.
-pub async fn guarded_rotation_step<K: SecretKind>(
+pub async fn rotation_step<K: SecretKind>(
     kind: &K,
     event: &RotationStepEvent,
     metadata: &SecretMetadata,

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use kong_pulsar::policy::Policy;
 use kong_pulsar::rotation::kinds::certificate::{CertificateError, CertificateKind};
 use kong_pulsar::rotation::{
-    FailedStep, Outcome, Reason, RotateOptions, RotationError, RotationStep, SecretReport,
-    StepAction, StepRefused, cycle, describe, rotation_step,
+    FailedStep, ForbiddenRoles, Outcome, Reason, RotateOptions, RotationError, RotationStep,
+    SecretReport, StepAction, StepRefused, cycle, describe, rotation_step,
 };
 use kong_pulsar::telemetry::error_chain;
 use kp_tests::{logs, secrets, stack, unique};
@@ -119,12 +119,8 @@ impl Fixture {
 
     async fn renew(&self, entries: &[&Entry], options: RotateOptions) -> Vec<SecretReport> {
         let policy = policy(entries);
-        cycle(
-            &CertificateKind::new(policy.certificates()),
-            &self.client,
-            options,
-        )
-        .await
+        let kind = CertificateKind::new(policy.certificates());
+        cycle(&kind, &self.client, options, &ForbiddenRoles::none()).await
     }
 
     async fn run(&self, entries: &[&Entry]) -> Vec<SecretReport> {
@@ -167,9 +163,15 @@ impl Fixture {
         let policy = policy(entries);
         let kind = CertificateKind::new(policy.certificates());
         let metadata = describe(&self.client, &event.secret_id).await?;
-        rotation_step(&kind, &event, &metadata, &self.client)
-            .await
-            .map(|report| report.action)
+        rotation_step(
+            &kind,
+            &event,
+            &metadata,
+            &self.client,
+            &ForbiddenRoles::none(),
+        )
+        .await
+        .map(|report| report.action)
     }
 
     async fn begin_native_rotation(&self, secret: &str) -> String {

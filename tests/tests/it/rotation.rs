@@ -22,8 +22,9 @@ use kong_pulsar::policy::Policy;
 use kong_pulsar::pulsar::broker::{BrokerError, Timeouts};
 use kong_pulsar::rotation::kinds::token::{ProbeError, TokenKind, TokenTestError};
 use kong_pulsar::rotation::{
-    FailedStep, Outcome, Reason, RotateOptions, RotationError, RotationStep, RotationStepEvent,
-    SecretReport, StepAction, StepRefused, StepReport, cycle, describe, rotation_step,
+    FailedStep, ForbiddenRoles, Outcome, Reason, RotateOptions, RotationError, RotationStep,
+    RotationStepEvent, SecretReport, StepAction, StepRefused, StepReport, cycle, describe,
+    rotation_step,
 };
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::app::token_secret;
@@ -120,7 +121,13 @@ impl Fixture {
     }
 
     async fn run(&self, options: RotateOptions) -> Vec<SecretReport> {
-        cycle(&self.tokens(), &self.client, options).await
+        cycle(
+            &self.tokens(),
+            &self.client,
+            options,
+            &ForbiddenRoles::none(),
+        )
+        .await
     }
 
     async fn rotate(&self) -> Vec<SecretReport> {
@@ -140,7 +147,14 @@ impl Fixture {
     /// One step as the `rotate` function runs it: describe, then the kind.
     async fn step_event(&self, event: &RotationStepEvent) -> Result<StepReport, RotationError> {
         let metadata = describe(&self.client, &event.secret_id).await?;
-        rotation_step(&self.tokens(), event, &metadata, &self.client).await
+        rotation_step(
+            &self.tokens(),
+            event,
+            &metadata,
+            &self.client,
+            &ForbiddenRoles::none(),
+        )
+        .await
     }
 
     /// Stores a stack-minted token for `t` expiring in `ttl` as the secret's

@@ -21,8 +21,8 @@ use kong_pulsar::pulsar::broker::Timeouts;
 use kong_pulsar::rotation::kinds::certificate::CertificateKind;
 use kong_pulsar::rotation::kinds::token::TokenKind;
 use kong_pulsar::rotation::{
-    FailedStep, Outcome, Reason, RotateOptions, RotationError, RotationStep, SecretKind,
-    SecretReport, StepRefused, cycle, describe, rotation_step,
+    FailedStep, ForbiddenRoles, Outcome, Reason, RotateOptions, RotationError, RotationStep,
+    SecretKind, SecretReport, StepRefused, cycle, describe, rotation_step,
 };
 use kp_tests::{secrets, stack, unique};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -39,7 +39,7 @@ async fn client() -> Client {
 }
 
 async fn once<K: SecretKind>(kind: &K, client: &Client, options: RotateOptions) -> Outcome {
-    let reports: Vec<SecretReport> = cycle(kind, client, options).await;
+    let reports: Vec<SecretReport> = cycle(kind, client, options, &ForbiddenRoles::none()).await;
     assert_eq!(reports.len(), 1, "{reports:#?}");
     reports.into_iter().next().unwrap().outcome
 }
@@ -108,7 +108,7 @@ async fn a_secret_scheduled_for_deletion_is_refused<K: SecretKind>(
 
     let event = secrets::step_event(RotationStep::CreateSecret, secret, &version);
     let metadata = describe(client, secret).await.unwrap();
-    let err = rotation_step(kind, &event, &metadata, client)
+    let err = rotation_step(kind, &event, &metadata, client, &ForbiddenRoles::none())
         .await
         .unwrap_err();
     assert!(

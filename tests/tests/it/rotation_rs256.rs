@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kong_pulsar::policy::Policy;
 use kong_pulsar::pulsar::broker::{Broker, BrokerError, Timeouts};
 use kong_pulsar::rotation::kinds::token::{SigningKey, TokenKind};
-use kong_pulsar::rotation::{Outcome, RotateOptions, cycle};
+use kong_pulsar::rotation::{ForbiddenRoles, Outcome, RotateOptions, cycle};
 use kong_pulsar::secrets::{SecretValue, TenantToken};
 use kp_tests::{Admin, free_port, produce_one, secrets, stack, unique, workspace_root};
 use serde_json::{Value, json};
@@ -153,7 +153,13 @@ async fn an_rs256_key_rotates_tokens_a_public_key_broker_accepts_and_nothing_els
 
     // Created, tested against the RS256 broker (a real connect + lookup).
     let tokens = TokenKind::new(&policy, &broker.service_url, Timeouts::default());
-    let outcomes = cycle(&tokens, &sm, RotateOptions::default()).await;
+    let outcomes = cycle(
+        &tokens,
+        &sm,
+        RotateOptions::default(),
+        &ForbiddenRoles::none(),
+    )
+    .await;
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
     let Outcome::Created { check, .. } = &outcomes[0].outcome else {
         panic!("{outcomes:#?}")
@@ -179,7 +185,7 @@ async fn an_rs256_key_rotates_tokens_a_public_key_broker_accepts_and_nothing_els
         force: true,
         ..RotateOptions::default()
     };
-    let outcomes = cycle(&tokens, &sm, forced).await;
+    let outcomes = cycle(&tokens, &sm, forced, &ForbiddenRoles::none()).await;
     assert!(
         matches!(outcomes[0].outcome, Outcome::Rotated { .. }),
         "{outcomes:#?}"

@@ -355,6 +355,7 @@ mod tests {
             ("http://localhost:1/cfn", true),
             ("http://[::1]:1/cfn", true),
             ("http://169.254.169.254/latest/meta-data", false),
+            ("http://[::ffff:127.0.0.1]:1/cfn", false),
             ("http://bucket.s3.amazonaws.com/p", false),
             ("http://127.0.0.1.evil.example/p", false),
             ("ftp://127.0.0.1/p", false),

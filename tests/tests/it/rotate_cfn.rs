@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 type Seen = Arc<Mutex<Vec<(Method, String, Option<String>, Value)>>>;
 
 async fn response_server() -> (String, Seen) {
+    flaky_response_server(0).await
+}
+
+/// The same, answering 503 to the first `failures` requests.
+async fn flaky_response_server(failures: usize) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let state = seen.clone();
     let router = axum::Router::new().fallback(
@@ -26,11 +31,13 @@ async fn response_server() -> (String, Seen) {
                     .get("content-type")
                     .map(|v| v.to_str().unwrap_or("?").to_owned());
                 let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-                state
-                    .lock()
-                    .unwrap()
-                    .push((method, uri.to_string(), content_type, body));
-                ""
+                let mut seen = state.lock().unwrap();
+                seen.push((method, uri.to_string(), content_type, body));
+                if seen.len() <= failures {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
             }
         },
     );
@@ -266,4 +273,18 @@ async fn an_unreachable_admin_api_fails_the_deploy() {
     let body = the_answer(&seen, &event);
     assert_eq!(body["Status"], "FAILED", "{body}");
     assert!(!body["Reason"].as_str().unwrap().is_empty(), "{body}");
+}
+
+#[tokio::test]
+async fn a_failed_answer_put_is_retried() {
+    let tenant = unique("cfn-retry");
+    let function = rotate(&tenant, "standalone").await;
+    let (url, seen) = flaky_response_server(2).await;
+    let event = cfn_event("Delete", &url);
+    let (status, out) = function.invoke(&event).await;
+    assert_eq!(status, 200, "{out}\n{}", function.logs());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "two failures, then the answer: {seen:?}");
+    assert!(seen.iter().all(|(_, _, _, body)| body == &seen[2].3));
+    assert_eq!(seen[2].3["Status"], "SUCCESS");
 }

@@ -26,6 +26,7 @@
 //! Secret values never reach logs, reports or error messages: only
 //! fingerprints do.
 
+pub mod custom_resource;
 pub mod cycle;
 pub mod handler;
 pub mod kind;

@@ -9,6 +9,9 @@
 //! * a Secrets Manager rotation step (`{"Step","SecretId","ClientRequestToken"}`)
 //!   for a token or certificate secret: the four-step protocol.
 //! * a manual request: `{"action":"reconcile"|"rotate"|"cycle","dryRun":…,"force":…}`.
+//! * a CloudFormation custom-resource event (`RequestType`, `ResponseURL`…):
+//!   reconcile at deploy time on Create/Update, nothing on Delete, and the
+//!   answer PUT to the `ResponseURL` ([`super::custom_resource`]).
 //!
 //! No token or certificate is minted for a role in `pulsar.admin_roles` or in
 //! the broker's `superUserRoles` (read through the admin API on every run
@@ -30,6 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::custom_resource::{self, CustomResourceError, RequestType, Status};
 use super::kinds::certificate::CertificateKind;
 use super::kinds::token::TokenKind;
 use super::reconcile::reconcile;
@@ -54,6 +58,9 @@ pub enum Task {
     RotateTokens { dry_run: bool, force: bool },
     /// One Secrets Manager rotation step.
     Step(RotationStepEvent),
+    /// A CloudFormation custom-resource request (possibly malformed: it is
+    /// still answered when its `ResponseURL` is usable).
+    CustomResource(Box<custom_resource::Event>),
 }
 
 /// Why the invocation failed as a whole.
@@ -67,6 +74,8 @@ pub enum RotateError {
     AdminToken(#[source] SecretsError),
     #[error("the admin client could not be built: {0}")]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    CustomResource(#[from] CustomResourceError),
 }
 
 /// Why the function could not start.
@@ -108,6 +117,11 @@ impl Task {
         let object = event
             .as_object()
             .ok_or_else(|| unknown("not a JSON object"))?;
+        if custom_resource::is_custom_resource(object) {
+            return Ok(Self::CustomResource(Box::new(
+                custom_resource::Event::parse(event),
+            )));
+        }
         if object.contains_key("Step") {
             let step = serde_json::from_value(event.clone())
                 .map_err(|e| RotateError::UnknownEvent(format!("rotation step: {e}")))?;
@@ -211,6 +225,7 @@ impl Rotator {
         let task = Task::parse(&event.payload)?;
         tracing::info!(task = ?task, "rotate invoked");
         match task {
+            Task::CustomResource(event) => self.custom_resource(*event).await,
             Task::Step(step) => {
                 // One DescribeSecret, then the policy says which kind the
                 // secret is of.
@@ -272,6 +287,50 @@ impl Rotator {
                 }))
             }
         }
+    }
+
+    /// Answers CloudFormation: reconcile on Create/Update, nothing on
+    /// Delete. Once answered the invocation succeeds (a failed invocation
+    /// would make Lambda retry the whole request); it fails when no answer
+    /// could be sent.
+    async fn custom_resource(&self, event: custom_resource::Event) -> Result<Value, RotateError> {
+        let url = event.reply_to?;
+        let mut report = Value::Null;
+        let (status, reason, data) = match &event.request {
+            Err(why) => (Status::Failed, why.clone(), Value::Null),
+            Ok(request) if request.request_type == RequestType::Delete => (
+                Status::Success,
+                "delete: Pulsar is left unchanged".to_owned(),
+                Value::Null,
+            ),
+            Ok(_) => match self.admin().await {
+                Err(error) => {
+                    tracing::error!(%error, "custom resource: no admin client");
+                    (
+                        Status::Failed,
+                        "the admin API could not be reached (admin token unreadable or admin \
+                         client not built; see the rotate function's log)"
+                            .to_owned(),
+                        Value::Null,
+                    )
+                }
+                Ok(admin) => {
+                    let reconciled = reconcile(&self.policy, &admin, false).await;
+                    let outcome = custom_resource::outcome_of(&reconciled);
+                    report = json!(reconciled);
+                    outcome
+                }
+            },
+        };
+        let answer = if status == Status::Success {
+            "SUCCESS"
+        } else {
+            "FAILED"
+        };
+        tracing::info!(status = answer, reason, "custom resource answered");
+        let body = custom_resource::response_body(&event.ids, status, &reason, data);
+        custom_resource::send(&url, body).await?;
+        Ok(json!({ "customResource": { "status": answer, "reason": reason }, "reconcile": report }))
     }
 
     fn tokens(&self) -> TokenKind<'_> {
@@ -378,6 +437,14 @@ mod tests {
             Task::parse(&event("rotate-reconcile-dry-run.json")).unwrap(),
             Task::Reconcile { dry_run: true }
         ));
+        match Task::parse(&event("rotate-cfn-create.json")).unwrap() {
+            Task::CustomResource(cfn) => {
+                let request = cfn.request.unwrap();
+                assert_eq!(request.request_type, RequestType::Create);
+                assert_eq!(cfn.reply_to.unwrap().scheme(), "https");
+            }
+            other => panic!("{other:?}"),
+        }
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
             assert!(matches!(
                 Task::parse(&event(&format!("rotate-step-{step}.json"))).unwrap(),

@@ -408,6 +408,10 @@ fn every_sample_event_is_recognised_by_its_function() {
                 }
                 Task::RotateTokens { dry_run, .. } => assert_eq!(dry_run, dry, "{name}"),
                 Task::Step(_) => assert!(name.starts_with("rotate-step-"), "{name}"),
+                Task::CustomResource(cfn) => {
+                    assert!(name.starts_with("rotate-cfn-"), "{name}");
+                    assert!(cfn.request.is_ok(), "{name}: {:?}", cfn.request);
+                }
             }
         } else {
             panic!("{name}: sample events are named publish-* or rotate-* after their function");
@@ -415,6 +419,31 @@ fn every_sample_event_is_recognised_by_its_function() {
         seen += 1;
     }
     assert!(seen >= 12, "only {seen} sample events");
+}
+
+/// A policy change must reach the broker at deploy: a custom resource backed
+/// by rotate whose properties change with every policy layer version.
+#[test]
+fn deploys_reconcile_through_a_custom_resource_backed_by_rotate() {
+    let template = template();
+    let start = template
+        .find("\n  PolicyReconcile:\n")
+        .expect("a PolicyReconcile resource");
+    let block: String = template[start + 1..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || indent(l) > 2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(block.contains("Type: Custom::PolicyReconcile"), "{block}");
+    assert!(
+        block.contains("ServiceToken: !GetAtt RotateFunction.Arn"),
+        "{block}"
+    );
+    assert!(
+        block.contains("PolicyLayerVersion: !Ref PolicyLayer"),
+        "{block}"
+    );
 }
 
 /// A client must not choose the request id that lands in `kp-request-id` and

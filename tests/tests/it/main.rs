@@ -17,6 +17,7 @@ mod publish_kong_consumer;
 mod publish_rotation;
 mod publish_trust_holes;
 mod reconcile;
+mod rotate_cfn;
 mod rotate_e2e;
 mod rotation;
 mod rotation_engine;

@@ -25,9 +25,10 @@
 //! issuing CA's certificate (what a client presents after its own, and what a
 //! verifier trusts); the CA secret is `{"cert_pem","key_pem"}`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -630,16 +631,45 @@ fn to_offset(at: DateTime<Utc>) -> Option<time::OffsetDateTime> {
 // The secret kind.
 
 /// The `certificates:` entries of a policy, issued from and tested against
-/// the CA in each entry's `ca_secret` (read when needed: a CA replaced
-/// between two steps is the one the test checks against).
+/// the CA in each entry's `ca_secret`. A CA is read once per instance (one
+/// cycle, or one protocol step): judging, minting and testing an entry, and
+/// every entry sharing the CA, use that one read. A CA replaced during a
+/// cycle is found by the next one (`ca_replaced`).
 pub struct CertificateKind<'p> {
     entries: &'p [Certificate],
+    authorities: Mutex<HashMap<String, Arc<CertificateAuthority>>>,
 }
 
 impl<'p> CertificateKind<'p> {
     /// The kind over these entries (`policy.certificates()`).
     pub fn new(entries: &'p [Certificate]) -> Self {
-        Self { entries }
+        Self {
+            entries,
+            authorities: Mutex::default(),
+        }
+    }
+
+    /// The CA in `secret`, read on first use; a CA that could not be loaded
+    /// is not remembered, so each entry reports its own failure.
+    async fn authority(
+        &self,
+        store: Store<'_>,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<CertificateAuthority>, CertificateError> {
+        let known = self.lock().get(secret).cloned();
+        if let Some(ca) = known {
+            return Ok(ca);
+        }
+        let ca = Arc::new(CertificateAuthority::load(store, secret, now).await?);
+        self.lock().insert(secret.to_owned(), ca.clone());
+        Ok(ca)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertificateAuthority>>> {
+        self.authorities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -695,7 +725,7 @@ impl SecretKind for CertificateKind<'_> {
         // Against the CA in ca_secret now. A CA that cannot be loaded is
         // reported when a renewal needs it (an issuer failure); until then
         // the certificate is judged by itself.
-        match CertificateAuthority::load(store, &cert.ca_secret, now).await {
+        match self.authority(store, &cert.ca_secret, now).await {
             Ok(ca) => {
                 let leaf = StoredCertificate::parse(&cert.secret, value)
                     .ok()
@@ -732,7 +762,8 @@ impl SecretKind for CertificateKind<'_> {
         cert: &Certificate,
         now: DateTime<Utc>,
     ) -> Result<Minted, MintError> {
-        let ca = CertificateAuthority::load(store, &cert.ca_secret, now)
+        let ca = self
+            .authority(store, &cert.ca_secret, now)
             .await
             .map_err(|e| MintError::Issuer(e.into()))?;
         let issued = ca.issue(cert, now).map_err(|e| MintError::Mint(e.into()))?;
@@ -750,7 +781,7 @@ impl SecretKind for CertificateKind<'_> {
         value: &SecretValue,
         now: DateTime<Utc>,
     ) -> Result<Value, KindError> {
-        let ca = CertificateAuthority::load(store, &cert.ca_secret, now).await?;
+        let ca = self.authority(store, &cert.ca_secret, now).await?;
         let facts = ca.verify(&cert.secret, value, cert, now)?;
         Ok(serde_json::json!({
             "not_after": facts.not_after,

@@ -1,0 +1,19 @@
+//! Verifying Kong Pulsar's provenance signature.
+//!
+//! Every event the gateway publishes carries a `kp-provenance` property: a
+//! compact JWS (ES256) whose claims bind the identity the gateway verified
+//! to this exact message — its payload bytes, its topic, its key and event
+//! time, its caller properties and every `kp-*` property. A consumer that
+//! checks the signature against the gateway's JWKS and compares the claims
+//! with the message it holds knows who really sent it; anyone who can only
+//! produce to the topic directly cannot forge that.
+//!
+//! [`claims`] is the public contract (claim names, canonical forms): the
+//! gateway signs with it, and verifiers in other languages follow the README's
+//! procedure, which describes the same thing.
+
+pub mod claims;
+pub mod jwks;
+
+pub use claims::{Claims, PROPERTY, TYP, caller_properties_digest, payload_digest};
+pub use jwks::{Jwk, Jwks};

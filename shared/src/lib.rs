@@ -20,6 +20,7 @@ pub mod edge;
 pub mod http;
 pub mod identity;
 pub mod policy;
+pub mod provenance;
 pub mod pulsar;
 pub mod rotation;
 pub mod secrets;

@@ -451,6 +451,27 @@ pub struct Certificate {
     pub ca_secret: String,
 }
 
+/// `provenance:` — the key the `publish` function signs every event with
+/// (`kp-provenance`) and how `rotate` keeps it. Absent: events are not signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenanceSettings {
+    /// Names this deployment in every signature (the JWS `iss`), so a
+    /// consumer can tell two gateways' events apart.
+    pub issuer: String,
+    /// Secrets Manager name of the key set (`rotate` writes it).
+    pub signing_secret: String,
+    /// How long a key signs before `rotate` replaces it (default 30 days).
+    pub rotate_every: Duration,
+    /// How long a retired key's public half stays in the JWKS (default 30
+    /// days): messages signed with it keep verifying that long.
+    pub retain_retired: Duration,
+    /// How long a new key is listed in the JWKS before it may sign (default
+    /// 1 hour): longer than the publish function's secret cache
+    /// (`KP_SECRET_TTL`) plus the JWKS `Cache-Control` max-age, so every
+    /// JWKS anyone holds lists a key before the first event signed with it.
+    pub publish_lead: Duration,
+}
+
 /// Per tenant, per namespace: the actions the tenant role needs on the
 /// broker. Every namespace the policy defines is present, with an empty set
 /// when no rule needs it (so the reconciler revokes what the role has there).
@@ -467,6 +488,7 @@ pub struct Policy {
     tenants: BTreeMap<PulsarName, Tenant>,
     rules: Vec<Rule>,
     certificates: Vec<Certificate>,
+    provenance: Option<ProvenanceSettings>,
 }
 
 // The policy is read concurrently by every request of a warm instance.
@@ -616,15 +638,25 @@ impl Policy {
     /// be checked against them with [`same_secret`]. Load already refused
     /// two uses of one secret, except CA secrets shared between entries.
     pub fn secret_uses(&self) -> Vec<(String, String)> {
-        build::secret_uses(&self.pulsar, &self.tenants, &self.certificates)
-            .into_iter()
-            .map(|(secret, path, _)| (secret, path.to_string()))
-            .collect()
+        build::secret_uses(
+            &self.pulsar,
+            &self.tenants,
+            &self.certificates,
+            self.provenance.as_ref(),
+        )
+        .into_iter()
+        .map(|(secret, path, _)| (secret, path.to_string()))
+        .collect()
     }
 
     /// The certificates the `rotate` function keeps fresh.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
+    }
+
+    /// The provenance signing settings, when events are signed.
+    pub fn provenance(&self) -> Option<&ProvenanceSettings> {
+        self.provenance.as_ref()
     }
 
     /// What the reconciler should grant each tenant role: per namespace, the

@@ -12,13 +12,13 @@ use url::Url;
 
 use super::document::{
     AllowDoc, CertificateDoc, ClaimsDoc, Document, DurationDoc, IamDoc, NamespaceDoc, OidcDoc,
-    PulsarDoc, RuleDoc, TenantDoc, WhenDoc,
+    ProvenanceDoc, PulsarDoc, RuleDoc, TenantDoc, WhenDoc,
 };
 use super::locate::NodePath;
 use super::{
     ActionSet, Allow, Certificate, ClaimPath, ClaimSettings, CompiledSchema, Glob, IamSettings,
-    Namespace, NamespaceScope, OidcIssuer, POLICY_VERSION, Policy, PulsarSettings, Rule, Tenant,
-    When,
+    Namespace, NamespaceScope, OidcIssuer, POLICY_VERSION, Policy, ProvenanceSettings,
+    PulsarSettings, Rule, Tenant, When,
 };
 use crate::config::parse_duration;
 use crate::pulsar::topic::{NameError, PulsarName, check_publishable, is_partition_name};
@@ -139,7 +139,12 @@ pub(super) fn build(doc: Document, base_dir: Option<&Path>) -> Checked<Policy> {
         certificates.push(cert);
     }
 
-    check_secrets_are_distinct(&pulsar, &tenants, &certificates)?;
+    let provenance = match doc.provenance {
+        Some(p) => Some(provenance(p, &root.key("provenance"))?),
+        None => None,
+    };
+
+    check_secrets_are_distinct(&pulsar, &tenants, &certificates, provenance.as_ref())?;
 
     Ok(Policy {
         pulsar,
@@ -149,6 +154,7 @@ pub(super) fn build(doc: Document, base_dir: Option<&Path>) -> Checked<Policy> {
         tenants,
         rules,
         certificates,
+        provenance,
     })
 }
 
@@ -341,6 +347,48 @@ fn certificate(doc: CertificateDoc, path: &NodePath) -> Checked<Certificate> {
     })
 }
 
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn provenance(doc: ProvenanceDoc, path: &NodePath) -> Checked<ProvenanceSettings> {
+    non_empty(&doc.issuer, "provenance issuer", &path.key("issuer"))?;
+    // It is a claim every consumer compares byte for byte.
+    if !doc.issuer.bytes().all(|b| b.is_ascii_graphic()) {
+        return problem(
+            path.key("issuer"),
+            format!(
+                "issuer {:?} must be printable ASCII without spaces",
+                doc.issuer
+            ),
+        );
+    }
+    non_empty(
+        &doc.signing_secret,
+        "secret name",
+        &path.key("signing_secret"),
+    )?;
+    let or = |d: &Option<DurationDoc>, key: &str, default: Duration| match d {
+        Some(text) => duration(text, &path.key(key)),
+        None => Ok(default),
+    };
+    let rotate_every = or(&doc.rotate_every, "rotate_every", 30 * DAY)?;
+    let retain_retired = or(&doc.retain_retired, "retain_retired", 30 * DAY)?;
+    let publish_lead = or(&doc.publish_lead, "publish_lead", Duration::from_secs(3600))?;
+    if publish_lead >= rotate_every {
+        return problem(
+            path.key("publish_lead"),
+            "publish_lead must be shorter than rotate_every, or no key would ever be old \
+             enough to sign",
+        );
+    }
+    Ok(ProvenanceSettings {
+        issuer: doc.issuer,
+        signing_secret: doc.signing_secret,
+        rotate_every,
+        retain_retired,
+        publish_lead,
+    })
+}
+
 /// What a secret the policy names is used for. Every use is a secret the
 /// `rotate` function either writes (token and certificate secrets) or must
 /// never write (the signing key, a CA): two uses of one secret would let a
@@ -356,6 +404,8 @@ pub(super) enum Use {
     /// A certificate entry's `ca_secret`: read to issue, never written. Only
     /// uses of this kind may share a secret (one CA issues many entries).
     Ca,
+    /// `provenance.signing_secret`: written by key rotation, read by publish.
+    ProvenanceKey,
 }
 
 /// Every secret the policy names, with the node that names it, in file order.
@@ -363,6 +413,7 @@ pub(super) fn secret_uses(
     pulsar: &PulsarSettings,
     tenants: &BTreeMap<PulsarName, Tenant>,
     certificates: &[Certificate],
+    provenance: Option<&ProvenanceSettings>,
 ) -> Vec<(String, NodePath, Use)> {
     let root = NodePath::root();
     let mut uses = vec![(
@@ -382,6 +433,13 @@ pub(super) fn secret_uses(
         uses.push((c.secret.clone(), path.key("secret"), Use::Certificate));
         uses.push((c.ca_secret.clone(), path.key("ca_secret"), Use::Ca));
     }
+    if let Some(p) = provenance {
+        uses.push((
+            p.signing_secret.clone(),
+            root.key("provenance").key("signing_secret"),
+            Use::ProvenanceKey,
+        ));
+    }
     uses
 }
 
@@ -394,8 +452,9 @@ fn check_secrets_are_distinct(
     pulsar: &PulsarSettings,
     tenants: &BTreeMap<PulsarName, Tenant>,
     certificates: &[Certificate],
+    provenance: Option<&ProvenanceSettings>,
 ) -> Checked<()> {
-    let uses = secret_uses(pulsar, tenants, certificates);
+    let uses = secret_uses(pulsar, tenants, certificates, provenance);
     for (i, (secret, path, kind)) in uses.iter().enumerate() {
         let earlier = uses[..i].iter().find(|(other, _, other_kind)| {
             !(*kind == Use::Ca && *other_kind == Use::Ca) && super::same_secret(secret, other)

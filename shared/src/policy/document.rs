@@ -25,6 +25,8 @@ pub(super) struct Document {
     pub rules: Vec<RuleDoc>,
     #[serde(default)]
     pub certificates: Vec<CertificateDoc>,
+    #[serde(default)]
+    pub provenance: Option<ProvenanceDoc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +168,19 @@ pub(super) struct CertificateDoc {
     pub renew_before: DurationDoc,
     pub secret: String,
     pub ca_secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProvenanceDoc {
+    pub issuer: String,
+    pub signing_secret: String,
+    #[serde(default)]
+    pub rotate_every: Option<DurationDoc>,
+    #[serde(default)]
+    pub retain_retired: Option<DurationDoc>,
+    #[serde(default)]
+    pub publish_lead: Option<DurationDoc>,
 }
 
 /// A duration as written: `24h`, `"90s"` or a bare number of seconds. YAML

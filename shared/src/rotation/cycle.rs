@@ -184,14 +184,14 @@ impl<K: SecretKind> Run<'_, K> {
         SecretReport {
             kind: self.kind.kind(),
             name: labels.name.to_owned(),
-            role: labels.role.to_owned(),
+            role: labels.role.map(str::to_owned),
             secret: labels.secret.to_owned(),
             outcome,
         }
     }
 
     async fn rotate(&self, item: &K::Item, labels: &Labels<'_>) -> Result<Outcome, Failure> {
-        if let Some(error) = self.forbidden.refusal(labels.role) {
+        if let Some(error) = labels.role.and_then(|role| self.forbidden.refusal(role)) {
             return Err(Failure {
                 step: FailedStep::ForbiddenRole,
                 error,

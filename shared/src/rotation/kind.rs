@@ -28,8 +28,10 @@ pub type KindError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct Labels<'a> {
     /// The policy entry: a tenant's name, a `certificates:` entry's name.
     pub name: &'a str,
-    /// The Pulsar role the value authenticates as.
-    pub role: &'a str,
+    /// The Pulsar role the value authenticates as; `None` for a secret that
+    /// authenticates as no role (the provenance signing key), which the
+    /// forbidden-roles guard then has nothing to check.
+    pub role: Option<&'a str>,
     /// The Secrets Manager secret that holds it.
     pub secret: &'a str,
 }

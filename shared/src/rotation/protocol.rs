@@ -241,7 +241,11 @@ pub async fn rotation_step<K: SecretKind>(
         .ok_or_else(|| RotationError::NotManaged {
             secret: metadata.name.clone(),
         })?;
-    if let Some(why) = forbidden.refusal(kind.labels(item).role) {
+    if let Some(why) = kind
+        .labels(item)
+        .role
+        .and_then(|role| forbidden.refusal(role))
+    {
         return Err(RotationError::ForbiddenRole {
             secret: metadata.name.clone(),
             why,

@@ -14,8 +14,9 @@ pub struct SecretReport {
     pub kind: &'static str,
     /// Its policy entry (tenant name, certificate entry name).
     pub name: String,
-    /// The Pulsar role it authenticates as.
-    pub role: String,
+    /// The Pulsar role it authenticates as, when it authenticates as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// The secret.
     pub secret: String,
     /// The outcome.
@@ -150,7 +151,7 @@ mod tests {
         let report = SecretReport {
             kind: "token",
             name: "payments".into(),
-            role: "payments-gw".into(),
+            role: Some("payments-gw".into()),
             secret: "kp/tokens/payments".into(),
             outcome: Outcome::Failed {
                 step: FailedStep::Test,

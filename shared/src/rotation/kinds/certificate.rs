@@ -688,7 +688,7 @@ impl SecretKind for CertificateKind<'_> {
     fn labels<'a>(&self, cert: &'a Certificate) -> Labels<'a> {
         Labels {
             name: &cert.name,
-            role: &cert.role,
+            role: Some(&cert.role),
             secret: &cert.secret,
         }
     }

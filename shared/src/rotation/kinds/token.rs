@@ -90,7 +90,7 @@ impl SecretKind for TokenKind<'_> {
     fn labels<'a>(&self, tenant: &'a Tenant) -> Labels<'a> {
         Labels {
             name: tenant.name.as_str(),
-            role: &tenant.role,
+            role: Some(&tenant.role),
             secret: &tenant.token_secret,
         }
     }

@@ -50,7 +50,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use kong_pulsar::config::{Config, PolicySource};
 use kong_pulsar::edge::kong::parse_request;
-use kong_pulsar::edge::publish::{Envelope, Publisher, route};
+use kong_pulsar::edge::publish::{Envelope, Publisher, Route, route};
 use kong_pulsar::policy::{Action, Decision, Policy};
 use kong_pulsar::pulsar::broker::{Broker, OutgoingMessage, Producer, Timeouts};
 use kong_pulsar::secrets::{SecretSource, SecretValue, SecretsError, SecretsManager};
@@ -510,7 +510,9 @@ rules:
             parse.push(clock.stop(t));
 
             let t = clock.start();
-            let topic = route(&parsed).expect("a valid route");
+            let Route::Publish(topic) = route(&parsed).expect("a valid route") else {
+                panic!("the bench request is a publish");
+            };
             route_t.push(clock.stop(t));
 
             let t = clock.start();

@@ -9,6 +9,7 @@ use crate::edge::kong::{PayloadError, ProxyResponse};
 use crate::identity::AuthError;
 use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
+use crate::provenance::ProvenanceError;
 use crate::pulsar::broker::{BrokerError, SendError, TokenError};
 use crate::pulsar::topic::NameError;
 
@@ -70,8 +71,9 @@ pub enum ApiError {
     NotFound,
     #[error("the topic does not exist")]
     TopicNotFound(#[source] BrokerError),
+    /// The route exists; the value is the `Allow` header (`POST`, `GET`).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     #[error("unsupported content type {0:?}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -106,6 +108,10 @@ pub enum ApiError {
     CredentialsRejected(#[source] BrokerError),
     #[error("the identity provider's keys are unavailable")]
     KeysUnavailable(#[source] OidcError),
+    /// Provenance is configured and its key set cannot be read: nothing is
+    /// published unsigned.
+    #[error("the provenance signing key is unavailable")]
+    SigningKeyUnavailable(#[source] ProvenanceError),
     #[error("gave up waiting before the function deadline")]
     Timeout,
     #[error("internal error")]
@@ -141,6 +147,16 @@ impl From<SendError> for ApiError {
         match err {
             SendError::Token(e) => Self::CredentialsUnavailable(e),
             SendError::Broker(source) => source.into(),
+        }
+    }
+}
+
+impl From<ProvenanceError> for ApiError {
+    fn from(err: ProvenanceError) -> Self {
+        if err.is_key_unavailable() {
+            Self::SigningKeyUnavailable(err)
+        } else {
+            Self::Internal(Box::new(err))
         }
     }
 }
@@ -190,7 +206,7 @@ impl ApiError {
             Self::AccountNotAllowed(_) => (403, "account_not_allowed", "AWS account not allowed"),
             Self::Forbidden | Self::BrokerForbidden(_) => (403, "forbidden", "Forbidden"),
             Self::NotFound | Self::TopicNotFound(_) => (404, "not_found", "Not found"),
-            Self::MethodNotAllowed => (405, "method_not_allowed", "Method not allowed"),
+            Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::UnsupportedMediaType(_) => {
                 (415, "unsupported_media_type", "Unsupported media type")
             }
@@ -222,6 +238,7 @@ impl ApiError {
             Self::CredentialsUnavailable(_)
             | Self::CredentialsRejected(_)
             | Self::KeysUnavailable(_)
+            | Self::SigningKeyUnavailable(_)
             | Self::StsUnavailable(_) => {
                 (503, "credentials_unavailable", "Credentials unavailable")
             }
@@ -245,6 +262,7 @@ impl ApiError {
             | Self::CredentialsUnavailable(_)
             | Self::CredentialsRejected(_)
             | Self::KeysUnavailable(_)
+            | Self::SigningKeyUnavailable(_)
             | Self::StsUnavailable(_) => title.to_owned(),
             Self::InvalidToken(OidcError::TokenTypeNotAllowed { .. }) => {
                 "this kind of token (e.g. an ID token) is not accepted; send an access token"
@@ -279,7 +297,7 @@ impl ApiError {
                     r#"Bearer realm="kong-pulsar", error="invalid_token""#,
                 )
             }
-            Self::MethodNotAllowed => response = response.with_header("allow", "POST"),
+            Self::MethodNotAllowed(allow) => response = response.with_header("allow", *allow),
             _ if status == 503 => {
                 response = response.with_header("retry-after", RETRY_AFTER.as_secs().to_string())
             }

@@ -1,6 +1,8 @@
 //! The `publish` handler: Kong request → identity → policy → schema →
-//! tenant token → Pulsar → receipt. Everything it needs is built once per
-//! cold start into a [`Publisher`]; each invocation is [`Publisher::handle`].
+//! tenant token → provenance seal → Pulsar → receipt. Everything it needs is
+//! built once per cold start into a [`Publisher`]; each invocation is
+//! [`Publisher::handle`]. The same function serves the provenance JWKS
+//! (`GET …/.well-known/jwks.json`, no authentication: public keys only).
 //!
 //! The seams, for tests and the benchmark: [`Publisher::build_with`] takes
 //! the publisher's dependencies (configuration, policy, Secrets Manager
@@ -23,6 +25,7 @@ use crate::identity::iam::{IamConfig, IamVerifier};
 use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
 use crate::identity::{Authenticator, Identity};
 use crate::policy::{Action, Decision, Policy};
+use crate::provenance::Signer;
 use crate::pulsar::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
@@ -45,7 +48,22 @@ pub struct Publisher {
     auth: Authenticator,
     brokers: TenantBrokers,
     idempotency: IdempotencyCache,
+    signer: Option<Signer>,
 }
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST …/events/{tenant}/{namespace}/{topic}`.
+    Publish(TopicName),
+    /// `GET …/.well-known/jwks.json`: the provenance public keys.
+    Jwks,
+}
+
+/// How long consumers may cache the JWKS. A new key is listed for the
+/// policy's `publish_lead` before it signs, which must be longer than this
+/// plus `KP_SECRET_TTL`.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The parsed body of a request: its events, each checked against the
 /// topic's schema when the policy gives one.
@@ -120,7 +138,11 @@ impl Publisher {
             iam,
             policy.kong_trusted(),
         );
-        let secrets = Arc::new(CachedSecrets::new(secrets, config.secret_ttl));
+        let secrets: Arc<dyn SecretSource> =
+            Arc::new(CachedSecrets::new(secrets, config.secret_ttl));
+        let signer = policy
+            .provenance()
+            .map(|settings| Signer::new(settings, secrets.clone()));
         let brokers = TenantBrokers::new(
             config.pulsar_service_url.clone(),
             secrets,
@@ -138,6 +160,7 @@ impl Publisher {
             auth,
             brokers,
             idempotency: IdempotencyCache::new(10_000, Duration::from_secs(600)),
+            signer,
         })
     }
 
@@ -157,7 +180,7 @@ impl Publisher {
         let started = Instant::now();
         let budget = budget(event.context.deadline);
         let mut audit = AuditState::default();
-        let result = self.publish(&event, budget, &mut audit).await;
+        let result = self.serve(&event, budget, &mut audit).await;
         let request_id = audit
             .request_id
             .clone()
@@ -190,7 +213,7 @@ impl Publisher {
         response
     }
 
-    async fn publish(
+    async fn serve(
         &self,
         event: &LambdaEvent<Value>,
         budget: Duration,
@@ -202,9 +225,38 @@ impl Publisher {
             .clone()
             .unwrap_or_else(|| event.context.request_id.clone());
         audit.request_id = Some(request_id.clone());
+        match route(&request)? {
+            Route::Jwks => self.jwks().await,
+            Route::Publish(topic) => {
+                audit.topic = Some(topic.clone());
+                self.publish(&request, topic, request_id, budget, audit)
+                    .await
+            }
+        }
+    }
 
-        let topic = route(&request)?;
-        audit.topic = Some(topic.clone());
+    /// The provenance JWKS, from the same cached key set the signatures use.
+    async fn jwks(&self) -> Result<ProxyResponse, ApiError> {
+        let signer = self.signer.as_ref().ok_or(ApiError::NotFound)?;
+        let keys = signer.keys().await?;
+        let mut response = ProxyResponse::json(200, &Value::Null)
+            .with_header("content-type", "application/jwk-set+json")
+            .with_header(
+                "cache-control",
+                format!("public, max-age={}", JWKS_MAX_AGE.as_secs()),
+            );
+        response.body = keys.jwks_json().to_owned();
+        Ok(response)
+    }
+
+    async fn publish(
+        &self,
+        request: &HttpRequest,
+        topic: TopicName,
+        request_id: String,
+        budget: Duration,
+        audit: &mut AuditState,
+    ) -> Result<ProxyResponse, ApiError> {
         // Caller metadata is bounded before any credential is checked: a
         // request past a limit costs no JWKS or STS round trip.
         let envelope = Envelope::from_headers(&request.headers, &self.limits.metadata)?;
@@ -233,7 +285,7 @@ impl Publisher {
         let Events {
             payloads: events,
             ndjson,
-        } = self.parse_events(&request, &topic)?;
+        } = self.parse_events(request, &topic)?;
         audit.events = events.len();
 
         let idempotency_key = envelope.idempotency_key.clone();
@@ -248,7 +300,7 @@ impl Publisher {
                         &identity.principal,
                     ],
                     key,
-                    request_fingerprint(&topic, &request, &envelope),
+                    request_fingerprint(&topic, request, &envelope),
                 )
                 .await
             {
@@ -261,25 +313,34 @@ impl Publisher {
             None => None,
         };
 
-        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // Read before anything is sent: without the key, nothing is
+        // published (never an unsigned event).
+        let keys = match &self.signer {
+            Some(signer) => Some(signer.keys().await?),
+            None => None,
+        };
+        let now = chrono::Utc::now();
+        let received_at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let full_topic = topic.to_string();
         let batch = events.len() > 1 || ndjson;
-        let (messages, event_ids): (Vec<_>, Vec<_>) = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, payload)| {
-                let event_id =
-                    event_id(identity, idempotency_key.as_deref(), batch.then_some(index));
-                let message = envelope.message(
-                    payload,
-                    identity,
-                    &topic,
-                    &request_id,
-                    &received_at,
-                    &event_id,
-                );
-                (message, event_id)
-            })
-            .unzip();
+        let mut messages = Vec::with_capacity(events.len());
+        let mut event_ids = Vec::with_capacity(events.len());
+        for (index, payload) in events.into_iter().enumerate() {
+            let event_id = event_id(identity, idempotency_key.as_deref(), batch.then_some(index));
+            let mut message = envelope.message(
+                payload,
+                identity,
+                &topic,
+                &request_id,
+                &received_at,
+                &event_id,
+            );
+            if let Some(keys) = &keys {
+                keys.seal(&full_topic, &mut message, now.timestamp())?;
+            }
+            messages.push(message);
+            event_ids.push(event_id);
+        }
 
         let credentials = TenantCredentials {
             role: &tenant.role,
@@ -304,13 +365,13 @@ impl Publisher {
 
         let body = if batch {
             json!({
-                "topic": topic.to_string(),
+                "topic": full_topic,
                 "results": sent.iter().zip(&event_ids).enumerate().map(|(index, (id, event_id))| json!({
                     "index": index, "messageId": id.to_string(), "eventId": event_id,
                 })).collect::<Vec<_>>(),
             })
         } else {
-            json!({ "topic": topic.to_string(), "messageId": sent[0].to_string(), "eventId": event_ids[0] })
+            json!({ "topic": full_topic, "messageId": sent[0].to_string(), "eventId": event_ids[0] })
         };
         let response = ProxyResponse::json(202, &body);
         if let Some(claim) = claim {
@@ -427,16 +488,23 @@ fn budget(deadline_ms: u64) -> Duration {
     Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-/// Matches `…/events/{tenant}/{namespace}/{topic}` (any deployment prefix).
-pub fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
+/// Matches `…/events/{tenant}/{namespace}/{topic}` and
+/// `…/.well-known/jwks.json` (any deployment prefix).
+pub fn route(request: &HttpRequest) -> Result<Route, ApiError> {
     let path = request.path.strip_suffix('/').unwrap_or(&request.path);
+    if path.ends_with("/.well-known/jwks.json") {
+        if request.method != "GET" {
+            return Err(ApiError::MethodNotAllowed("GET"));
+        }
+        return Ok(Route::Jwks);
+    }
     let segments: Vec<&str> = path.split('/').collect();
     let n = segments.len();
     if n < 5 || segments[n - 4] != "events" {
         return Err(ApiError::NotFound);
     }
     if request.method != "POST" {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed("POST"));
     }
     // Percent-encoded bytes are never legal in Pulsar names, so no decoding:
     // `%2F` or `%2e%2e` simply fail the character check.
@@ -444,7 +512,7 @@ pub fn route(request: &HttpRequest) -> Result<TopicName, ApiError> {
     // A partition or a system topic would be a side door around the schema
     // and policy kept for the topic's base name.
     topic.check_publishable()?;
-    Ok(topic)
+    Ok(Route::Publish(topic))
 }
 
 /// Per-request message metadata taken from the headers; it makes each

@@ -1082,3 +1082,29 @@ proptest! {
 }
 
 mod anchoring;
+
+#[test]
+fn provenance_has_defaults_and_is_checked() {
+    let section = "provenance:\n  issuer: kong-pulsar-prod\n  signing_secret: kp/provenance/keys\n";
+    let policy = Policy::from_str(&format!("{BASE}{section}"), None).unwrap();
+    let p = policy.provenance().unwrap();
+    assert_eq!(p.issuer, "kong-pulsar-prod");
+    assert_eq!(p.rotate_every, Duration::from_secs(30 * 86_400));
+    assert_eq!(p.retain_retired, Duration::from_secs(30 * 86_400));
+    assert_eq!(p.publish_lead, Duration::from_secs(3600));
+    assert!(policy.secret_uses().contains(&(
+        "kp/provenance/keys".into(),
+        "provenance.signing_secret".into()
+    )));
+    assert!(Policy::from_str(BASE, None).unwrap().provenance().is_none());
+    let with = |from: &str, to: &str| format!("{BASE}{}", section.replace(from, to));
+    fails_at! {
+        with("kong-pulsar-prod", "\"kong pulsar\"") => "kong pulsar": ["printable ASCII without spaces"];
+        with("kong-pulsar-prod", "\"\"") => "issuer: \"\"": ["provenance issuer is empty"];
+        with("kp/provenance/keys", "kp/tokens/payments # dup")
+            => "# dup": ["secret \"kp/tokens/payments\" is already used by tenants.payments.token_secret"];
+        with("keys\n", "keys\n  publish_lead: 30d # lead\n") => "# lead": ["publish_lead must be shorter than rotate_every"];
+        with("keys\n", "keys\n  retain_retired: 0s # zero\n") => "# zero": ["longer than zero"];
+        with("keys\n", "keys\n  rotate: 7d # typo\n") => "# typo": ["unknown field `rotate`"];
+    }
+}

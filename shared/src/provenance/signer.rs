@@ -199,3 +199,6 @@ impl SigningKeys {
         Ok(claims)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,7 @@ use url::Url;
 
 use super::custom_resource::{self, CustomResourceError, RequestType, Status};
 use super::kinds::certificate::CertificateKind;
+use super::kinds::provenance_key::ProvenanceKeyKind;
 use super::kinds::token::TokenKind;
 use super::reconcile::reconcile;
 use super::{
@@ -234,12 +235,15 @@ impl Rotator {
                     .map_err(RotationError::from)?;
                 let (name, arn) = (&metadata.name, metadata.arn.as_deref());
                 let tokens = self.tokens();
-                let certificates = CertificateKind::new(self.policy.certificates());
+                let provenance = ProvenanceKeyKind::new(self.policy.provenance());
                 let admin = self.admin().await;
                 let forbidden = self.forbidden_roles(admin.as_ref()).await;
                 let report = if tokens.item_for_secret(name, arn).is_some() {
                     rotation_step(&tokens, &step, &metadata, &self.secrets, &forbidden).await?
+                } else if provenance.item_for_secret(name, arn).is_some() {
+                    rotation_step(&provenance, &step, &metadata, &self.secrets, &forbidden).await?
                 } else {
+                    let certificates = CertificateKind::new(self.policy.certificates());
                     rotation_step(&certificates, &step, &metadata, &self.secrets, &forbidden)
                         .await?
                 };
@@ -253,16 +257,27 @@ impl Rotator {
             Task::RotateTokens { dry_run, force } => {
                 let admin = self.admin().await;
                 let forbidden = self.forbidden_roles(admin.as_ref()).await;
-                let tokens = self.rotate_tokens(dry_run, force, &forbidden).await;
-                let certificates = self.renew_certificates(dry_run, force, &forbidden).await;
-                Ok(json!({ "dryRun": dry_run, "tokens": tokens, "certificates": certificates }))
+                let Rotated {
+                    tokens,
+                    certificates,
+                    provenance,
+                } = self.rotate_all(options(dry_run, force), &forbidden).await;
+                Ok(json!({
+                    "dryRun": dry_run,
+                    "tokens": tokens,
+                    "certificates": certificates,
+                    "provenance": provenance,
+                }))
             }
             Task::Cycle { dry_run, force } => {
                 let admin = self.admin().await?;
                 let reconcile = reconcile(&self.policy, &admin, dry_run).await;
                 let forbidden = self.forbidden_roles(Ok(&admin)).await;
-                let tokens = self.rotate_tokens(dry_run, force, &forbidden).await;
-                let certificates = self.renew_certificates(dry_run, force, &forbidden).await;
+                let Rotated {
+                    tokens,
+                    certificates,
+                    provenance,
+                } = self.rotate_all(options(dry_run, force), &forbidden).await;
                 let failed = |reports: &[SecretReport]| {
                     reports
                         .iter()
@@ -282,6 +297,7 @@ impl Rotator {
                     "reconcile": reconcile,
                     "tokens": tokens,
                     "certificates": certificates,
+                    "provenance": provenance,
                     "failedTenants": failed_tenants,
                     "failedCertificates": failed_certificates,
                 }))
@@ -337,25 +353,16 @@ impl Rotator {
         TokenKind::new(&self.policy, &self.broker_url, Timeouts::default())
     }
 
-    async fn rotate_tokens(
-        &self,
-        dry_run: bool,
-        force: bool,
-        forbidden: &ForbiddenRoles,
-    ) -> Vec<SecretReport> {
-        let options = options(dry_run, force);
-        cycle(&self.tokens(), &self.secrets, options, forbidden).await
-    }
-
-    async fn renew_certificates(
-        &self,
-        dry_run: bool,
-        force: bool,
-        forbidden: &ForbiddenRoles,
-    ) -> Vec<SecretReport> {
+    /// One cycle of every kind: tenant tokens, certificates, the
+    /// provenance key (each kind's failures are its own).
+    async fn rotate_all(&self, options: RotateOptions, forbidden: &ForbiddenRoles) -> Rotated {
         let certificates = CertificateKind::new(self.policy.certificates());
-        let options = options(dry_run, force);
-        cycle(&certificates, &self.secrets, options, forbidden).await
+        let provenance = ProvenanceKeyKind::new(self.policy.provenance());
+        Rotated {
+            tokens: cycle(&self.tokens(), &self.secrets, options, forbidden).await,
+            certificates: cycle(&certificates, &self.secrets, options, forbidden).await,
+            provenance: cycle(&provenance, &self.secrets, options, forbidden).await,
+        }
     }
 
     /// The roles no token or certificate may be minted for: the policy's
@@ -398,6 +405,13 @@ impl Rotator {
         };
         Ok(AdminClient::new(self.admin_url.clone(), token)?)
     }
+}
+
+/// The reports of one cycle of every kind.
+struct Rotated {
+    tokens: Vec<SecretReport>,
+    certificates: Vec<SecretReport>,
+    provenance: Vec<SecretReport>,
 }
 
 fn options(dry_run: bool, force: bool) -> RotateOptions {

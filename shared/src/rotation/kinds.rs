@@ -2,4 +2,5 @@
 //! engine knows them only through [`SecretKind`](super::SecretKind).
 
 pub mod certificate;
+pub mod provenance_key;
 pub mod token;

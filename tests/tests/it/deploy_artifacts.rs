@@ -240,15 +240,37 @@ fn shipped_policy_loads_and_names_only_secrets_the_roles_reach() {
     ))
     .unwrap_or_else(|e| panic!("policy/{file} (the template's PolicyFile) does not load: {e}"));
 
-    // publish may read only <prefix>/tokens/*.
+    // publish may read only <prefix>/tokens/* and <prefix>/provenance/*.
     let (publish_actions, publish_reads) = statement(&template, "ReadTenantTokens");
-    assert_eq!(publish_reads, ["${SecretPrefix}/tokens/*"]);
+    assert_eq!(
+        publish_reads,
+        ["${SecretPrefix}/tokens/*", "${SecretPrefix}/provenance/*"]
+    );
     assert!(publish_actions.is_empty(), "ReadTenantTokens is one action");
     for tenant in policy.tenants() {
         assert!(
             reaches(&publish_reads[0], &prefix, &tenant.token_secret),
             "tenant token secret {} is outside {prefix}/tokens/: publish could not read it",
             tenant.token_secret
+        );
+    }
+    let provenance = policy
+        .provenance()
+        .expect("the shipped policy signs events (provenance:)");
+    assert!(
+        reaches(&publish_reads[1], &prefix, &provenance.signing_secret),
+        "the provenance key set {} is outside {prefix}/provenance/: publish could not read it",
+        provenance.signing_secret
+    );
+    // Neither pattern reaches the signing key, the admin token or a CA.
+    for other in [
+        policy.pulsar().token_signing_secret.clone(),
+        format!("{prefix}/admin-token"),
+        format!("{prefix}/ca"),
+    ] {
+        assert!(
+            !publish_reads.iter().any(|r| reaches(r, &prefix, &other)),
+            "publish could read {other}"
         );
     }
 }
@@ -283,15 +305,19 @@ fn rotate_may_write_only_token_and_certificate_secrets_and_reads_its_keys() {
     );
     assert_eq!(
         writes,
-        ["${SecretPrefix}/tokens/*", "${SecretPrefix}/certs/*"]
+        [
+            "${SecretPrefix}/tokens/*",
+            "${SecretPrefix}/certs/*",
+            "${SecretPrefix}/provenance/*"
+        ]
     );
     // No other statement grants a secretsmanager action to rotate.
     let rotate_role = &template[template.find("  RotateRole:").unwrap()..];
     let rotate_role = &rotate_role[..rotate_role.find("\n  # ").unwrap_or(rotate_role.len())];
     assert_eq!(
         rotate_role.matches("secretsmanager:").count(),
-        // 5 actions and 3 ARNs.
-        5 + 3,
+        // 5 actions and 4 ARNs.
+        5 + 4,
         "RotateRole grants a secretsmanager action outside the two statements"
     );
 
@@ -300,6 +326,7 @@ fn rotate_may_write_only_token_and_certificate_secrets_and_reads_its_keys() {
     // What rotation writes: every token and certificate secret.
     let mut written: Vec<String> = policy.tenants().map(|t| t.token_secret.clone()).collect();
     written.extend(policy.certificates().iter().map(|c| c.secret.clone()));
+    written.extend(policy.provenance().map(|p| p.signing_secret.clone()));
     for secret in &written {
         assert!(writable(secret), "rotate could not write {secret}");
     }
@@ -489,5 +516,5 @@ fn kong_routes_strip_client_chosen_request_ids() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3, "routes invoking the function");
+    assert_eq!(checked, 5, "routes invoking the function");
 }

@@ -42,6 +42,27 @@ pub struct AppOptions {
     pub kong_trusted: bool,
     /// The OIDC issuer's `token_types` (a YAML list), if any.
     pub oidc_token_types: Option<&'static str>,
+    /// The policy's `provenance:` section (off when `None`).
+    pub provenance: Option<ProvenanceOptions>,
+}
+
+/// How [`PublishApp`] signs events.
+#[derive(Debug, Clone)]
+pub struct ProvenanceOptions {
+    /// Store a first key set before the function starts (`false`: the
+    /// secret does not exist).
+    pub seed: bool,
+    /// The policy's `publish_lead`.
+    pub publish_lead: &'static str,
+}
+
+impl Default for ProvenanceOptions {
+    fn default() -> Self {
+        Self {
+            seed: true,
+            publish_lead: "1h",
+        }
+    }
 }
 
 impl Default for AppOptions {
@@ -53,6 +74,7 @@ impl Default for AppOptions {
             token_a_ttl: Duration::from_secs(3600),
             kong_trusted: false,
             oidc_token_types: None,
+            provenance: None,
         }
     }
 }
@@ -66,6 +88,11 @@ pub struct PublishApp {
     pub tenant_b: String,
     /// The IAM role a rule lets produce to tenant A.
     pub iam_role: String,
+    /// The provenance key set's secret and the deployment's issuer name
+    /// (set even when provenance is off, unused then).
+    pub provenance_secret: String,
+    pub provenance_issuer: String,
+    policy_path: std::path::PathBuf,
     tokens_issued: std::sync::Mutex<Vec<String>>,
 }
 
@@ -114,6 +141,24 @@ impl PublishApp {
         )
         .await;
 
+        let provenance_secret = format!("kong-pulsar/provenance/{tenant_a}");
+        let provenance_issuer = unique("kp-deployment");
+        if let Some(p) = &options.provenance
+            && p.seed
+        {
+            let set = kong_pulsar::provenance::KeySet::first(chrono::Utc::now()).unwrap();
+            put_secret(&provenance_secret, set.to_secret_value().expose()).await;
+        }
+        let provenance = options
+            .provenance
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "provenance: {{ issuer: {provenance_issuer}, signing_secret: {provenance_secret}, publish_lead: {} }}\n",
+                    p.publish_lead
+                )
+            })
+            .unwrap_or_default();
         let sts_endpoint = format!("{}/", stack.aws_endpoint.trim_end_matches('/'));
         let policy = format!(
             r#"version: 1
@@ -155,7 +200,7 @@ rules:
   - name: kong-checkout-consumer-produces-a
     when: {{ auth_method: kong, kong_consumer: checkout-svc }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
-"#,
+{provenance}"#,
             issuer = issuer.issuer(),
             kong_trusted = options.kong_trusted,
             token_types = options
@@ -187,6 +232,9 @@ rules:
             secret_a,
             tenant_b,
             iam_role,
+            provenance_secret,
+            provenance_issuer,
+            policy_path,
             tokens_issued: std::sync::Mutex::new(vec![token_a]),
         }
     }
@@ -242,6 +290,31 @@ rules:
             .expect("signing");
         self.tokens_issued.lock().unwrap().push(header.clone());
         header
+    }
+
+    /// A `rotate` function with the app's policy, its own admin-token secret
+    /// (the stack's super-user) and the stack's broker and admin API.
+    pub async fn rotate_function(&self) -> Function {
+        let stack = stack();
+        let admin = unique("kong-pulsar/admin");
+        put_secret(
+            &admin,
+            &json!({ "token": stack.superuser_token() }).to_string(),
+        )
+        .await;
+        Function::start(
+            "rotate",
+            &[
+                ("KP_POLICY_FILE", self.policy_path.display().to_string()),
+                ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
+                ("PULSAR_ADMIN_URL", stack.admin_url.to_string()),
+                ("KP_ADMIN_TOKEN_SECRET", admin),
+                ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+                ("AWS_REGION", stack.aws_region.clone()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ],
+        )
     }
 
     /// Every secret value this app handed out (tokens), for log checks.

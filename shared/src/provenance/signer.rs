@@ -77,12 +77,15 @@ impl Signer {
         {
             return Ok(keys.clone());
         }
-        let keys = Arc::new(SigningKeys::new(
-            value,
-            &self.issuer,
-            self.retain,
-            chrono::Utc::now(),
-        )?);
+        let keys = match SigningKeys::new(value, &self.issuer, self.retain, chrono::Utc::now()) {
+            Ok(keys) => Arc::new(keys),
+            Err(err) => {
+                // Not kept for the cache's TTL: a fixed secret (or rotate's
+                // next cycle) takes effect on the next request.
+                self.secrets.invalidate(&self.secret).await;
+                return Err(err);
+            }
+        };
         *self.lock() = Some(keys.clone());
         Ok(keys)
     }

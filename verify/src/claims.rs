@@ -71,8 +71,11 @@ pub struct Claims {
     pub properties_sha256: String,
 }
 
+/// Reads one claim (`None`: an optional claim that is absent).
+pub type ClaimOf = fn(&Claims) -> Option<&str>;
+
 /// Each gateway-set property and the claim it must equal.
-pub const BOUND_PROPERTIES: &[(&str, fn(&Claims) -> Option<&str>)] = &[
+pub const BOUND_PROPERTIES: &[(&str, ClaimOf)] = &[
     ("kp-event-id", |c| Some(&c.event_id)),
     ("kp-tenant", |c| Some(&c.tenant)),
     ("kp-source-id", |c| Some(&c.source_id)),

@@ -104,6 +104,38 @@ fn signed(mut message: OutgoingMessage, claims: &Claims, key: &Key) -> OutgoingM
     message
 }
 
+/// Runs the CLI (key set from `cli_jwks`) and the Python witness (key set
+/// from `jwks_file`) side by side on the first `count` messages of `topic`.
+async fn judge_both(
+    topic: &str,
+    count: usize,
+    token: &str,
+    cli_jwks: &[&str; 2],
+    jwks_file: &std::path::Path,
+) -> (Output, Output) {
+    let count = count.to_string();
+    let url = stack().service_url.to_string();
+    let mut cli = Command::new(function_binary("kong-pulsar-verify"));
+    cli.args(["read", "--service-url", &url, "--token-env", "KP_READER"])
+        .args(["--topic", topic])
+        .args(cli_jwks)
+        .args(["--max", &count, "--wait-ms", "15000", "--issuer", SIGNER])
+        .env("KP_READER", token);
+    let root = kp_tests::workspace_root();
+    let mut python = Command::new(root.join(".venv/bin/python"));
+    python
+        .arg(root.join("tests/stack/provenance_witness.py"))
+        .args([&url, "env:KP_READER", topic])
+        .arg(jwks_file)
+        .args([&count, "15", SIGNER])
+        .env("KP_READER", token);
+    let (cli, python) = (
+        tokio::task::spawn_blocking(move || cli.output().expect("run kong-pulsar-verify")),
+        tokio::task::spawn_blocking(move || python.output().expect("run provenance_witness.py")),
+    );
+    (cli.await.unwrap(), python.await.unwrap())
+}
+
 fn verdicts(what: &str, out: &Output) -> Vec<Value> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
@@ -193,46 +225,15 @@ async fn the_cli_and_the_python_witness_tell_forgeries_from_the_signed_message()
         Box::pin(producer.send(message.clone())).await.unwrap();
     }
 
-    let count = cases.len().to_string();
     let token = stack().mint_token(&reader);
-    let cli = {
-        let (url, topic, token, count) = (
-            stack().service_url.to_string(),
-            topic.clone(),
-            token.clone(),
-            count.clone(),
-        );
-        let url_of_jwks = jwks_url.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(function_binary("kong-pulsar-verify"))
-                .args(["read", "--service-url", &url, "--token-env", "KP_READER"])
-                .args(["--topic", &topic, "--jwks-url", &url_of_jwks])
-                .args(["--max", &count, "--wait-ms", "15000", "--issuer", SIGNER])
-                .env("KP_READER", token)
-                .output()
-                .expect("run kong-pulsar-verify")
-        })
-    };
-    let python = {
-        let root = kp_tests::workspace_root();
-        let (url, topic, count) = (stack().service_url.to_string(), topic.clone(), count);
-        let jwks_file = jwks_file.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(root.join(".venv/bin/python"))
-                .arg(root.join("tests/stack/provenance_witness.py"))
-                .arg(&url)
-                .arg("env:KP_READER")
-                .arg(&topic)
-                .arg(&jwks_file)
-                .arg(&count)
-                .arg("15")
-                .arg(SIGNER)
-                .env("KP_READER", token)
-                .output()
-                .expect("run provenance_witness.py")
-        })
-    };
-    let (cli, python) = (cli.await.unwrap(), python.await.unwrap());
+    let (cli, python) = judge_both(
+        &topic,
+        cases.len(),
+        &token,
+        &["--jwks-url", &jwks_url],
+        &jwks_file,
+    )
+    .await;
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
     // 1: some message did not verify (as intended); 2 would be a failure to run.
     assert_eq!(cli.status.code(), Some(1), "cli: {}", stderr(&cli));
@@ -270,4 +271,56 @@ async fn the_cli_and_the_python_witness_tell_forgeries_from_the_signed_message()
     assert_eq!(verdicts("cli", &cli)[0]["serviceTag"], "checkout");
     assert_eq!(verdicts("python", &python)[0]["serviceTag"], "checkout");
     assert!(verdicts("cli", &cli)[8]["serviceTag"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_read_from_a_partition_verifies_against_its_topic() {
+    let admin = stack().admin();
+    let ns = admin.test_namespace().await;
+    let name = unique("parts");
+    let topic = ns.topic(&name);
+    admin
+        .put(
+            &format!(
+                "/admin/v2/persistent/{}/{}/{name}/partitions",
+                ns.tenant, ns.namespace
+            ),
+            serde_json::json!(2),
+        )
+        .await
+        .unwrap();
+    let key = Key::new("kp-1");
+    let jwks_file = temp_file(
+        "kp-prov",
+        "jwks.json",
+        &serde_json::to_string(&Jwks {
+            keys: vec![key.jwk.clone()],
+        })
+        .unwrap(),
+    );
+    let broker = stack().broker_as(stack().superuser_token()).await.unwrap();
+    let mut producer = Box::pin(broker.producer(&topic)).await.unwrap();
+    let (m, c) = gateway_message(&ns.tenant, &topic, "checkout-api");
+    Box::pin(producer.send(signed(m, &c, &key))).await.unwrap();
+
+    let token = stack().superuser_token();
+    let file = jwks_file.to_str().unwrap();
+    let (cli, python) = judge_both(&topic, 1, token, &["--jwks-file", file], &jwks_file).await;
+    for (who, out) in [("cli", &cli), ("python", &python)] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = verdicts(who, out);
+        assert_eq!(lines.len(), 1, "{who}: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["verified"], true, "{who}: {line}");
+        let read_from = line["topic"].as_str().unwrap();
+        assert!(
+            read_from.starts_with(&format!("{topic}-partition-")),
+            "{who}: {line}"
+        );
+    }
 }

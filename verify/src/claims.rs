@@ -71,7 +71,7 @@ pub struct Claims {
     pub properties_sha256: String,
 }
 
-/// Reads one claim that a gateway property must equal.
+/// Reads one claim (`None`: an optional claim that is absent).
 pub type ClaimOf = fn(&Claims) -> Option<&str>;
 
 /// Each gateway-set property and the claim it must equal.

@@ -11,6 +11,7 @@ mod iam;
 mod oidc;
 mod producer_pool;
 mod provenance;
+mod provenance_witness;
 mod publish_e2e;
 mod publish_hostile;
 mod publish_iam;

@@ -24,6 +24,7 @@ pub mod lambda;
 pub mod logs;
 pub mod oidc;
 pub mod secrets;
+pub mod witness;
 
 pub use admin::Admin;
 

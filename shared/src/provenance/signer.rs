@@ -183,8 +183,9 @@ impl SigningKeys {
             request_id: required("kp-request-id")?,
             received_at: required("kp-received-at")?,
             traceparent: required("traceparent")?,
-            key: message.key.clone(),
-            event_time: message.event_time_ms,
+            // Consumers read an empty key and an event time of 0 as none.
+            key: message.key.clone().filter(|k| !k.is_empty()),
+            event_time: message.event_time_ms.filter(|t| *t != 0),
             idempotency_key: property("kp-idempotency-key"),
             payload_sha256: payload_digest(&message.payload),
             properties_sha256: caller_properties_digest(

@@ -9,10 +9,15 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use kong_pulsar::provenance::KeySet;
-use kong_pulsar::secrets::SecretValue;
+use kong_pulsar::policy::ProvenanceSettings;
+use kong_pulsar::provenance::{KeySet, Signer, SigningKeys};
+use kong_pulsar::pulsar::broker::OutgoingMessage;
+use kong_pulsar::secrets::{SecretSource, SecretValue, SecretsError};
+use kong_pulsar_verify::verify::{Received, Verifier};
+use kong_pulsar_verify::{Jwks, PROPERTY};
 use kp_tests::app::{AppOptions, ProvenanceOptions, PublishApp, kong_event};
 use kp_tests::lambda::event;
+use kp_tests::witness::{judge_both, verdicts};
 use kp_tests::{secrets, stack};
 use serde_json::{Value, json};
 
@@ -270,4 +275,253 @@ async fn rotate_creates_the_key_set_and_the_secrets_manager_steps_rotate_it() {
         !rotate.logs().contains("PRIVATE KEY"),
         "key material logged"
     );
+}
+
+/// The JWKS the function serves now, and the file the Python witness reads.
+async fn served_jwks(app: &PublishApp) -> (Jwks, std::path::PathBuf) {
+    let response = app.call(&jwks_event()).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let jwks: Jwks = serde_json::from_value(response.body.clone()).unwrap();
+    let file = kp_tests::lambda::temp_file("kp-jwks", "jwks.json", &response.body.to_string());
+    (jwks, file)
+}
+
+/// Checks one received message with the crate, as a consumer would.
+fn crate_verdict(
+    jwks: &Jwks,
+    issuer: &str,
+    message: &pulsar::consumer::Message<Vec<u8>>,
+) -> Result<kong_pulsar_verify::verify::Verified, kong_pulsar_verify::verify::VerifyError> {
+    let properties = kp_tests::app::properties(message);
+    let received = Received {
+        topic: &message.topic,
+        payload: &message.payload.data,
+        key: message.payload.metadata.partition_key.as_deref(),
+        event_time_ms: message.payload.metadata.event_time,
+        properties: &properties,
+    };
+    Verifier::default()
+        .with_issuer(issuer)
+        .verify(&received, jwks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_through_the_gateway_verify_with_the_crate_and_with_pyjwt() {
+    let app = PublishApp::spawn_with(with_provenance(ProvenanceOptions::default())).await;
+    let topic = kp_tests::unique("signed");
+    let full = app.topic(&app.tenant_a, "orders", &topic);
+    let mut consumer = app.consumer(&full).await;
+    let token = app.token("alice", &["checkout"]);
+    let uri = format!("/events/{}/orders/{topic}", app.tenant_a);
+    let bearer = format!("Bearer {token}");
+
+    // One event with every optional field, and a batch of three.
+    let single = kong_event(
+        "POST",
+        &uri,
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+            ("x-event-key", "order-1001"),
+            ("x-event-time", "2026-12-02T10:00:00.123Z"),
+            ("x-event-property-region", "eu-west-1"),
+            ("idempotency-key", "prov-1"),
+        ],
+        br#"{"orderId":"1001"}"#,
+    );
+    assert_eq!(app.call(&single).await.status, 202);
+    let batch = kong_event(
+        "POST",
+        &uri,
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/x-ndjson"),
+        ],
+        b"{\"orderId\":\"1\"}\n{\"orderId\":\"2\"}\n{\"orderId\":\"3\"}\n",
+    );
+    assert_eq!(app.call(&batch).await.status, 202);
+
+    let (jwks, jwks_file) = served_jwks(&app).await;
+    let set = stored_key_set(&app).await;
+    let mut messages = Vec::new();
+    for _ in 0..4 {
+        messages.push(kp_tests::app::receive(&mut consumer).await);
+    }
+    for message in &messages {
+        let verified = crate_verdict(&jwks, &app.provenance_issuer, message)
+            .unwrap_or_else(|e| panic!("{} does not verify: {e}", message.topic));
+        assert_eq!(verified.kid, set.active_kid());
+        assert_eq!(verified.claims.source_id, "alice");
+        assert_eq!(verified.claims.auth_method, "oidc");
+        assert_eq!(verified.claims.auth_issuer, app.issuer.issuer());
+        assert_eq!(verified.claims.tenant, app.tenant_a);
+        assert_eq!(verified.claims.topic, full);
+    }
+    let first = crate_verdict(&jwks, &app.provenance_issuer, &messages[0]).unwrap();
+    assert_eq!(first.claims.key.as_deref(), Some("order-1001"));
+    assert_eq!(first.claims.idempotency_key.as_deref(), Some("prov-1"));
+    assert!(first.claims.event_time.is_some());
+    // A key set from another deployment (another signer name) is not ours.
+    assert_eq!(
+        crate_verdict(&jwks, "someone-else", &messages[0])
+            .unwrap_err()
+            .code(),
+        "issuer_mismatch"
+    );
+
+    // The independent witnesses read the same topic themselves.
+    let (cli, python) = judge_both(
+        &full,
+        4,
+        stack().superuser_token(),
+        &["--jwks-file", jwks_file.to_str().unwrap()],
+        &jwks_file,
+        &app.provenance_issuer,
+    )
+    .await;
+    for (who, out) in [("cli", &cli), ("python", &python)] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = verdicts(who, out);
+        assert_eq!(lines.len(), 4, "{who}: {lines:#?}");
+        for line in &lines {
+            assert_eq!(line["verified"], true, "{who}: {line}");
+            assert_eq!(line["sourceId"], "alice", "{who}: {line}");
+            assert_eq!(line["kid"], set.active_kid(), "{who}: {line}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_message_copied_straight_to_the_broker_fails_verification() {
+    let app = PublishApp::spawn_with(with_provenance(ProvenanceOptions::default())).await;
+    let topic = kp_tests::unique("original");
+    let full = app.topic(&app.tenant_a, "orders", &topic);
+    let other = app.topic(&app.tenant_a, "orders", &kp_tests::unique("elsewhere"));
+    let mut consumer = app.consumer(&full).await;
+    let token = app.token("alice", &["checkout"]);
+    let response = app
+        .call(&kong_event(
+            "POST",
+            &format!("/events/{}/orders/{topic}", app.tenant_a),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/json"),
+                ("x-event-property-region", "eu-west-1"),
+            ],
+            br#"{"orderId":"1001","amount":10}"#,
+        ))
+        .await;
+    assert_eq!(response.status, 202);
+    let original = kp_tests::app::receive(&mut consumer).await;
+    let (jwks, jwks_file) = served_jwks(&app).await;
+    crate_verdict(&jwks, &app.provenance_issuer, &original).expect("the original verifies");
+
+    // What a holder of the tenant's own token can do at the broker: copy the
+    // gateway's properties, signature included, onto other messages of the
+    // same topic (or the same message onto another topic).
+    let copy = || OutgoingMessage {
+        payload: original.payload.data.clone(),
+        key: original.payload.metadata.partition_key.clone(),
+        event_time_ms: original.payload.metadata.event_time,
+        properties: kp_tests::app::properties(&original),
+    };
+    let foreign = KeySet::first(chrono::Utc::now()).unwrap();
+    let mut cases: Vec<(&str, OutgoingMessage, &str)> = Vec::new();
+    let mut m = copy();
+    m.payload = br#"{"orderId":"1001","amount":10000}"#.to_vec();
+    cases.push(("one payload byte changed", m, "payload_mismatch"));
+    let mut m = copy();
+    m.properties.insert("region".into(), "us-east-1".into());
+    cases.push(("a caller property changed", m, "properties_mismatch"));
+    let mut m = copy();
+    m.properties.insert("kp-source-id".into(), "admin".into());
+    cases.push(("the identity changed", m, "claim_mismatch"));
+    let mut m = copy();
+    m.properties.remove(PROPERTY);
+    cases.push(("the signature removed", m, "no_signature"));
+    let mut m = copy();
+    m.properties.remove(PROPERTY);
+    m.properties.insert("kp-source-id".into(), "admin".into());
+    let foreign_keys = signing_keys(&foreign, &app.provenance_issuer).await;
+    foreign_keys.seal(&full, &mut m, 1).unwrap();
+    cases.push(("signed by a key not in the JWKS", m, "unknown_key"));
+
+    let role_token = stack().mint_token(&app.role_a);
+    let broker = stack().broker_as(&role_token).await.unwrap();
+    let mut producer = Box::pin(broker.producer(&full)).await.unwrap();
+    for (_, message, _) in &cases {
+        Box::pin(producer.send(message.clone())).await.unwrap();
+    }
+    // The exact copy, republished to another topic.
+    let mut elsewhere = Box::pin(broker.producer(&other)).await.unwrap();
+    Box::pin(elsewhere.send(copy())).await.unwrap();
+
+    let judge = |topic: String, count: usize| {
+        let jwks_file = jwks_file.clone();
+        let issuer = app.provenance_issuer.clone();
+        async move {
+            let file = jwks_file.to_str().unwrap().to_owned();
+            judge_both(
+                &topic,
+                count,
+                stack().superuser_token(),
+                &["--jwks-file", &file],
+                &jwks_file,
+                &issuer,
+            )
+            .await
+        }
+    };
+    let (cli, python) = judge(full.clone(), 1 + cases.len()).await;
+    for (who, out) in [("cli", &cli), ("python", &python)] {
+        let lines = verdicts(who, out);
+        assert_eq!(
+            lines.len(),
+            1 + cases.len(),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            lines[0]["verified"], true,
+            "{who}: the original: {}",
+            lines[0]
+        );
+        for ((what, _, code), line) in cases.iter().zip(&lines[1..]) {
+            assert_eq!(line["verified"], false, "{who}: {what}: {line}");
+            assert_eq!(line["code"], *code, "{who}: {what}: {line}");
+        }
+    }
+    let (cli, python) = judge(other, 1).await;
+    for (who, out) in [("cli", &cli), ("python", &python)] {
+        let lines = verdicts(who, out);
+        assert_eq!(lines.len(), 1, "{who}");
+        assert_eq!(lines[0]["code"], "topic_mismatch", "{who}: {}", lines[0]);
+    }
+}
+
+/// Signing keys for `set`, as a publish instance would hold them.
+async fn signing_keys(set: &KeySet, issuer: &str) -> std::sync::Arc<SigningKeys> {
+    struct Fixed(SecretValue);
+    #[async_trait::async_trait]
+    impl SecretSource for Fixed {
+        async fn get(&self, _: &str) -> Result<SecretValue, SecretsError> {
+            Ok(self.0.clone())
+        }
+    }
+    let settings = ProvenanceSettings {
+        issuer: issuer.into(),
+        signing_secret: "unused".into(),
+        rotate_every: Duration::from_secs(86_400),
+        retain_retired: Duration::from_secs(86_400),
+        publish_lead: Duration::from_secs(60),
+    };
+    Signer::new(&settings, std::sync::Arc::new(Fixed(set.to_secret_value())))
+        .keys()
+        .await
+        .unwrap()
 }

@@ -7,7 +7,7 @@
 //! must give every message the same verdict.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use axum::routing::get;
@@ -16,9 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kong_pulsar::pulsar::broker::OutgoingMessage;
 use kong_pulsar_verify::{Claims, Jwk, Jwks, PROPERTY, TYP};
-use kp_tests::lambda::{function_binary, temp_file};
+use kp_tests::lambda::temp_file;
+use kp_tests::witness::{judge_both, verdicts};
 use kp_tests::{stack, unique};
-use serde_json::Value;
 
 const SIGNER: &str = "kong-pulsar-it";
 
@@ -102,46 +102,6 @@ fn gateway_message(tenant: &str, topic: &str, source: &str) -> (OutgoingMessage,
 fn signed(mut message: OutgoingMessage, claims: &Claims, key: &Key) -> OutgoingMessage {
     message.properties.insert(PROPERTY.into(), key.sign(claims));
     message
-}
-
-/// Runs the CLI (key set from `cli_jwks`) and the Python witness (key set
-/// from `jwks_file`) side by side on the first `count` messages of `topic`.
-async fn judge_both(
-    topic: &str,
-    count: usize,
-    token: &str,
-    cli_jwks: &[&str; 2],
-    jwks_file: &std::path::Path,
-) -> (Output, Output) {
-    let count = count.to_string();
-    let url = stack().service_url.to_string();
-    let mut cli = Command::new(function_binary("kong-pulsar-verify"));
-    cli.args(["read", "--service-url", &url, "--token-env", "KP_READER"])
-        .args(["--topic", topic])
-        .args(cli_jwks)
-        .args(["--max", &count, "--wait-ms", "15000", "--issuer", SIGNER])
-        .env("KP_READER", token);
-    let root = kp_tests::workspace_root();
-    let mut python = Command::new(root.join(".venv/bin/python"));
-    python
-        .arg(root.join("tests/stack/provenance_witness.py"))
-        .args([&url, "env:KP_READER", topic])
-        .arg(jwks_file)
-        .args([&count, "15", SIGNER])
-        .env("KP_READER", token);
-    let (cli, python) = (
-        tokio::task::spawn_blocking(move || cli.output().expect("run kong-pulsar-verify")),
-        tokio::task::spawn_blocking(move || python.output().expect("run provenance_witness.py")),
-    );
-    (cli.await.unwrap(), python.await.unwrap())
-}
-
-fn verdicts(what: &str, out: &Output) -> Vec<Value> {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: {e}: {l}")))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,6 +192,7 @@ async fn the_cli_and_the_python_witness_tell_forgeries_from_the_signed_message()
         &token,
         &["--jwks-url", &jwks_url],
         &jwks_file,
+        SIGNER,
     )
     .await;
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
@@ -305,7 +266,8 @@ async fn a_message_read_from_a_partition_verifies_against_its_topic() {
 
     let token = stack().superuser_token();
     let file = jwks_file.to_str().unwrap();
-    let (cli, python) = judge_both(&topic, 1, token, &["--jwks-file", file], &jwks_file).await;
+    let (cli, python) =
+        judge_both(&topic, 1, token, &["--jwks-file", file], &jwks_file, SIGNER).await;
     for (who, out) in [("cli", &cli), ("python", &python)] {
         assert_eq!(
             out.status.code(),

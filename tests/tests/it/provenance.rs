@@ -525,3 +525,106 @@ async fn signing_keys(set: &KeySet, issuer: &str) -> std::sync::Arc<SigningKeys>
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_under_steady_load_fails_no_publish_and_every_event_verifies() {
+    // Short enough for a test: publish re-reads the key set every second and
+    // a next key may sign two seconds after it was listed.
+    let app = std::sync::Arc::new(
+        PublishApp::spawn_with(AppOptions {
+            secret_ttl: "1s",
+            ..with_provenance(ProvenanceOptions {
+                seed: true,
+                publish_lead: "2s",
+            })
+        })
+        .await,
+    );
+    let rotate = app.rotate_function().await;
+    let before = stored_key_set(&app).await;
+    let (jwks_before, _) = served_jwks(&app).await;
+    let topic = kp_tests::unique("steady");
+    let full = app.topic(&app.tenant_a, "orders", &topic);
+    let mut consumer = app.consumer(&full).await;
+
+    // Steady load: one publish after another until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (app, stop, topic) = (app.clone(), stop.clone(), topic.clone());
+        tokio::spawn(async move {
+            let token = app.token("alice", &["checkout"]);
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                statuses.push(app.call(&publish_event(&app, &topic, &token)).await.status);
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, report) = rotate
+        .invoke(&json!({"action": "rotate", "force": true}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["provenance"][0]["outcome"], "rotated", "{report:#}");
+    let after = stored_key_set(&app).await;
+    assert_eq!(after.active_kid(), before.next_kid());
+    // Keep publishing until the instance has signed with the new key a while.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = load.await.unwrap();
+    assert!(
+        statuses.len() > 10,
+        "too little load to mean anything: {}",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 202),
+        "a publish failed: {statuses:?}"
+    );
+
+    // Every event verifies against the JWKS fetched after the rotation.
+    let (jwks_after, jwks_file) = served_jwks(&app).await;
+    let (cli, python) = judge_both(
+        &full,
+        statuses.len(),
+        stack().superuser_token(),
+        &["--jwks-file", jwks_file.to_str().unwrap()],
+        &jwks_file,
+        &app.provenance_issuer,
+    )
+    .await;
+    for (who, out) in [("cli", &cli), ("python", &python)] {
+        let lines = verdicts(who, out);
+        assert_eq!(lines.len(), statuses.len(), "{who}");
+        assert!(
+            lines.iter().all(|l| l["verified"] == true),
+            "{who}: {lines:#?}"
+        );
+    }
+    let mut kids = Vec::new();
+    for _ in &statuses {
+        let message = kp_tests::app::receive(&mut consumer).await;
+        let verified = crate_verdict(&jwks_after, &app.provenance_issuer, &message)
+            .unwrap_or_else(|e| panic!("an event does not verify after the rotation: {e}"));
+        kids.push(verified.kid);
+    }
+    // Old key first, then the new one, never back: the instance switched once.
+    let switch = kids
+        .iter()
+        .position(|k| k == after.active_kid())
+        .expect("some events were signed with the new key");
+    assert!(switch > 0, "no event was signed before the rotation");
+    assert!(
+        kids[..switch].iter().all(|k| k == before.active_kid()),
+        "{kids:?}"
+    );
+    assert!(
+        kids[switch..].iter().all(|k| k == after.active_kid()),
+        "{kids:?}"
+    );
+    // The JWKS served before the rotation (before the first event signed
+    // with the new key) already listed that key.
+    assert!(jwks_before.find(after.active_kid()).is_some());
+    // And the old key is still listed after, so earlier events keep verifying.
+    assert!(jwks_after.find(before.active_kid()).is_some());
+}

@@ -333,7 +333,10 @@ impl Broker {
     /// Creates a producer on `topic` (a full `persistent://t/ns/name` name).
     /// This is where the broker checks the role's `produce` permission.
     pub async fn producer(&self, topic: &str) -> Result<Producer, BrokerError> {
-        let producer = within(
+        // Boxed: pulsar-rs's lookup and creation futures nest deep, and in
+        // debug builds polling them inline overflows a 2 MiB thread stack.
+        // Producers are opened rarely, so the allocation costs nothing.
+        let producer = Box::pin(within(
             self.timeouts.operation,
             self.client
                 .producer()
@@ -346,7 +349,7 @@ impl Broker {
                     ..ProducerOptions::default()
                 })
                 .build(),
-        )
+        ))
         .await?;
         Ok(Producer { inner: producer })
     }

@@ -10,6 +10,7 @@ mod deploy_artifacts;
 mod iam;
 mod oidc;
 mod producer_pool;
+mod publish_batch;
 mod publish_e2e;
 mod publish_hostile;
 mod publish_iam;

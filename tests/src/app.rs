@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use kong_pulsar::config::Config;
+use kong_pulsar::edge::publish::Publisher;
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
 use pulsar::{Consumer, SubType, TokioExecutor};
 use serde_json::{Value, json};
@@ -81,6 +83,8 @@ impl Default for AppOptions {
 
 pub struct PublishApp {
     pub function: Function,
+    /// The function's environment.
+    env: Vec<(&'static str, String)>,
     pub issuer: TestIssuer,
     pub tenant_a: String,
     pub role_a: String,
@@ -210,22 +214,21 @@ rules:
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
-        let function = Function::start(
-            "publish",
-            &[
-                ("KP_POLICY_FILE", policy_path.display().to_string()),
-                ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
-                ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
-                ("AWS_REGION", stack.aws_region.clone()),
-                ("AWS_ACCESS_KEY_ID", "testing".into()),
-                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-                ("KP_SECRET_TTL", options.secret_ttl.into()),
-                ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
-                ("KP_MAX_BATCH", options.max_batch.to_string()),
-            ],
-        );
+        let env = vec![
+            ("KP_POLICY_FILE", policy_path.display().to_string()),
+            ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
+            ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+            ("AWS_REGION", stack.aws_region.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("KP_SECRET_TTL", options.secret_ttl.into()),
+            ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
+            ("KP_MAX_BATCH", options.max_batch.to_string()),
+        ];
+        let function = Function::start("publish", &env);
         Self {
             function,
+            env,
             issuer,
             tenant_a,
             role_a,
@@ -237,6 +240,20 @@ rules:
             policy_path,
             tokens_issued: std::sync::Mutex::new(vec![token_a]),
         }
+    }
+
+    /// The same publisher, built in this process from the function's own
+    /// environment, for what the Invoke API emulator cannot do: it sends a
+    /// fixed invocation deadline, so a real one can only be set in-process.
+    pub async fn in_process(&self) -> Publisher {
+        let config = Config::from_lookup(|name| {
+            self.env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("the function's environment is a valid configuration");
+        Publisher::build(&config, &stack().aws_config().await).expect("the publisher builds")
     }
 
     /// A valid Okta-shaped access token for `subject` in `groups`.

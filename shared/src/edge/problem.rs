@@ -1,6 +1,7 @@
 //! Every way a request can fail, and the one place each maps to an HTTP
 //! status and an `application/problem+json` body (DESIGN §8).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -10,7 +11,7 @@ use crate::identity::AuthError;
 use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
 use crate::provenance::ProvenanceError;
-use crate::pulsar::broker::{BrokerError, SendError, TokenError};
+use crate::pulsar::broker::{BrokerError, Delivery, SendError, SendFailure, TokenError};
 use crate::pulsar::topic::NameError;
 
 /// One schema violation: where in the event, and what is wrong.
@@ -23,6 +24,24 @@ pub struct Violation {
     pub pointer: String,
     pub message: String,
 }
+
+/// What became of one line of a batch that was not wholly persisted: its
+/// message id, or why not (`unknown` when it may be persisted: its receipt
+/// never came).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineResult {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub event_id: String,
+    /// The problem code the line alone would have had, or [`UNKNOWN`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+/// The per-line code of a line that may or may not be persisted.
+pub const UNKNOWN: &str = "unknown";
 
 /// Caller metadata past one of [`crate::config::MetadataLimits`]. Messages
 /// name the limit, never the offending value (it may be huge or hostile).
@@ -103,7 +122,7 @@ pub enum ApiError {
     #[error("the broker rejected the message")]
     BrokerRejected(#[source] BrokerError),
     #[error("the tenant's Pulsar credentials are unavailable")]
-    CredentialsUnavailable(#[source] TokenError),
+    CredentialsUnavailable(#[source] Arc<TokenError>),
     #[error("the broker rejected the tenant's Pulsar token, even after re-reading it")]
     CredentialsRejected(#[source] BrokerError),
     #[error("the identity provider's keys are unavailable")]
@@ -116,6 +135,14 @@ pub enum ApiError {
     Timeout,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A batch not wholly persisted: answered as `cause`, plus what became
+    /// of each line.
+    #[error("{cause}")]
+    BatchFailed {
+        #[source]
+        cause: Box<ApiError>,
+        results: Vec<LineResult>,
+    },
 }
 
 impl From<AuthError> for ApiError {
@@ -157,6 +184,42 @@ impl From<ProvenanceError> for ApiError {
             Self::SigningKeyUnavailable(err)
         } else {
             Self::Internal(Box::new(err))
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer to a send that did not persist every message. A batch
+    /// (`event_ids` has an id per message) says per line what became of it,
+    /// each failed line with the code it would have alone; a single event is
+    /// answered with the error alone.
+    pub fn send_failed(failure: SendFailure, event_ids: &[String], batch: bool) -> Self {
+        let SendFailure { error, deliveries } = failure;
+        let cause = Self::from(error);
+        if !batch {
+            return cause;
+        }
+        let results = deliveries
+            .into_iter()
+            .zip(event_ids)
+            .enumerate()
+            .map(|(index, (delivery, event_id))| {
+                let (message_id, error) = match delivery {
+                    Delivery::Persisted(id) => (Some(id.to_string()), None),
+                    Delivery::NotPersisted(e) => (None, Some(Self::from(e).code())),
+                    Delivery::Unknown(_) => (None, Some(UNKNOWN)),
+                };
+                LineResult {
+                    index,
+                    message_id,
+                    event_id: event_id.clone(),
+                    error,
+                }
+            })
+            .collect();
+        Self::BatchFailed {
+            cause: Box::new(cause),
+            results,
         }
     }
 }
@@ -244,6 +307,7 @@ impl ApiError {
             }
             Self::Timeout => (504, "timeout", "Timeout"),
             Self::Internal(_) => (500, "internal", "Internal error"),
+            Self::BatchFailed { cause, .. } => cause.status(),
         }
     }
 
@@ -255,8 +319,16 @@ impl ApiError {
     /// The `application/problem+json` response. Server-side failures carry
     /// no detail: their causes go to the log, never to the caller.
     pub fn to_response(&self, request_id: &str) -> ProxyResponse {
+        let (this, results) = match self {
+            Self::BatchFailed { cause, results } => (&**cause, Some(results)),
+            other => (other, None),
+        };
+        this.problem(request_id, results)
+    }
+
+    fn problem(&self, request_id: &str, results: Option<&Vec<LineResult>>) -> ProxyResponse {
         let (status, code, title) = self.status();
-        let detail = match self {
+        let mut detail = match self {
             Self::Internal(_)
             | Self::BrokerUnavailable(_)
             | Self::CredentialsUnavailable(_)
@@ -275,6 +347,9 @@ impl ApiError {
             }
             _ => self.to_string(),
         };
+        if results.is_some() {
+            detail.push_str("; `results` says which lines were persisted");
+        }
         let mut body = json!({
             "status": status,
             "code": code,
@@ -284,6 +359,9 @@ impl ApiError {
         });
         if let Self::SchemaViolation(violations) = self {
             body["violations"] = json!(violations);
+        }
+        if let Some(results) = results {
+            body["results"] = json!(results);
         }
         let mut response = ProxyResponse::json(status, &body)
             .with_header("content-type", "application/problem+json");
@@ -304,5 +382,92 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pulsar::broker::MessageId;
+
+    fn id(entry: u64) -> MessageId {
+        MessageId {
+            ledger_id: 9,
+            entry_id: entry,
+            partition: -1,
+            batch_index: -1,
+        }
+    }
+
+    fn failure(error: SendError) -> SendFailure {
+        let rejected = SendError::Broker(BrokerError::Rejected(Arc::new(pulsar::Error::Custom(
+            "too large".into(),
+        ))));
+        SendFailure {
+            error,
+            deliveries: vec![
+                Delivery::Persisted(id(0)),
+                Delivery::NotPersisted(rejected),
+                Delivery::Unknown(SendError::Broker(BrokerError::Timeout)),
+                Delivery::NotPersisted(SendError::Broker(BrokerError::Timeout)),
+            ],
+        }
+    }
+
+    fn body(response: &ProxyResponse) -> serde_json::Value {
+        serde_json::from_str(&response.body).unwrap()
+    }
+
+    #[test]
+    fn a_failed_batch_answers_as_its_cause_with_a_result_per_line() {
+        let event_ids: Vec<String> = (0..4).map(|i| format!("e{i}")).collect();
+        let err = ApiError::send_failed(
+            failure(SendError::Broker(BrokerError::Timeout)),
+            &event_ids,
+            true,
+        );
+        assert_eq!(err.code(), "timeout");
+        let response = err.to_response("req-1");
+        assert_eq!(response.status_code, 504);
+        assert_eq!(response.headers["content-type"], "application/problem+json");
+        let body = body(&response);
+        assert_eq!(body["code"], "timeout");
+        assert_eq!(body["requestId"], "req-1");
+        assert_eq!(
+            body["results"],
+            json!([
+                { "index": 0, "messageId": "9:0:-1:-1", "eventId": "e0" },
+                { "index": 1, "eventId": "e1", "error": "bad_request" },
+                { "index": 2, "eventId": "e2", "error": "unknown" },
+                { "index": 3, "eventId": "e3", "error": "timeout" },
+            ])
+        );
+    }
+
+    #[test]
+    fn server_side_causes_keep_their_headers_and_hide_their_detail() {
+        let unavailable = SendError::Broker(BrokerError::Unavailable(Arc::new(
+            pulsar::Error::Custom("broker-internal detail".into()),
+        )));
+        let ids: Vec<String> = (0..4).map(|i| format!("e{i}")).collect();
+        let response = ApiError::send_failed(failure(unavailable), &ids, true).to_response("r");
+        assert_eq!(response.status_code, 503);
+        assert_eq!(response.headers["retry-after"], "1");
+        assert!(!response.body.contains("broker-internal detail"));
+        assert_eq!(body(&response)["results"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_single_event_is_answered_with_the_error_alone() {
+        let err = ApiError::send_failed(
+            SendFailure {
+                error: SendError::Broker(BrokerError::Timeout),
+                deliveries: vec![Delivery::Unknown(SendError::Broker(BrokerError::Timeout))],
+            },
+            &["e0".to_owned()],
+            false,
+        );
+        assert!(matches!(err, ApiError::Timeout));
+        assert!(body(&err.to_response("r")).get("results").is_none());
     }
 }

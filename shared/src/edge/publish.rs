@@ -354,7 +354,8 @@ impl Publisher {
                 messages,
                 budget.saturating_sub(DEADLINE_MARGIN),
             )
-            .await?;
+            .await
+            .map_err(|failure| ApiError::send_failed(failure, &event_ids, batch))?;
         audit.message_id = sent.first().map(|id| {
             if sent.len() > 1 {
                 format!("{id} (+{})", sent.len() - 1)

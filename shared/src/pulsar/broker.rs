@@ -10,14 +10,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pulsar::error::{AuthenticationError, ConnectionError, ProducerError, ServiceDiscoveryError};
 use pulsar::message::proto::{MessageIdData, ServerError};
-use pulsar::producer::Message;
+use pulsar::producer::{Message, ProducerOptions, SendFuture};
 use pulsar::{ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecutor};
 use url::Url;
 
 use crate::secrets::SecretValue;
 
+mod ledger;
 mod pool;
 
+pub use ledger::{Delivery, SendFailure};
 pub use pool::{SendError, TenantBrokers, TenantCredentials};
 
 /// Hands out the Pulsar token a client should present *now*. Asked on every
@@ -95,40 +97,47 @@ impl Default for Timeouts {
 }
 
 /// What went wrong talking to the broker, in terms a caller can act on.
-#[derive(Debug, thiserror::Error)]
+/// Cheap to clone (the pulsar-rs error is shared): one failure can be the
+/// reason for several messages of a batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The broker rejected the credentials (bad signature, expired, unknown).
     #[error("the broker rejected the credentials")]
-    Unauthenticated(#[source] pulsar::Error),
+    Unauthenticated(#[source] Arc<pulsar::Error>),
     /// Authenticated, but the role may not do this on this topic.
     #[error("the broker refused the operation for this role")]
-    Forbidden(#[source] pulsar::Error),
+    Forbidden(#[source] Arc<pulsar::Error>),
     /// The topic (or its namespace / tenant) does not exist.
     #[error("the topic does not exist")]
-    TopicNotFound(#[source] pulsar::Error),
+    TopicNotFound(#[source] Arc<pulsar::Error>),
     /// The payload does not fit the topic's schema or size limits.
     #[error("the broker rejected the message")]
-    Rejected(#[source] pulsar::Error),
+    Rejected(#[source] Arc<pulsar::Error>),
     /// The broker did not answer in time.
     #[error("the broker did not answer in time")]
     Timeout,
     /// The broker is unreachable or not ready; retrying later may succeed.
     #[error("the broker is unavailable")]
-    Unavailable(#[source] pulsar::Error),
+    Unavailable(#[source] Arc<pulsar::Error>),
 }
 
 impl BrokerError {
     /// Maps a pulsar-rs error onto the cases above.
     pub fn classify(err: pulsar::Error) -> Self {
-        match server_error(&err) {
-            Some(ServerError::AuthenticationError) => Self::Unauthenticated(err),
-            Some(ServerError::AuthorizationError) => Self::Forbidden(err),
-            Some(ServerError::TopicNotFound) => Self::TopicNotFound(err),
+        let code = server_error(&err);
+        Self::from_code(code, err)
+    }
+
+    fn from_code(code: Option<ServerError>, err: pulsar::Error) -> Self {
+        match code {
+            Some(ServerError::AuthenticationError) => Self::Unauthenticated(Arc::new(err)),
+            Some(ServerError::AuthorizationError) => Self::Forbidden(Arc::new(err)),
+            Some(ServerError::TopicNotFound) => Self::TopicNotFound(Arc::new(err)),
             Some(ServerError::IncompatibleSchema | ServerError::InvalidTopicName) => {
-                Self::Rejected(err)
+                Self::Rejected(Arc::new(err))
             }
-            _ if is_auth_failure(&err) => Self::Unauthenticated(err),
-            _ => Self::Unavailable(err),
+            _ if is_auth_failure(&err) => Self::Unauthenticated(Arc::new(err)),
+            _ => Self::Unavailable(Arc::new(err)),
         }
     }
 
@@ -136,6 +145,63 @@ impl BrokerError {
     pub fn is_credentials(&self) -> bool {
         matches!(self, Self::Unauthenticated(_))
     }
+}
+
+/// Why a receipt brought no message id.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReceiptError {
+    /// The broker answered this message with a send error: it is not
+    /// persisted (a message over the topic's `maxMessageSize`, a producer
+    /// over its quota, …).
+    #[error("the broker refused the message: {0}")]
+    Refused(BrokerError),
+    /// No receipt came (the connection dropped, the producer could not be
+    /// re-created, pulsar-rs's operation timeout passed): the message may or
+    /// may not be persisted.
+    #[error("the receipt was lost: {0}")]
+    Lost(BrokerError),
+}
+
+impl ReceiptError {
+    fn classify(err: pulsar::Error) -> Self {
+        match send_error_code(&err) {
+            // Refused for what the message is (its size, above all).
+            Some(ServerError::NotAllowedError) => {
+                Self::Refused(BrokerError::Rejected(Arc::new(err)))
+            }
+            Some(code) => Self::Refused(BrokerError::from_code(Some(code), err)),
+            None => Self::Lost(BrokerError::classify(err)),
+        }
+    }
+
+    /// The broker error behind it, whatever became of the message.
+    pub fn broker_error(&self) -> &BrokerError {
+        match self {
+            Self::Refused(e) | Self::Lost(e) => e,
+        }
+    }
+}
+
+/// The code of the broker's `CommandSendError` inside `err`, if that is what
+/// `err` is. pulsar-rs 6.9 resolves a send error where it waits for the
+/// receipt, finds no receipt in it, and reports
+/// `UnexpectedResponse(format!("{command:?}"))` (the whole `BaseCommand`
+/// printed), so the code is read back from that text. Any send error means
+/// the broker did not persist the message; a persistence error (a fenced
+/// topic) is not one of them: pulsar-rs treats it as a producer close and
+/// resends the message itself.
+fn send_error_code(err: &pulsar::Error) -> Option<ServerError> {
+    let ConnectionError::UnexpectedResponse(text) = connection_error(err)? else {
+        return None;
+    };
+    const MARK: &str = "send_error: Some(CommandSendError {";
+    let rest = &text[text.find(MARK)? + MARK.len()..];
+    let field = rest.split_once("error: ")?.1;
+    let value = field.split([',', ' ', '}']).next()?;
+    // prost prints a known enum value by name, an unknown one as its number.
+    ServerError::from_str_name(value)
+        .or_else(|| ServerError::try_from(value.parse::<i32>().ok()?).ok())
+        .or(Some(ServerError::UnknownError))
 }
 
 /// The connection-level error inside `err`, wherever pulsar-rs nests it.
@@ -267,10 +333,23 @@ impl Broker {
     /// Creates a producer on `topic` (a full `persistent://t/ns/name` name).
     /// This is where the broker checks the role's `produce` permission.
     pub async fn producer(&self, topic: &str) -> Result<Producer, BrokerError> {
-        let producer = within(
+        // Boxed: pulsar-rs's lookup and creation futures nest deep, and in
+        // debug builds polling them inline overflows a 2 MiB thread stack.
+        // Producers are opened rarely, so the allocation costs nothing.
+        let producer = Box::pin(within(
             self.timeouts.operation,
-            self.client.producer().with_topic(topic).build(),
-        )
+            self.client
+                .producer()
+                .with_topic(topic)
+                // Wait for room rather than fail with `SlowDown` once 100
+                // messages (pulsar-rs's outbound channel) wait to be written:
+                // a batch enqueues all its messages before the first receipt.
+                .with_options(ProducerOptions {
+                    block_queue_if_full: true,
+                    ..ProducerOptions::default()
+                })
+                .build(),
+        ))
         .await?;
         Ok(Producer { inner: producer })
     }
@@ -290,6 +369,17 @@ impl Producer {
     /// Sends one message and waits for the broker's receipt (the message is
     /// persisted when this returns `Ok`).
     pub async fn send(&mut self, message: OutgoingMessage) -> Result<MessageId, BrokerError> {
+        self.enqueue(message)
+            .await?
+            .await
+            .map_err(|e| e.broker_error().clone())
+    }
+
+    /// Hands one message to the connection without waiting for its receipt,
+    /// so a batch costs one round trip rather than one per message. Messages
+    /// go out in the order they are enqueued. `Err` means the message was not
+    /// handed over (it is not persisted); the receipt says the rest.
+    pub async fn enqueue(&mut self, message: OutgoingMessage) -> Result<Receipt, BrokerError> {
         let OutgoingMessage {
             payload,
             key,
@@ -303,23 +393,36 @@ impl Producer {
             event_time: event_time_ms,
             ..Message::default()
         };
-        let receipt = self
-            .inner
+        self.inner
             .send_non_blocking(message)
             .await
-            .map_err(BrokerError::classify)?
-            .await
-            .map_err(BrokerError::classify)?;
-        let id = receipt
-            .message_id
-            .as_ref()
-            .map(MessageId::from)
-            .ok_or_else(|| {
-                BrokerError::Unavailable(pulsar::Error::Custom(
-                    "send receipt without a message id".into(),
-                ))
-            })?;
-        Ok(id)
+            .map(Receipt)
+            .map_err(BrokerError::classify)
+    }
+}
+
+/// The broker's answer to one enqueued message, still to come.
+pub struct Receipt(SendFuture);
+
+impl std::future::Future for Receipt {
+    type Output = Result<MessageId, ReceiptError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|receipt| {
+            let receipt = receipt.map_err(ReceiptError::classify)?;
+            receipt
+                .message_id
+                .as_ref()
+                .map(MessageId::from)
+                .ok_or_else(|| {
+                    ReceiptError::Lost(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
+                        "send receipt without a message id".into(),
+                    ))))
+                })
+        })
     }
 }
 
@@ -346,6 +449,60 @@ mod tests {
             batch_index: -1,
         };
         assert_eq!(id.to_string(), "12:3:-1:-1");
+    }
+
+    /// The error pulsar-rs 6.9 hands back for a receipt that was a
+    /// `CommandSendError`: the whole command, printed.
+    fn folded_send_error(code: i32) -> pulsar::Error {
+        use pulsar::message::proto::{BaseCommand, CommandSendError};
+        let command = BaseCommand {
+            send_error: Some(CommandSendError {
+                producer_id: 3,
+                sequence_id: 7,
+                error: code,
+                message: "Exceed maximum message size".into(),
+            }),
+            ..BaseCommand::default()
+        };
+        pulsar::Error::Producer(ProducerError::Connection(
+            ConnectionError::UnexpectedResponse(format!("{command:?}")),
+        ))
+    }
+
+    #[test]
+    fn a_send_error_receipt_is_a_refusal_and_anything_else_a_lost_receipt() {
+        let refused = |code: ServerError| ReceiptError::classify(folded_send_error(code as i32));
+        assert!(matches!(
+            refused(ServerError::NotAllowedError),
+            ReceiptError::Refused(BrokerError::Rejected(_))
+        ));
+        assert!(matches!(
+            refused(ServerError::ProducerBlockedQuotaExceededError),
+            ReceiptError::Refused(BrokerError::Unavailable(_))
+        ));
+        assert!(matches!(
+            refused(ServerError::AuthorizationError),
+            ReceiptError::Refused(BrokerError::Forbidden(_))
+        ));
+        // A code this pulsar-rs does not know is still a refusal.
+        assert!(matches!(
+            ReceiptError::classify(folded_send_error(9999)),
+            ReceiptError::Refused(BrokerError::Unavailable(_))
+        ));
+        for lost in [
+            pulsar::Error::Producer(ProducerError::Connection(ConnectionError::Disconnected)),
+            pulsar::Error::Producer(ProducerError::Custom(
+                "could not re-create the producer: x".into(),
+            )),
+            pulsar::Error::Producer(ProducerError::Connection(
+                ConnectionError::UnexpectedResponse("BaseCommand { pong: Some(..) }".into()),
+            )),
+        ] {
+            assert!(
+                matches!(ReceiptError::classify(lost), ReceiptError::Lost(_)),
+                "a lost receipt"
+            );
+        }
     }
 
     #[test]

@@ -14,11 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use tokio::sync::Mutex;
+use tokio::time::{Instant, timeout_at};
 use url::Url;
 
+use super::ledger::{Ledger, SendFailure};
 use super::{
-    Broker, BrokerError, MessageId, OutgoingMessage, Producer, Timeouts, TokenError, TokenSource,
+    Broker, BrokerError, MessageId, OutgoingMessage, Producer, ReceiptError, Timeouts, TokenError,
+    TokenSource,
 };
 use crate::config::DEFAULT_MAX_PRODUCERS;
 use crate::pulsar::topic::TopicName;
@@ -31,17 +35,34 @@ pub struct TenantCredentials<'a> {
     pub token_secret: &'a str,
 }
 
-/// Why a send did not complete.
-#[derive(Debug, thiserror::Error)]
+/// Why a send (or one message of it) did not complete. Cheap to clone: one
+/// failure can be the reason for several messages of a batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
     /// The tenant's token could not be obtained.
     #[error(transparent)]
-    Token(#[from] TokenError),
-    /// The broker refused or failed. In a batch, the messages before the
-    /// failing one may already be persisted; their event ids are stable
-    /// under an `Idempotency-Key`, so a retried batch can be deduplicated.
+    Token(Arc<TokenError>),
+    /// The broker refused or failed.
     #[error(transparent)]
     Broker(BrokerError),
+}
+
+impl From<TokenError> for SendError {
+    fn from(err: TokenError) -> Self {
+        Self::Token(Arc::new(err))
+    }
+}
+
+impl SendError {
+    /// The broker rejected the credentials: a fresh token might fix it.
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, Self::Broker(e) if e.is_credentials())
+    }
+
+    /// The budget ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Broker(BrokerError::Timeout))
+    }
 }
 
 /// How close to its expiry a cached token is looked up again.
@@ -161,6 +182,17 @@ impl Producers {
         );
     }
 
+    /// Drops `producer` from the pool, unless another one replaced it meanwhile.
+    fn remove(&mut self, key: &(String, String), producer: &Arc<Mutex<Producer>>) {
+        if self
+            .open
+            .get(key)
+            .is_some_and(|p| Arc::ptr_eq(&p.producer, producer))
+        {
+            self.open.remove(key);
+        }
+    }
+
     fn remove_role(&mut self, role: &str) {
         self.open.retain(|(r, _), _| r != role);
     }
@@ -202,13 +234,22 @@ impl TenantBrokers {
         self.producers.lock().await.open.len()
     }
 
-    /// Sends `messages` in order to `topic` as the tenant role, returning one
-    /// receipt per message. When the broker rejects the credentials (the token
-    /// was rotated or expired), the cached secret and client are dropped and
-    /// the unsent remainder is retried once with a fresh token.
+    /// Sends `messages` in order to `topic` as the tenant role: every
+    /// message is enqueued without waiting, then every receipt is awaited, so
+    /// a batch costs about one broker round trip instead of one per message.
+    /// `Ok` means every message is persisted; otherwise the failure says, per
+    /// message, whether it is persisted, not persisted, or of unknown fate
+    /// (every receipt is awaited even after one failed: later messages may
+    /// have been persisted).
     ///
-    /// Gives up after `budget`. A client that timed out is dropped (and its
-    /// token re-read) so the next request starts clean: pulsar-rs keeps
+    /// When the broker rejects the credentials (the token was rotated or
+    /// expired), the cached secret and client are dropped and the messages
+    /// known not to be persisted are sent once more with a fresh token; one
+    /// that may be persisted (its receipt was lost) is never sent again.
+    ///
+    /// Gives up after `budget`: messages whose receipt has not arrived by then
+    /// are of unknown fate. A client that timed out is dropped (and its token
+    /// re-read) so the next request starts clean: pulsar-rs keeps
     /// reconnecting with whatever token its provider returns, so a token the
     /// broker rejects before its `exp` (a rotated signing key) would otherwise
     /// stall every request on this warm instance.
@@ -218,79 +259,120 @@ impl TenantBrokers {
         topic: &TopicName,
         messages: Vec<OutgoingMessage>,
         budget: Duration,
-    ) -> Result<Vec<MessageId>, SendError> {
-        match tokio::time::timeout(budget, self.send_with_refresh(credentials, topic, messages))
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => {
-                self.forget(credentials).await;
-                Err(SendError::Broker(BrokerError::Timeout))
-            }
-        }
-    }
-
-    async fn send_with_refresh(
-        &self,
-        credentials: TenantCredentials<'_>,
-        topic: &TopicName,
-        messages: Vec<OutgoingMessage>,
-    ) -> Result<Vec<MessageId>, SendError> {
+    ) -> Result<Vec<MessageId>, SendFailure> {
+        let deadline = Instant::now() + budget;
         let topic = topic.to_string();
-        let mut sent = Vec::with_capacity(messages.len());
-        let mut refreshed = false;
-        loop {
-            match self
-                .send_from(credentials, &topic, &messages, &mut sent)
-                .await
-            {
-                Ok(()) => return Ok(sent),
-                Err(SendError::Broker(source)) if source.is_credentials() && !refreshed => {
-                    refreshed = true;
-                    tracing::info!(
-                        role = credentials.role,
-                        "broker rejected the tenant token; refreshing it and retrying once"
-                    );
-                    self.forget(credentials).await;
-                }
-                Err(SendError::Broker(source)) => {
-                    if source.is_credentials() {
-                        self.forget(credentials).await;
-                    }
-                    return Err(SendError::Broker(source));
-                }
-                Err(other) => return Err(other),
-            }
+        let mut ledger = Ledger::new(messages.len());
+        self.attempt(credentials, &topic, &messages, &mut ledger, deadline)
+            .await;
+        if ledger.credentials_failed() && !ledger.timed_out() {
+            tracing::info!(
+                role = credentials.role,
+                "broker rejected the tenant token; refreshing it and retrying once"
+            );
+            self.forget(credentials).await;
+            self.attempt(credentials, &topic, &messages, &mut ledger, deadline)
+                .await;
         }
+        if ledger.credentials_failed() || ledger.timed_out() {
+            self.forget(credentials).await;
+        }
+        ledger.finish()
     }
 
-    async fn send_from(
+    /// Sends the messages the ledger says are to be sent, and records what
+    /// became of each.
+    async fn attempt(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &str,
         messages: &[OutgoingMessage],
-        sent: &mut Vec<MessageId>,
-    ) -> Result<(), SendError> {
-        let client = self.client(credentials).await?;
+        ledger: &mut Ledger,
+        deadline: Instant,
+    ) {
+        let lines = ledger.to_send();
+        if lines.is_empty() {
+            return;
+        }
         let key = (credentials.role.to_owned(), topic.to_owned());
-        let producer = self
-            .producer(&client, &key)
-            .await
-            .map_err(SendError::Broker)?;
-        let mut producer = producer.lock().await;
-        for message in &messages[sent.len()..] {
-            match producer.send(message.clone()).await {
-                Ok(id) => sent.push(id),
-                Err(source) => {
-                    // A producer that failed may be wedged; make the next
-                    // request build a fresh one.
-                    drop(producer);
-                    self.producers.lock().await.open.remove(&key);
-                    return Err(SendError::Broker(source));
+        let opened = async {
+            let client = self.client(credentials).await?;
+            self.producer(&client, &key)
+                .await
+                .map_err(SendError::Broker)
+        };
+        let producer = match timeout_at(deadline, opened).await {
+            Ok(Ok(producer)) => producer,
+            Ok(Err(e)) => {
+                return lines
+                    .iter()
+                    .for_each(|&i| ledger.not_persisted(i, e.clone()));
+            }
+            Err(_) => {
+                return lines
+                    .iter()
+                    .for_each(|&i| ledger.not_persisted(i, timed_out()));
+            }
+        };
+
+        // Enqueue everything, in order, holding the producer only that long.
+        let mut receipts = Vec::with_capacity(lines.len());
+        let mut rest = lines.iter().copied();
+        let mut stopped: Option<SendError> = None;
+        let mut wedged = false;
+        match timeout_at(deadline, producer.lock()).await {
+            Err(_) => stopped = Some(timed_out()),
+            Ok(mut guard) => {
+                for i in rest.by_ref() {
+                    match timeout_at(deadline, guard.enqueue(messages[i].clone())).await {
+                        Ok(Ok(receipt)) => receipts.push((i, receipt)),
+                        Ok(Err(e)) => {
+                            let e = SendError::Broker(e);
+                            ledger.not_persisted(i, e.clone());
+                            stopped = Some(e);
+                            wedged = true;
+                            break;
+                        }
+                        Err(_) => {
+                            // Cut short mid-enqueue: say "unknown" rather
+                            // than rely on where pulsar-rs was cut.
+                            ledger.unknown(i, timed_out());
+                            stopped = Some(timed_out());
+                            break;
+                        }
+                    }
                 }
             }
         }
-        Ok(())
+        // Later messages are not sent after one could not be: they would
+        // most likely fail alike, and the order would have a hole.
+        if let Some(error) = stopped {
+            rest.for_each(|i| ledger.not_persisted(i, error.clone()));
+        }
+
+        // Then every receipt, in order, each bounded by the deadline; past
+        // it, those already arrived are still counted.
+        let mut receipts = receipts.into_iter();
+        for (i, receipt) in receipts.by_ref() {
+            match timeout_at(deadline, receipt).await {
+                Ok(result) => wedged |= record(ledger, i, result),
+                Err(_) => {
+                    ledger.unknown(i, timed_out());
+                    break;
+                }
+            }
+        }
+        for (i, receipt) in receipts {
+            match receipt.now_or_never() {
+                Some(result) => wedged |= record(ledger, i, result),
+                None => ledger.unknown(i, timed_out()),
+            }
+        }
+        if wedged {
+            // A producer that lost a receipt or could not send may be
+            // wedged; make the next request build a fresh one.
+            self.producers.lock().await.remove(&key, &producer);
+        }
     }
 
     async fn client(
@@ -348,4 +430,21 @@ impl TenantBrokers {
         self.clients.lock().await.remove(credentials.role);
         self.producers.lock().await.remove_role(credentials.role);
     }
+}
+
+/// Records one receipt; true when it was lost (the producer may be wedged).
+fn record(ledger: &mut Ledger, index: usize, result: Result<MessageId, ReceiptError>) -> bool {
+    match result {
+        Ok(id) => ledger.persisted(index, id),
+        Err(ReceiptError::Refused(e)) => ledger.not_persisted(index, SendError::Broker(e)),
+        Err(ReceiptError::Lost(e)) => {
+            ledger.unknown(index, SendError::Broker(e));
+            return true;
+        }
+    }
+    false
+}
+
+fn timed_out() -> SendError {
+    SendError::Broker(BrokerError::Timeout)
 }

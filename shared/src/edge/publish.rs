@@ -7,7 +7,8 @@
 //! The seams, for tests and the benchmark: [`Publisher::build_with`] takes
 //! the publisher's dependencies (configuration, policy, Secrets Manager
 //! source) as arguments, and the pipeline's pure stages are public on their
-//! own: [`route`], [`Publisher::parse_events`] and [`Envelope`].
+//! own: [`route`], [`Publisher::parse_events`], [`Envelope`] and the
+//! [`Publisher::signer`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -172,6 +173,12 @@ impl Publisher {
     /// The authenticator the publisher identifies callers with.
     pub fn authenticator(&self) -> &Authenticator {
         &self.auth
+    }
+
+    /// The provenance signer (`None` without `provenance:` in the policy),
+    /// for the benchmark's replay of the seal step.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// Handles one invocation. Never fails: every outcome is an HTTP response

@@ -78,11 +78,17 @@ impl Function {
     /// Starts the built `binary` (`publish` or `rotate`) with `env`.
     /// Nothing is invoked yet: cold start happens now.
     pub fn start(binary: &str, env: &[(&str, String)]) -> Self {
+        Self::start_path(&function_binary(binary), binary, env)
+    }
+
+    /// Starts the executable at `path` as function `binary` (the
+    /// benchmarks run the release build this way).
+    pub fn start_path(path: &Path, binary: &str, env: &[(&str, String)]) -> Self {
         let api = InvokeApi::start();
         let name = binary.to_owned();
         let log_path = std::env::temp_dir().join(format!("{}.log", unique(binary)));
         let log = std::fs::File::create(&log_path).expect("function log");
-        let mut cmd = Command::new(function_binary(binary));
+        let mut cmd = Command::new(path);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(

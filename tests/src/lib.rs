@@ -20,6 +20,7 @@ use url::Url;
 
 pub mod admin;
 pub mod app;
+pub mod bench;
 pub mod lambda;
 pub mod logs;
 pub mod oidc;

@@ -628,3 +628,34 @@ async fn a_key_rotation_under_steady_load_fails_no_publish_and_every_event_verif
     // And the old key is still listed after, so earlier events keep verifying.
     assert!(jwks_after.find(before.active_kid()).is_some());
 }
+
+#[tokio::test]
+async fn a_staged_key_set_whose_signing_key_was_never_listed_fails_the_test_step() {
+    let app = PublishApp::spawn_with(with_provenance(ProvenanceOptions::default())).await;
+    let rotate = app.rotate_function().await;
+    let sm = secrets_manager().await;
+    let current = stored_key_set(&app).await;
+    let request = secrets::begin_native_rotation(&sm, &app.provenance_secret).await;
+    // Someone stages a fresh set by hand: its active key is in no JWKS.
+    let unlisted = KeySet::first(chrono::Utc::now()).unwrap();
+    sm.put_secret_value()
+        .secret_id(&app.provenance_secret)
+        .client_request_token(&request)
+        .secret_string(unlisted.to_secret_value().expose())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let mut payload = event("rotate-step-testSecret.json");
+    payload["SecretId"] = json!(app.provenance_secret);
+    payload["ClientRequestToken"] = json!(request);
+    let (status, out) = rotate.invoke(&payload).await;
+    assert_ne!(status, 200, "{out}");
+    assert!(out.to_string().contains("testSecret failed"), "{out}");
+    assert!(rotate.logs().contains("NotListed"), "{}", rotate.logs());
+    // Nothing was promoted: the current set still signs.
+    assert_eq!(
+        stored_key_set(&app).await.active_kid(),
+        current.active_kid()
+    );
+}

@@ -437,7 +437,8 @@ pub fn token_secret(token: &str, role: &str, ttl: Duration) -> String {
     json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
 }
 
-async fn put_secret(name: &str, value: &str) {
+/// Creates `name` with `value`, or puts `value` as its new current version.
+pub async fn put_secret(name: &str, value: &str) {
     let client = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
     if client
         .describe_secret()

@@ -247,7 +247,7 @@ impl Publisher {
                 "cache-control",
                 format!("public, max-age={}", JWKS_MAX_AGE.as_secs()),
             );
-        response.body = keys.jwks_json().to_owned();
+        response.body = keys.jwks_json();
         Ok(response)
     }
 

@@ -169,20 +169,19 @@ impl OidcVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity, OidcError> {
-        let now = unix_now();
         // An over-long token cannot have been verified: refuse it in `parse`
         // without hashing it first.
         let digest = (self.verified.enabled() && token.len() <= MAX_TOKEN_BYTES)
             .then(|| verified::digest(token));
         if let Some(digest) = &digest
-            && let Some(identity) = self.cached(digest, now)
+            && let Some(identity) = self.cached(digest, unix_now())
         {
             return Ok(identity);
         }
-        let verified = self.verify_signed(token, now).await?;
+        let verified = self.verify_signed(token).await?;
         let identity = verified.identity.clone();
         if let Some(digest) = digest
-            && cacheable(&verified, now)
+            && cacheable(&verified, unix_now())
         {
             self.verified.insert(digest, verified);
         }
@@ -214,7 +213,7 @@ impl OidcVerifier {
     }
 
     /// The full verification (rules 1 to 5 of the module docs).
-    async fn verify_signed(&self, token: &str, now: f64) -> Result<Verified, OidcError> {
+    async fn verify_signed(&self, token: &str) -> Result<Verified, OidcError> {
         let parsed = ParsedToken::parse(token)?;
         let iss = parsed
             .claims
@@ -242,7 +241,9 @@ impl OidcVerifier {
         }
         issuer.check_token_type(parsed.header.typ.as_ref(), &parsed.claims)?;
         let leeway = issuer.config.leeway.unwrap_or(self.options.leeway);
-        issuer.check_claims(&parsed.claims, now, leeway)?;
+        // The clock is read after the key fetch (which may take seconds), so
+        // a token that expired while we waited for keys does not pass.
+        issuer.check_claims(&parsed.claims, unix_now(), leeway)?;
         let identity = issuer.identity(parsed.claims)?;
         Ok(Verified {
             // `check_claims` made sure `exp` is a number.

@@ -90,6 +90,7 @@ pub struct Audit<'a> {
 impl Audit<'_> {
     /// Writes the audit line (target `audit`), then the EMF metrics line.
     pub fn emit(&self) {
+        use std::io::Write as _;
         tracing::info!(
             target: "audit",
             request_id = self.request_id,
@@ -106,7 +107,11 @@ impl Audit<'_> {
             latency_ms = self.latency_ms,
             "publish"
         );
-        println!("{}", self.emf(chrono::Utc::now().timestamp_millis()));
+        // Serialised straight into stdout's buffer: no JSON tree, no string.
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, &self.emf(chrono::Utc::now().timestamp_millis()))
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
     }
 
     /// A CloudWatch Embedded Metric Format record: publish latency and
@@ -117,38 +122,97 @@ impl Audit<'_> {
     /// CloudWatch metric (billed, and kept for 15 months), and before
     /// authorization the topic is whatever an anonymous client typed. Other
     /// requests count by `Outcome` alone; the audit line still names the topic.
-    pub fn emf(&self, now_ms: i64) -> serde_json::Value {
+    pub fn emf(&self, now_ms: i64) -> Emf<'_> {
         let topic = match (self.decision, self.tenant, self.namespace, self.topic) {
-            (Some("allow"), Some(t), Some(n), Some(p)) => Some(format!("{t}/{n}/{p}")),
+            (Some("allow"), Some(t), Some(n), Some(p)) => Some(EmfTopic(t, n, p)),
             _ => None,
         };
-        let dimensions = if topic.is_some() {
-            serde_json::json!([["Topic", "Outcome"], ["Outcome"]])
-        } else {
-            serde_json::json!([["Outcome"]])
-        };
-        let mut record = serde_json::json!({
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "KongPulsar",
-                    "Dimensions": dimensions,
-                    "Metrics": [
-                        { "Name": "PublishLatency", "Unit": "Milliseconds" },
-                        { "Name": "EventsPublished", "Unit": "Count" },
-                        { "Name": "Requests", "Unit": "Count" }
-                    ]
-                }]
+        Emf {
+            aws: EmfMetadata {
+                timestamp: now_ms,
+                cloud_watch_metrics: [EmfDirective {
+                    namespace: "KongPulsar",
+                    dimensions: if topic.is_some() {
+                        &[&["Topic", "Outcome"], &["Outcome"]]
+                    } else {
+                        &[&["Outcome"]]
+                    },
+                    metrics: &[
+                        EmfMetric {
+                            name: "PublishLatency",
+                            unit: "Milliseconds",
+                        },
+                        EmfMetric {
+                            name: "EventsPublished",
+                            unit: "Count",
+                        },
+                        EmfMetric {
+                            name: "Requests",
+                            unit: "Count",
+                        },
+                    ],
+                }],
             },
-            "Outcome": self.error_code.unwrap_or("published"),
-            "PublishLatency": self.latency_ms,
-            "EventsPublished": if self.error_code.is_none() { self.events } else { 0 },
-            "Requests": 1,
-        });
-        if let Some(topic) = topic {
-            record["Topic"] = serde_json::Value::String(topic);
+            outcome: self.error_code.unwrap_or("published"),
+            publish_latency: self.latency_ms,
+            events_published: if self.error_code.is_none() {
+                self.events
+            } else {
+                0
+            },
+            requests: 1,
+            topic,
         }
-        record
+    }
+}
+
+/// One EMF record, borrowed from its [`Audit`]; everything but the topic
+/// dimension is static.
+#[derive(Debug, serde::Serialize)]
+pub struct Emf<'a> {
+    #[serde(rename = "_aws")]
+    aws: EmfMetadata,
+    #[serde(rename = "Outcome")]
+    outcome: &'a str,
+    #[serde(rename = "PublishLatency")]
+    publish_latency: f64,
+    #[serde(rename = "EventsPublished")]
+    events_published: usize,
+    #[serde(rename = "Requests")]
+    requests: u32,
+    #[serde(rename = "Topic", skip_serializing_if = "Option::is_none")]
+    topic: Option<EmfTopic<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfMetadata {
+    timestamp: i64,
+    cloud_watch_metrics: [EmfDirective; 1],
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfDirective {
+    namespace: &'static str,
+    dimensions: &'static [&'static [&'static str]],
+    metrics: &'static [EmfMetric],
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfMetric {
+    name: &'static str,
+    unit: &'static str,
+}
+
+/// `tenant/namespace/topic`, written without building the string.
+#[derive(Debug)]
+struct EmfTopic<'a>(&'a str, &'a str, &'a str);
+
+impl serde::Serialize for EmfTopic<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}/{}/{}", self.0, self.1, self.2))
     }
 }
 
@@ -168,7 +232,7 @@ mod tests {
             latency_ms: 12.5,
             ..Audit::default()
         };
-        let emf = audit.emf(1_700_000_000_000);
+        let emf = serde_json::to_value(audit.emf(1_700_000_000_000)).unwrap();
         assert_eq!(emf["Topic"], "payments/orders/created");
         assert_eq!(emf["Outcome"], "published");
         assert_eq!(emf["EventsPublished"], 3);
@@ -181,7 +245,7 @@ mod tests {
             error_code: Some("forbidden"),
             ..audit
         };
-        let emf = failed.emf(0);
+        let emf = serde_json::to_value(failed.emf(0)).unwrap();
         assert_eq!(emf["Outcome"], "forbidden");
         assert_eq!(emf["EventsPublished"], 0);
     }
@@ -203,7 +267,7 @@ mod tests {
             ("denied", named(Some("deny"), Some("forbidden"))),
             ("reserved name", named(None, Some("reserved_name"))),
         ] {
-            let emf = audit.emf(0);
+            let emf = serde_json::to_value(audit.emf(0)).unwrap();
             assert!(emf.get("Topic").is_none(), "{case}: {emf}");
             assert_eq!(
                 emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
@@ -213,7 +277,8 @@ mod tests {
             assert_eq!(emf["Outcome"], audit.error_code.unwrap(), "{case}");
         }
         // Allowed but failed later (schema, broker): the topic is a real one.
-        let emf = named(Some("allow"), Some("schema_violation")).emf(0);
+        let emf =
+            serde_json::to_value(named(Some("allow"), Some("schema_violation")).emf(0)).unwrap();
         assert_eq!(emf["Topic"], "random-tenant-42/x/y");
         assert_eq!(
             emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],

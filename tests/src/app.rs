@@ -44,6 +44,8 @@ pub struct AppOptions {
     pub kong_trusted: bool,
     /// The OIDC issuer's `token_types` (a YAML list), if any.
     pub oidc_token_types: Option<&'static str>,
+    /// The OIDC issuer's `leeway_seconds` (the policy's default when `None`).
+    pub oidc_leeway_seconds: Option<u64>,
     /// The policy's `provenance:` section (off when `None`).
     pub provenance: Option<ProvenanceOptions>,
 }
@@ -76,6 +78,7 @@ impl Default for AppOptions {
             token_a_ttl: Duration::from_secs(3600),
             kong_trusted: false,
             oidc_token_types: None,
+            oidc_leeway_seconds: None,
             provenance: None,
         }
     }
@@ -172,7 +175,7 @@ identity:
     - issuer: "{issuer}"
       audiences: [{AUDIENCE}]
       algorithms: [RS256, ES256]
-      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}
+      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}{leeway}
   iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900, allowed_accounts: ["{IAM_ACCOUNT}"] }}
   kong: {{ trusted: {kong_trusted} }}
 tenants:
@@ -210,6 +213,10 @@ rules:
             token_types = options
                 .oidc_token_types
                 .map(|types| format!("\n      token_types: {types}"))
+                .unwrap_or_default(),
+            leeway = options
+                .oidc_leeway_seconds
+                .map(|seconds| format!("\n      leeway_seconds: {seconds}"))
                 .unwrap_or_default(),
             sts = sts_endpoint,
         );
@@ -258,12 +265,16 @@ rules:
 
     /// A valid Okta-shaped access token for `subject` in `groups`.
     pub fn token(&self, subject: &str, groups: &[&str]) -> String {
-        let token = self.issuer.sign(&self.issuer.claims_for(
-            Provider::Okta,
-            subject,
-            groups,
-            AUDIENCE,
-        ));
+        self.token_expiring(subject, groups, unix_now() + 300)
+    }
+
+    /// As [`Self::token`], with `exp` (Unix seconds) set to `exp`.
+    pub fn token_expiring(&self, subject: &str, groups: &[&str], exp: u64) -> String {
+        let mut claims = self
+            .issuer
+            .claims_for(Provider::Okta, subject, groups, AUDIENCE);
+        claims["exp"] = json!(exp);
+        let token = self.issuer.sign(&claims);
         self.tokens_issued.lock().unwrap().push(token.clone());
         token
     }
@@ -437,7 +448,8 @@ pub fn token_secret(token: &str, role: &str, ttl: Duration) -> String {
     json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
 }
 
-async fn put_secret(name: &str, value: &str) {
+/// Creates `name` with `value`, or puts `value` as its new current version.
+pub async fn put_secret(name: &str, value: &str) {
     let client = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
     if client
         .describe_secret()

@@ -49,3 +49,35 @@ pub fn verdicts(what: &str, out: &Output) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: {e}: {l}")))
         .collect()
 }
+
+/// Both judges' verdicts on the first `count` messages of `topic`, read as
+/// the stack's super-user with the key set in `jwks_file`: `(who, exit
+/// status, one verdict per message)` for `cli` and `python`.
+pub async fn both_verdicts(
+    topic: &str,
+    count: usize,
+    jwks_file: &std::path::Path,
+    signer: &str,
+) -> [(&'static str, Option<i32>, Vec<Value>); 2] {
+    let file = jwks_file.to_str().expect("a UTF-8 temp path").to_owned();
+    let (cli, python) = judge_both(
+        topic,
+        count,
+        crate::stack().superuser_token(),
+        &["--jwks-file", &file],
+        jwks_file,
+        signer,
+    )
+    .await;
+    [("cli", cli), ("python", python)].map(|(who, out)| {
+        let lines = verdicts(who, &out);
+        assert_eq!(
+            lines.len(),
+            count,
+            "{who} judged {} of {count} messages: {}",
+            lines.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (who, out.status.code(), lines)
+    })
+}

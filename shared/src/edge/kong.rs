@@ -725,11 +725,12 @@ pub struct ProxyResponse {
 
 impl ProxyResponse {
     /// A JSON response with `content-type: application/json`.
-    pub fn json(status: u16, body: &Value) -> Self {
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
         Self {
             status_code: status,
             headers: BTreeMap::new(),
-            body: body.to_string(),
+            // Serialising plain data into a String cannot fail.
+            body: serde_json::to_string(body).unwrap_or_default(),
             is_base64_encoded: false,
             cookies: Vec::new(),
         }

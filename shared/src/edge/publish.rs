@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::LambdaEvent;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, MAX_IDEMPOTENCY_KEY_BYTES, MetadataLimits};
@@ -27,7 +27,9 @@ use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
 use crate::identity::{Authenticator, Identity};
 use crate::policy::{Action, Decision, Policy};
 use crate::provenance::Signer;
-use crate::pulsar::broker::{OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts};
+use crate::pulsar::broker::{
+    MessageId, OutgoingMessage, TenantBrokers, TenantCredentials, Timeouts,
+};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
 use crate::telemetry::{Audit, echo};
@@ -252,7 +254,7 @@ impl Publisher {
                 "cache-control",
                 format!("public, max-age={}", JWKS_MAX_AGE.as_secs()),
             );
-        response.body = keys.jwks_json().to_owned();
+        response.body = keys.jwks_json();
         Ok(response)
     }
 
@@ -371,17 +373,36 @@ impl Publisher {
             }
         });
 
-        let body = if batch {
-            json!({
-                "topic": full_topic,
-                "results": sent.iter().zip(&event_ids).enumerate().map(|(index, (id, event_id))| json!({
-                    "index": index, "messageId": id.to_string(), "eventId": event_id,
-                })).collect::<Vec<_>>(),
-            })
+        let receipts = sent.iter().zip(&event_ids);
+        let response = if batch {
+            let results: Vec<Receipt> = receipts
+                .enumerate()
+                .map(|(index, (message_id, event_id))| Receipt {
+                    index: Some(index),
+                    message_id,
+                    event_id,
+                })
+                .collect();
+            ProxyResponse::json(
+                202,
+                &BatchAccepted {
+                    topic: &full_topic,
+                    results,
+                },
+            )
         } else {
-            json!({ "topic": full_topic, "messageId": sent[0].to_string(), "eventId": event_ids[0] })
+            ProxyResponse::json(
+                202,
+                &Accepted {
+                    topic: &full_topic,
+                    receipt: Receipt {
+                        index: None,
+                        message_id: &sent[0],
+                        event_id: &event_ids[0],
+                    },
+                },
+            )
         };
-        let response = ProxyResponse::json(202, &body);
         if let Some(claim) = claim {
             claim.complete(response.clone()).await;
         }
@@ -454,6 +475,36 @@ impl Publisher {
             ndjson: media_type == "application/x-ndjson",
         })
     }
+}
+
+/// The 202 of one event.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    topic: &'a str,
+    #[serde(flatten)]
+    receipt: Receipt<'a>,
+}
+
+/// The 202 of a batch: a receipt per line.
+#[derive(serde::Serialize)]
+struct BatchAccepted<'a> {
+    topic: &'a str,
+    results: Vec<Receipt<'a>>,
+}
+
+/// One persisted event: its message id and event id (and line, in a batch).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Receipt<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(serialize_with = "display")]
+    message_id: &'a MessageId,
+    event_id: &'a str,
+}
+
+fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 #[derive(Default)]
@@ -641,7 +692,9 @@ impl Envelope {
         received_at: &str,
         event_id: &str,
     ) -> OutgoingMessage {
-        let mut properties: HashMap<String, String> = self.properties.iter().cloned().collect();
+        // Room for the caller's properties and every kp-* one: no rehash.
+        let mut properties = HashMap::with_capacity(self.properties.len() + 11);
+        properties.extend(self.properties.iter().cloned());
         let mut set = |k: &str, v: &str| {
             properties.insert(k.to_owned(), v.to_owned());
         };

@@ -39,19 +39,31 @@
 //! keep working for up to one more TTL, so a short identity-provider outage
 //! does not become an outage here.
 //!
+//! A token that passed all of the above is remembered (by its SHA-256, in
+//! `verified`) and served again without re-checking its signature, but only
+//! strictly before its `exp`, only while the issuer's current, unexpired key
+//! set still selects the very key that verified it, and never when its `nbf`
+//! is in the future. Everything else the rules check (`iss`, the audience,
+//! `token_types`, the pinned algorithms, the claim mapping) depends only on
+//! the token's bytes, which the digest pins, and on per-issuer configuration
+//! fixed for the verifier's life, so a cached result cannot go stale on
+//! them. Failures are never cached.
+//!
 //! Layout, each file depending only on those before it: `config` holds what
 //! the policy configures, the fixed limits and the errors; `jws` parses
-//! tokens and JWKs; `keys` fetches and caches the issuers' keys; `claims`
-//! maps verified claims onto the identity. This file strings them together
-//! in the order above.
+//! tokens and JWKs; `keys` fetches and caches the issuers' keys; `verified`
+//! stores verified tokens; `claims` maps verified claims onto the identity.
+//! This file strings them together in the order above.
 
 mod claims;
 mod config;
 mod jws;
 mod keys;
+mod verified;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -61,6 +73,7 @@ use super::Identity;
 use crate::telemetry::fingerprint;
 use jws::ParsedToken;
 use keys::IssuerState;
+use verified::{TokenDigest, Verified, VerifiedTokens};
 
 pub use config::{
     ClaimMapping, ConfigError, IssuerConfig, KeyFetchError, MAX_TOKEN_BYTES, MalformedToken,
@@ -77,6 +90,7 @@ pub struct OidcVerifier {
     http: reqwest::Client,
     options: VerifierOptions,
     fetches: AtomicU64,
+    verified: VerifiedTokens,
 }
 
 impl fmt::Debug for OidcVerifier {
@@ -85,6 +99,7 @@ impl fmt::Debug for OidcVerifier {
             .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
             .field("options", &self.options)
             .field("fetches", &self.fetch_count())
+            .field("cache_hits", &self.cache_hits())
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +125,7 @@ impl OidcVerifier {
         Self {
             issuers: states,
             http,
+            verified: VerifiedTokens::new(options.verified_tokens, options.verified_token_bytes),
             options,
             fetches: AtomicU64::new(0),
         }
@@ -119,6 +135,12 @@ impl OidcVerifier {
     /// verification must not move it.
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// How many verifications were answered from the verified-token cache
+    /// (benchmarks and tests read it).
+    pub fn cache_hits(&self) -> u64 {
+        self.verified.hits()
     }
 
     /// True when `token` parses as a JWT whose (unverified) `iss` is one of
@@ -147,6 +169,51 @@ impl OidcVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Identity, OidcError> {
+        // An over-long token cannot have been verified: refuse it in `parse`
+        // without hashing it first.
+        let digest = (self.verified.enabled() && token.len() <= MAX_TOKEN_BYTES)
+            .then(|| verified::digest(token));
+        if let Some(digest) = &digest
+            && let Some(identity) = self.cached(digest, unix_now())
+        {
+            return Ok(identity);
+        }
+        let verified = self.verify_signed(token).await?;
+        let identity = verified.identity.clone();
+        if let Some(digest) = digest
+            && cacheable(&verified, unix_now())
+        {
+            self.verified.insert(digest, verified);
+        }
+        Ok(identity)
+    }
+
+    /// The cached identity for `digest`, when the entry may still be served:
+    /// before `exp` (checked by the store) and while the issuer's current key
+    /// set still selects the key that verified it. Checked on every hit,
+    /// because the key set changes only when the JWKS is refetched: a key
+    /// rotated out stops working here as soon as the refetch that drops it,
+    /// under the same TTL and refetch rules as without the cache.
+    fn cached(&self, digest: &TokenDigest, now: f64) -> Option<Identity> {
+        let entry = self.verified.get(digest, now)?;
+        let current = self.issuers.get(entry.issuer()).is_some_and(|issuer| {
+            issuer.still_selects(
+                entry.kid.as_deref(),
+                entry.alg,
+                &entry.key,
+                self.options.jwks_ttl,
+            )
+        });
+        if !current {
+            self.verified.forget(digest, &entry);
+            return None;
+        }
+        self.verified.served();
+        Some(entry.identity.clone())
+    }
+
+    /// The full verification (rules 1 to 5 of the module docs).
+    async fn verify_signed(&self, token: &str) -> Result<Verified, OidcError> {
         let parsed = ParsedToken::parse(token)?;
         let iss = parsed
             .claims
@@ -174,9 +241,37 @@ impl OidcVerifier {
         }
         issuer.check_token_type(parsed.header.typ.as_ref(), &parsed.claims)?;
         let leeway = issuer.config.leeway.unwrap_or(self.options.leeway);
+        // The clock is read after the key fetch (which may take seconds), so
+        // a token that expired while we waited for keys does not pass.
         issuer.check_claims(&parsed.claims, unix_now(), leeway)?;
-        issuer.identity(parsed.claims)
+        let identity = issuer.identity(parsed.claims)?;
+        Ok(Verified {
+            // `check_claims` made sure `exp` is a number.
+            exp: identity
+                .claims
+                .get("exp")
+                .and_then(Value::as_f64)
+                .unwrap_or(f64::NEG_INFINITY),
+            kid: parsed.header.kid,
+            alg,
+            key: Arc::downgrade(&key),
+            weight: token.len(),
+            identity,
+        })
     }
+}
+
+/// Whether a verified token may be remembered: not when it was only accepted
+/// thanks to the leeway (`exp` passed, or `nbf` still ahead), so the cache
+/// never widens the window the leeway gives.
+fn cacheable(verified: &Verified, now: f64) -> bool {
+    let nbf_ahead = verified
+        .identity
+        .claims
+        .get("nbf")
+        .and_then(Value::as_f64)
+        .is_some_and(|nbf| nbf > now);
+    now < verified.exp && !nbf_ahead
 }
 
 /// An untrusted string made safe for an error or a log ([`crate::telemetry::echo`]).

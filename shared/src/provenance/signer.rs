@@ -77,7 +77,7 @@ impl Signer {
         {
             return Ok(keys.clone());
         }
-        let keys = match SigningKeys::new(value, &self.issuer, self.retain, chrono::Utc::now()) {
+        let keys = match SigningKeys::new(value, &self.issuer, self.retain) {
             Ok(keys) => Arc::new(keys),
             Err(err) => {
                 // Not kept for the cache's TTL: a fixed secret (or rotate's
@@ -104,31 +104,28 @@ pub struct SigningKeys {
     issuer: String,
     /// `base64url({"alg":"ES256","typ":…,"kid":…})`, the same for every message.
     header: String,
-    jwks: String,
+    retain: Duration,
 }
 
 impl SigningKeys {
-    fn new(
-        value: SecretValue,
-        issuer: &str,
-        retain: Duration,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Self, ProvenanceError> {
+    fn new(value: SecretValue, issuer: &str, retain: Duration) -> Result<Self, ProvenanceError> {
         let keys = KeySet::parse(&value).map_err(ProvenanceError::Malformed)?;
         let header = serde_json::json!({ "alg": "ES256", "typ": TYP, "kid": keys.active_kid() });
-        let jwks = serde_json::to_string(&keys.jwks(now, retain)).expect("a JWKS serialises");
         Ok(Self {
             header: URL_SAFE_NO_PAD.encode(header.to_string()),
-            jwks,
+            retain,
             issuer: issuer.to_owned(),
             value,
             keys,
         })
     }
 
-    /// The JWKS document (`{"keys":[…]}`, public keys only).
-    pub fn jwks_json(&self) -> &str {
-        &self.jwks
+    /// The JWKS document (`{"keys":[…]}`, public keys only) as of now:
+    /// retired keys leave it when their retention ends, even while the
+    /// stored value (and so this parse of it) stays the same.
+    pub fn jwks_json(&self) -> String {
+        serde_json::to_string(&self.keys.jwks(chrono::Utc::now(), self.retain))
+            .expect("a JWKS serialises")
     }
 
     /// The id of the key that signs.

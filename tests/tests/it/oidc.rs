@@ -149,22 +149,96 @@ async fn a_keycloak_es256_token_maps_realm_roles_to_groups() {
 #[tokio::test]
 async fn a_warm_verifier_does_not_touch_the_network() {
     let idp = TestIssuer::start().await;
-    let v = verifier(vec![idp.config(AUD)]);
+    let uncached = verifier_with(
+        vec![idp.config(AUD)],
+        VerifierOptions {
+            verified_tokens: 0,
+            ..options()
+        },
+    );
+    let cached = verifier(vec![idp.config(AUD)]);
     let token = idp.sign(&claims(&idp, "warm"));
-    v.verify(&token).await.unwrap();
-    assert_eq!(v.fetch_count(), 2);
-
-    let rounds = 500u32;
-    let started = Instant::now();
-    for _ in 0..rounds {
+    for (name, v) in [("uncached", &uncached), ("cached", &cached)] {
         v.verify(&token).await.unwrap();
+        assert_eq!(v.fetch_count(), 2);
+
+        let rounds = 500u32;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            v.verify(&token).await.unwrap();
+        }
+        let per_token = started.elapsed() / rounds;
+        // Informational only (targets are benchmarked, not timed tests): this
+        // is a debug build unless run with --release.
+        println!("warm RS256 verification, {name}: {per_token:?} per token");
+        assert_eq!(v.fetch_count(), 2);
     }
-    let per_token = started.elapsed() / rounds;
-    // Informational only (targets are benchmarked, not timed tests): this is
-    // a debug build unless run with --release.
-    println!("warm RS256 verification: {per_token:?} per token");
-    assert_eq!(v.fetch_count(), 2);
+    assert_eq!(uncached.cache_hits(), 0);
+    assert_eq!(cached.cache_hits(), 500);
+    assert_eq!(idp.fetch_count(), 4);
+}
+
+#[tokio::test]
+async fn a_cached_token_stops_being_accepted_at_its_exp() {
+    let idp = TestIssuer::start().await;
+    let v = verifier_with(
+        vec![idp.config(AUD)],
+        VerifierOptions {
+            leeway: Duration::ZERO,
+            ..options()
+        },
+    );
+    let mut brief = claims(&idp, "brief");
+    let exp = unix_now() + 2;
+    brief["exp"] = json!(exp);
+    let token = idp.sign(&brief);
+    v.verify(&token).await.unwrap();
+    v.verify(&token).await.unwrap();
+    assert_eq!(
+        v.cache_hits(),
+        1,
+        "the second call was served from the cache"
+    );
+
+    while unix_now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        assert!(matches!(v.verify(&token).await, Err(OidcError::Expired)));
+    }
+    assert_eq!(v.cache_hits(), 1);
     assert_eq!(idp.fetch_count(), 2);
+}
+
+#[tokio::test]
+async fn a_cached_token_stops_working_once_its_key_is_refetched_away() {
+    let idp = TestIssuer::start().await;
+    let v = verifier(vec![idp.config(AUD)]);
+    let old_token = idp.sign(&claims(&idp, "x"));
+    v.verify(&old_token).await.unwrap();
+    v.verify(&old_token).await.unwrap();
+    assert_eq!(v.cache_hits(), 1);
+
+    // The provider drops the key; until we refetch, nothing has changed here
+    // (the same rule as without the cache: keys change on refetch only).
+    idp.rotate_key(false);
+    v.verify(&old_token).await.unwrap();
+    assert_eq!(v.cache_hits(), 2);
+    assert_eq!(idp.jwks_fetch_count(), 1);
+
+    // A token with the new kid makes us refetch; the old key is gone from
+    // the new set, so its cached token is refused, however often it comes.
+    wait_out_rate_limit().await;
+    v.verify(&idp.sign(&claims(&idp, "y"))).await.unwrap();
+    assert_eq!(idp.jwks_fetch_count(), 2);
+    for _ in 0..3 {
+        assert!(matches!(
+            v.verify(&old_token).await,
+            Err(OidcError::UnknownKey { .. })
+        ));
+    }
+    assert_eq!(v.cache_hits(), 2);
+    assert_eq!(idp.jwks_fetch_count(), 2, "the refusals stay rate limited");
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use kong_pulsar::pulsar::broker::OutgoingMessage;
 use kong_pulsar::secrets::{SecretSource, SecretValue, SecretsError};
 use kong_pulsar_verify::verify::{Received, Verifier};
 use kong_pulsar_verify::{Jwks, PROPERTY};
-use kp_tests::app::{AppOptions, ProvenanceOptions, PublishApp, kong_event};
+use kp_tests::app::{AppOptions, ProvenanceOptions, PublishApp, kong_event, put_secret};
 use kp_tests::lambda::event;
-use kp_tests::witness::{judge_both, verdicts};
+use kp_tests::witness::both_verdicts;
 use kp_tests::{secrets, stack};
 use serde_json::{Value, json};
 
@@ -177,36 +177,17 @@ async fn without_its_key_publish_answers_503_and_publishes_nothing() {
     );
 
     // A malformed key set is no better than none.
-    put(&app.provenance_secret, r#"{"alg":"ES256","active":{}}"#).await;
+    put_secret(&app.provenance_secret, r#"{"alg":"ES256","active":{}}"#).await;
     let response = app.call(&publish_event(&app, &topic, &token)).await;
     assert_eq!(response.status, 503, "{:?}", response.body);
     assert_eq!(app.stored(&full).await, 0);
 
     // Failures are not cached: once the key set exists, publishing works.
     let set = KeySet::first(chrono::Utc::now()).unwrap();
-    put(&app.provenance_secret, set.to_secret_value().expose()).await;
+    put_secret(&app.provenance_secret, set.to_secret_value().expose()).await;
     let response = app.call(&publish_event(&app, &topic, &token)).await;
     assert_eq!(response.status, 202, "{:?}", response.body);
     assert_eq!(app.stored(&full).await, 1);
-}
-
-async fn put(secret: &str, value: &str) {
-    let sm = secrets_manager().await;
-    if sm.describe_secret().secret_id(secret).send().await.is_ok() {
-        sm.put_secret_value()
-            .secret_id(secret)
-            .secret_string(value)
-            .send()
-            .await
-            .unwrap();
-    } else {
-        sm.create_secret()
-            .name(secret)
-            .secret_string(value)
-            .send()
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test]
@@ -370,24 +351,8 @@ async fn events_published_through_the_gateway_verify_with_the_crate_and_with_pyj
     );
 
     // The independent witnesses read the same topic themselves.
-    let (cli, python) = judge_both(
-        &full,
-        4,
-        stack().superuser_token(),
-        &["--jwks-file", jwks_file.to_str().unwrap()],
-        &jwks_file,
-        &app.provenance_issuer,
-    )
-    .await;
-    for (who, out) in [("cli", &cli), ("python", &python)] {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{who}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines = verdicts(who, out);
-        assert_eq!(lines.len(), 4, "{who}: {lines:#?}");
+    for (who, status, lines) in both_verdicts(&full, 4, &jwks_file, &app.provenance_issuer).await {
+        assert_eq!(status, Some(0), "{who}: {lines:#?}");
         for line in &lines {
             assert_eq!(line["verified"], true, "{who}: {line}");
             assert_eq!(line["sourceId"], "alice", "{who}: {line}");
@@ -461,31 +426,8 @@ async fn a_gateway_message_copied_straight_to_the_broker_fails_verification() {
     let mut elsewhere = Box::pin(broker.producer(&other)).await.unwrap();
     Box::pin(elsewhere.send(copy())).await.unwrap();
 
-    let judge = |topic: String, count: usize| {
-        let jwks_file = jwks_file.clone();
-        let issuer = app.provenance_issuer.clone();
-        async move {
-            let file = jwks_file.to_str().unwrap().to_owned();
-            judge_both(
-                &topic,
-                count,
-                stack().superuser_token(),
-                &["--jwks-file", &file],
-                &jwks_file,
-                &issuer,
-            )
-            .await
-        }
-    };
-    let (cli, python) = judge(full.clone(), 1 + cases.len()).await;
-    for (who, out) in [("cli", &cli), ("python", &python)] {
-        let lines = verdicts(who, out);
-        assert_eq!(
-            lines.len(),
-            1 + cases.len(),
-            "{who}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let issuer = &app.provenance_issuer;
+    for (who, _, lines) in both_verdicts(&full, 1 + cases.len(), &jwks_file, issuer).await {
         assert_eq!(
             lines[0]["verified"], true,
             "{who}: the original: {}",
@@ -496,10 +438,7 @@ async fn a_gateway_message_copied_straight_to_the_broker_fails_verification() {
             assert_eq!(line["code"], *code, "{who}: {what}: {line}");
         }
     }
-    let (cli, python) = judge(other, 1).await;
-    for (who, out) in [("cli", &cli), ("python", &python)] {
-        let lines = verdicts(who, out);
-        assert_eq!(lines.len(), 1, "{who}");
+    for (who, _, lines) in both_verdicts(&other, 1, &jwks_file, issuer).await {
         assert_eq!(lines[0]["code"], "topic_mismatch", "{who}: {}", lines[0]);
     }
 }
@@ -584,18 +523,8 @@ async fn a_key_rotation_under_steady_load_fails_no_publish_and_every_event_verif
 
     // Every event verifies against the JWKS fetched after the rotation.
     let (jwks_after, jwks_file) = served_jwks(&app).await;
-    let (cli, python) = judge_both(
-        &full,
-        statuses.len(),
-        stack().superuser_token(),
-        &["--jwks-file", jwks_file.to_str().unwrap()],
-        &jwks_file,
-        &app.provenance_issuer,
-    )
-    .await;
-    for (who, out) in [("cli", &cli), ("python", &python)] {
-        let lines = verdicts(who, out);
-        assert_eq!(lines.len(), statuses.len(), "{who}");
+    let verdicts = both_verdicts(&full, statuses.len(), &jwks_file, &app.provenance_issuer).await;
+    for (who, _, lines) in verdicts {
         assert!(
             lines.iter().all(|l| l["verified"] == true),
             "{who}: {lines:#?}"
@@ -627,4 +556,35 @@ async fn a_key_rotation_under_steady_load_fails_no_publish_and_every_event_verif
     assert!(jwks_before.find(after.active_kid()).is_some());
     // And the old key is still listed after, so earlier events keep verifying.
     assert!(jwks_after.find(before.active_kid()).is_some());
+}
+
+#[tokio::test]
+async fn a_staged_key_set_whose_signing_key_was_never_listed_fails_the_test_step() {
+    let app = PublishApp::spawn_with(with_provenance(ProvenanceOptions::default())).await;
+    let rotate = app.rotate_function().await;
+    let sm = secrets_manager().await;
+    let current = stored_key_set(&app).await;
+    let request = secrets::begin_native_rotation(&sm, &app.provenance_secret).await;
+    // Someone stages a fresh set by hand: its active key is in no JWKS.
+    let unlisted = KeySet::first(chrono::Utc::now()).unwrap();
+    sm.put_secret_value()
+        .secret_id(&app.provenance_secret)
+        .client_request_token(&request)
+        .secret_string(unlisted.to_secret_value().expose())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let mut payload = event("rotate-step-testSecret.json");
+    payload["SecretId"] = json!(app.provenance_secret);
+    payload["ClientRequestToken"] = json!(request);
+    let (status, out) = rotate.invoke(&payload).await;
+    assert_ne!(status, 200, "{out}");
+    assert!(out.to_string().contains("testSecret failed"), "{out}");
+    assert!(rotate.logs().contains("NotListed"), "{}", rotate.logs());
+    // Nothing was promoted: the current set still signs.
+    assert_eq!(
+        stored_key_set(&app).await.active_kid(),
+        current.active_kid()
+    );
 }

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kong_pulsar::pulsar::broker::OutgoingMessage;
 use kong_pulsar_verify::{Claims, Jwk, Jwks, PROPERTY, TYP};
 use kp_tests::lambda::temp_file;
-use kp_tests::witness::{judge_both, verdicts};
+use kp_tests::witness::{both_verdicts, judge_both, verdicts};
 use kp_tests::{stack, unique};
 
 const SIGNER: &str = "kong-pulsar-it";
@@ -264,19 +264,8 @@ async fn a_message_read_from_a_partition_verifies_against_its_topic() {
     let (m, c) = gateway_message(&ns.tenant, &topic, "checkout-api");
     Box::pin(producer.send(signed(m, &c, &key))).await.unwrap();
 
-    let token = stack().superuser_token();
-    let file = jwks_file.to_str().unwrap();
-    let (cli, python) =
-        judge_both(&topic, 1, token, &["--jwks-file", file], &jwks_file, SIGNER).await;
-    for (who, out) in [("cli", &cli), ("python", &python)] {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{who}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines = verdicts(who, out);
-        assert_eq!(lines.len(), 1, "{who}: {lines:?}");
+    for (who, status, lines) in both_verdicts(&topic, 1, &jwks_file, SIGNER).await {
+        assert_eq!(status, Some(0), "{who}: {lines:?}");
         let line = &lines[0];
         assert_eq!(line["verified"], true, "{who}: {line}");
         let read_from = line["topic"].as_str().unwrap();

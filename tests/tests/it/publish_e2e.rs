@@ -3,7 +3,10 @@
 //! `cargo lambda watch`, against the real broker (authn + authz on), moto and
 //! an OIDC issuer; a consumer reads back what really landed in Pulsar.
 
-use kp_tests::app::{PublishApp, kong_event, properties, receive, sample_event};
+use std::time::Duration;
+
+use kp_tests::app::{AppOptions, PublishApp, kong_event, properties, receive, sample_event};
+use kp_tests::unix_now;
 
 const ORDER: &str = r#"{"orderId":"1001","amount":42.5,"currency":"EUR"}"#;
 
@@ -273,4 +276,58 @@ async fn a_plain_http_request_through_the_function_url_route_is_published() {
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     assert!(resp.headers().contains_key("www-authenticate"));
+}
+
+/// The function remembers verified tokens; a remembered one must still stop
+/// working at its `exp` (leeway 0 here, so that is the moment full
+/// verification refuses it too).
+#[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let app = PublishApp::spawn_with(AppOptions {
+        oidc_leeway_seconds: Some(0),
+        ..AppOptions::default()
+    })
+    .await;
+    let topic = app.topic(&app.tenant_a, "orders", "order-created");
+    let uri = format!("/events/{}/orders/order-created", app.tenant_a);
+    let publish = |token: &str| {
+        let authorization = format!("Bearer {token}");
+        kong_event(
+            "POST",
+            &uri,
+            &[
+                ("authorization", &authorization),
+                ("content-type", "application/json"),
+            ],
+            ORDER.as_bytes(),
+        )
+    };
+    // Pay the cold start (keys, tenant token, producer) with another token,
+    // so the short-lived one is used well inside its lifetime.
+    let warm = app.token("user-42", &["checkout"]);
+    assert_eq!(app.call(&publish(&warm)).await.status, 202);
+
+    let exp = unix_now() + 3;
+    let brief = app.token_expiring("user-42", &["checkout"], exp);
+    for _ in 0..2 {
+        let resp = app.call(&publish(&brief)).await;
+        assert_eq!(resp.status, 202, "{:?}", resp.body);
+    }
+    let before = app.stored(&topic).await;
+    assert_eq!(before, 3);
+
+    while unix_now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let resp = app.call(&publish(&brief)).await;
+        assert_eq!(resp.status, 401, "{:?}", resp.body);
+        assert_eq!(resp.body["code"], "invalid_token");
+    }
+    assert_eq!(
+        app.stored(&topic).await,
+        before,
+        "nothing more was published"
+    );
+    assert_eq!(app.call(&publish(&warm)).await.status, 202);
 }

@@ -206,6 +206,14 @@ pub struct VerifierOptions {
     pub min_refetch_interval: Duration,
     /// Timeout of one discovery or JWKS request, body included. Default 3 s.
     pub http_timeout: Duration,
+    /// Most tokens remembered as verified (keyed by their SHA-256, served
+    /// only before `exp` and while their signing key is current). Default
+    /// 10,000; 0 turns the cache off.
+    pub verified_tokens: usize,
+    /// Most bytes of token those entries may stand for (the sum of the
+    /// tokens' lengths, a proxy for their claims' memory). Default 4 MiB:
+    /// 10,000 tokens of 400 bytes, or 256 of the longest accepted.
+    pub verified_token_bytes: usize,
 }
 
 impl Default for VerifierOptions {
@@ -215,6 +223,8 @@ impl Default for VerifierOptions {
             jwks_ttl: Duration::from_secs(3600),
             min_refetch_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(3),
+            verified_tokens: 10_000,
+            verified_token_bytes: 4 * 1024 * 1024,
         }
     }
 }

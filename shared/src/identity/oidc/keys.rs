@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
@@ -332,8 +332,29 @@ impl IssuerState {
             .clone()
     }
 
-    fn store(&self, set: Arc<KeySet>) {
+    pub(super) fn store(&self, set: Arc<KeySet>) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(set);
+    }
+
+    /// True when the current key set is younger than `ttl` and selects
+    /// exactly `key` for `kid`/`alg`: what a cached verification needs to be
+    /// served again. A refetch builds new keys, so after one every cached
+    /// entry is verified once more (even if its key is still listed, even if
+    /// its `kid` now names other material), and an expired set is never
+    /// trusted here, so the scheduled refresh still happens when every
+    /// request is a cache hit.
+    pub(super) fn still_selects(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        key: &Weak<VerifyingKey>,
+        ttl: Duration,
+    ) -> bool {
+        let Some(set) = self.snapshot() else {
+            return false;
+        };
+        set.age(Instant::now()) < ttl
+            && matches!(set.select(kid, alg), Selected::Key(current) if std::ptr::eq(Arc::as_ptr(&current), key.as_ptr()))
     }
 
     /// The configured algorithm the header names. Compared by name so that

@@ -103,7 +103,7 @@ async fn a_sealed_message_carries_a_jws_over_what_it_holds() {
     );
 
     // The signature verifies with the key the served JWKS lists.
-    let jwks: Jwks = serde_json::from_str(keys.jwks_json()).unwrap();
+    let jwks: Jwks = serde_json::from_str(&keys.jwks_json()).unwrap();
     let jwk = jwks.find(set.active_kid()).unwrap();
     let point = [
         vec![4u8],

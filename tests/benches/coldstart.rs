@@ -244,7 +244,7 @@ async fn main() {
     let quick = quick();
     let (spawns, warm) = if quick { (5, 10) } else { (20, 50) };
     let started = Instant::now();
-    let (paths, build) = release_binaries(&["publish", "rotate", "hello-lambda"]);
+    let (paths, build) = release_binaries();
     progress("setting up tenant, token secret, key set, issuer, admin token secret…");
     let fixture = Arc::new(Fixture::setup("cold").await);
     let stack = stack();

@@ -9,7 +9,8 @@
 //! invoke answer) and JSON copies; Lambda's own front end is not this, so it
 //! is reported, not targeted.
 //!
-//! The bench runs `cargo build --release -p publish` first (incremental).
+//! The bench runs `cargo build --release -p publish -p rotate -p hello-lambda`
+//! first (incremental; the same set as the cold-start bench).
 //!
 //! ```text
 //! cargo bench -p kp-tests --bench invoke_api [-- --quick] 2>&1 >/dev/null
@@ -29,7 +30,7 @@ async fn main() {
     let quick = quick();
     let (singles, batches) = if quick { (100, 5) } else { (1_000, 30) };
     let started = Instant::now();
-    let (paths, build) = release_binaries(&["publish"]);
+    let (paths, build) = release_binaries();
     progress("setting up tenant, token secret, key set, issuer, publisher, cargo lambda watch…");
     let fixture = Fixture::setup("invoke").await;
     let publisher = fixture.publisher(true).await;

@@ -697,7 +697,7 @@ fn header(mode: &Mode, bench: &Bench) {
     };
     let body = base64::engine::general_purpose::STANDARD.encode(PAYLOAD);
     eprintln!(
-        "\nKong Pulsar publish benchmark: DESIGN.md §11 targets ({} mode)\n\
+        "\nKong Pulsar publish benchmark: issue 11 targets ({} mode)\n\
          Results on stderr. Stdout carries one EMF metrics line per handler call;\n\
          run `cargo bench -p kp-tests --bench publish [-- --quick] 2>&1 >/dev/null`\n\
          to see only the results. Stdout is {stdout}.\n\
@@ -809,10 +809,10 @@ fn report_cpu(run: &Run, steps: &[Step], events: usize) {
     eprintln!("   {:<40} {:>11}", "sum of the steps", human(sum));
     eprintln!(
         "   {:<40} {:>11}",
-        "rest of A (envelope, uuids, timeouts, pool",
+        "rest of A (uuids, timeouts, pool locks,",
         human(overhead - sum)
     );
-    eprintln!("   {:<40}", " locks, message clone, response JSON, …)");
+    eprintln!("   {:<40}", " message clone, response JSON, …)");
     let ratio = overhead / bare.mean;
     eprintln!(
         "   {:<40} {:>10.3}x  {} (target ≤{CPU_TARGET:.2}x the bare send's CPU)",

@@ -350,13 +350,20 @@ pub fn progress(what: &str) {
     eprintln!("  … {what}");
 }
 
-/// Builds `packages` with the `release` profile (`cargo build --release`,
-/// the cargo running this bench: `$CARGO`) and returns the paths of the
-/// binaries named like them, with the build's wall time. The benches that
-/// spawn release binaries call this first, so what they measure is always
-/// the code of this checkout; cargo has released its build lock by the
-/// time a bench runs, and the build is incremental when nothing changed.
-pub fn release_binaries(packages: &[&str]) -> (Vec<PathBuf>, Duration) {
+/// The packages the benches spawn release builds of. Always built together:
+/// a different set could unify dependency features differently, and a
+/// changed feature set means another fat-LTO link of every binary.
+pub const RELEASE_PACKAGES: [&str; 3] = ["publish", "rotate", "hello-lambda"];
+
+/// Builds [`RELEASE_PACKAGES`] with the `release` profile (`cargo build
+/// --release`, with the cargo running this bench: `$CARGO`) and returns the
+/// path of each one's binary, in that order, with the build's wall time.
+/// The benches that spawn release binaries call this first, so what they
+/// measure is always the code of this checkout; cargo has released its
+/// build lock by the time a bench runs, and the build is incremental (a
+/// second or two when nothing changed).
+pub fn release_binaries() -> (Vec<PathBuf>, Duration) {
+    let packages = RELEASE_PACKAGES;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command

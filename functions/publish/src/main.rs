@@ -25,7 +25,9 @@ async fn main() -> Result<(), Error> {
     let publisher = Arc::new(Publisher::build(&config, &aws)?);
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
         let publisher = publisher.clone();
-        async move { Ok::<_, Error>(publisher.handle(event).await) }
+        // Boxed: the handler's future nested in run_concurrent's worker
+        // tasks is too deep a type for rustc's layout queries otherwise.
+        Box::pin(async move { Ok::<_, Error>(publisher.handle(event).await) })
     }))
     .await
 }

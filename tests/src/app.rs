@@ -44,6 +44,8 @@ pub struct AppOptions {
     pub oidc_token_types: Option<&'static str>,
     /// The policy's `provenance:` section (off when `None`).
     pub provenance: Option<ProvenanceOptions>,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` of the function (unset: one at a time).
+    pub max_concurrency: Option<u32>,
 }
 
 /// How [`PublishApp`] signs events.
@@ -75,6 +77,7 @@ impl Default for AppOptions {
             kong_trusted: false,
             oidc_token_types: None,
             provenance: None,
+            max_concurrency: None,
         }
     }
 }
@@ -210,20 +213,21 @@ rules:
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
-        let function = Function::start(
-            "publish",
-            &[
-                ("KP_POLICY_FILE", policy_path.display().to_string()),
-                ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
-                ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
-                ("AWS_REGION", stack.aws_region.clone()),
-                ("AWS_ACCESS_KEY_ID", "testing".into()),
-                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-                ("KP_SECRET_TTL", options.secret_ttl.into()),
-                ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
-                ("KP_MAX_BATCH", options.max_batch.to_string()),
-            ],
-        );
+        let mut env = vec![
+            ("KP_POLICY_FILE", policy_path.display().to_string()),
+            ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
+            ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+            ("AWS_REGION", stack.aws_region.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("KP_SECRET_TTL", options.secret_ttl.into()),
+            ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
+            ("KP_MAX_BATCH", options.max_batch.to_string()),
+        ];
+        if let Some(n) = options.max_concurrency {
+            env.push(("AWS_LAMBDA_MAX_CONCURRENCY", n.to_string()));
+        }
+        let function = Function::start("publish", &env);
         Self {
             function,
             issuer,
@@ -420,7 +424,8 @@ pub fn token_secret(token: &str, role: &str, ttl: Duration) -> String {
     json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
 }
 
-async fn put_secret(name: &str, value: &str) {
+/// Creates secret `name` in moto with `value`, or makes `value` its current one.
+pub async fn put_secret(name: &str, value: &str) {
     let client = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
     if client
         .describe_secret()

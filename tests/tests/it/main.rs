@@ -12,6 +12,7 @@ mod oidc;
 mod producer_pool;
 mod provenance;
 mod provenance_witness;
+mod publish_concurrency;
 mod publish_e2e;
 mod publish_hostile;
 mod publish_iam;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
 use url::Url;
 
 use super::{
@@ -173,7 +173,7 @@ pub struct TenantBrokers {
     timeouts: Timeouts,
     max_producers: usize,
     /// One cell per role, filled by its first connect.
-    clients: Mutex<HashMap<String, Arc<OnceCell<Arc<RoleClient>>>>>,
+    clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<RoleClient>>>>>,
     producers: Mutex<Producers>,
 }
 

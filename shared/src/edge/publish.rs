@@ -293,9 +293,10 @@ impl Publisher {
         let idempotency_key = envelope.idempotency_key.clone();
         // The body is hashed only when there is a key to compare it under.
         let claim = match &idempotency_key {
-            Some(key) => match self
-                .idempotency
-                .claim(
+            // Bounded: a concurrent attempt under the same key is waited for.
+            Some(key) => match tokio::time::timeout(
+                budget.saturating_sub(DEADLINE_MARGIN),
+                self.idempotency.claim(
                     [
                         identity.method.as_str(),
                         &identity.issuer,
@@ -303,8 +304,10 @@ impl Publisher {
                     ],
                     key,
                     request_fingerprint(&topic, request, &envelope),
-                )
-                .await
+                ),
+            )
+            .await
+            .map_err(|_| ApiError::Timeout)?
             {
                 Replay::Stored(response) => {
                     return Ok(response.with_header("idempotent-replayed", "true"));

@@ -122,11 +122,20 @@ fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
 
 /// A per-instance cache in front of a [`SecretSource`]: a warm function reads
 /// each secret at most once per `ttl`, never once per invocation.
+///
+/// Concurrent invocations (multi-concurrency) share it. Each secret has its
+/// own slot: concurrent misses of one secret wait for one read, while a slow
+/// read of one secret never holds up reads of another (a cold instance
+/// serving many tenants at once fetches their tokens in parallel).
 pub struct CachedSecrets<S> {
     source: S,
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, SecretValue)>>,
+    /// Held only to find or add a slot, never across an await.
+    slots: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
 }
+
+/// One secret's cached value; its lock is held across the read of a miss.
+type Slot = Mutex<Option<(Instant, SecretValue)>>;
 
 impl<S: SecretSource> CachedSecrets<S> {
     /// A cache whose entries live for `ttl`.
@@ -134,31 +143,40 @@ impl<S: SecretSource> CachedSecrets<S> {
         Self {
             source,
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+        // Only ever updated by single map operations: a panic cannot leave
+        // the map half-written, so a poisoned lock is still sound to use.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[async_trait]
 impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     async fn get(&self, name: &str) -> Result<SecretValue, SecretsError> {
-        // Holding the lock across the fetch coalesces concurrent misses into
-        // one Secrets Manager call; misses are rare (once per TTL).
-        let mut entries = self.entries.lock().await;
-        if let Some((at, value)) = entries.get(name)
+        let slot = self.slots().entry(name.to_owned()).or_default().clone();
+        // Holding the slot across the fetch coalesces concurrent misses of
+        // this secret into one Secrets Manager call (misses are rare: once
+        // per TTL); other secrets have slots of their own.
+        let mut entry = slot.lock().await;
+        if let Some((at, value)) = &*entry
             && at.elapsed() < self.ttl
         {
             return Ok(value.clone());
         }
         let value = self.source.get(name).await?;
-        entries.insert(name.to_owned(), (Instant::now(), value.clone()));
+        *entry = Some((Instant::now(), value.clone()));
         Ok(value)
     }
 
     /// Drops the cached value, so the next read goes to the source (used when
-    /// the broker rejects a token that may have been rotated).
+    /// the broker rejects a token that may have been rotated). A read already
+    /// under way finishes into the dropped slot: only its waiters see it.
     async fn invalidate(&self, name: &str) {
-        self.entries.lock().await.remove(name);
+        self.slots().remove(name);
     }
 }
 
@@ -279,6 +297,57 @@ mod tests {
         assert_eq!(cache.source.0.load(Ordering::SeqCst), 1);
         cache.invalidate("a").await;
         assert_eq!(cache.get("a").await.unwrap().expose(), "a-v1");
+    }
+
+    /// Answers `slow` only when told to; every other secret at once.
+    struct Gated {
+        slow: &'static str,
+        gate: tokio::sync::Notify,
+        reads: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SecretSource for Gated {
+        async fn get(&self, name: &str) -> Result<SecretValue, SecretsError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if name == self.slow {
+                self.gate.notified().await;
+            }
+            Ok(SecretValue::new(format!("{name}-value")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_miss_holds_up_only_readers_of_the_same_secret() {
+        let cache = Arc::new(CachedSecrets::new(
+            Gated {
+                slow: "slow",
+                gate: tokio::sync::Notify::new(),
+                reads: AtomicUsize::new(0),
+            },
+            Duration::from_secs(60),
+        ));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get("slow").await.unwrap() })
+            })
+            .collect();
+        while cache.source.reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // While "slow" is being read, another secret is read and served
+        // (bounded: a cache-wide lock would make this wait forever).
+        let fast = tokio::time::timeout(Duration::from_secs(5), cache.get("fast"))
+            .await
+            .expect("not held up by the slow read");
+        assert_eq!(fast.unwrap().expose(), "fast-value");
+        cache.source.gate.notify_one();
+        for task in waiting {
+            assert_eq!(task.await.unwrap().expose(), "slow-value");
+        }
+        // Three concurrent misses of "slow" were one read.
+        assert_eq!(cache.source.reads.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

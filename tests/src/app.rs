@@ -48,6 +48,8 @@ pub struct AppOptions {
     pub oidc_leeway_seconds: Option<u64>,
     /// The policy's `provenance:` section (off when `None`).
     pub provenance: Option<ProvenanceOptions>,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` of the function (unset: one at a time).
+    pub max_concurrency: Option<u32>,
 }
 
 /// How [`PublishApp`] signs events.
@@ -80,6 +82,7 @@ impl Default for AppOptions {
             oidc_token_types: None,
             oidc_leeway_seconds: None,
             provenance: None,
+            max_concurrency: None,
         }
     }
 }
@@ -221,7 +224,7 @@ rules:
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
-        let env = vec![
+        let mut env = vec![
             ("KP_POLICY_FILE", policy_path.display().to_string()),
             ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
             ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
@@ -232,6 +235,9 @@ rules:
             ("KP_MAX_BODY_BYTES", options.max_body_bytes.to_string()),
             ("KP_MAX_BATCH", options.max_batch.to_string()),
         ];
+        if let Some(n) = options.max_concurrency {
+            env.push(("AWS_LAMBDA_MAX_CONCURRENCY", n.to_string()));
+        }
         let function = Function::start("publish", &env);
         Self {
             function,
@@ -448,7 +454,7 @@ pub fn token_secret(token: &str, role: &str, ttl: Duration) -> String {
     json!({ "token": token, "role": role, "expires_at": expires.to_rfc3339() }).to_string()
 }
 
-/// Creates `name` with `value`, or puts `value` as its new current version.
+/// Creates secret `name` in moto with `value`, or makes `value` its current one.
 pub async fn put_secret(name: &str, value: &str) {
     let client = aws_sdk_secretsmanager::Client::new(&stack().aws_config().await);
     if client

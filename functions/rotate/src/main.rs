@@ -15,6 +15,10 @@ async fn main() -> Result<(), Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let rotator = Rotator::build(&config, &aws)?;
     let rotator = &rotator;
+    // Sequential on purpose, even where Lambda offers multi-concurrency: two
+    // cycles at once would race on the same AWSPENDING versions and broker
+    // grants (the template also reserves a concurrency of 1). `run` warns if
+    // AWS_LAMBDA_MAX_CONCURRENCY is set and still takes one event at a time.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         rotator.handle(event).await.map_err(Error::from)
     }))

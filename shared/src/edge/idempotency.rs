@@ -9,6 +9,11 @@
 //! key, time or property is refused rather than answered with a response
 //! that does not describe it.
 //!
+//! Concurrent invocations (multi-concurrency) share the cache. A retry that
+//! arrives while the first attempt is still publishing waits for it, on that
+//! key alone, and is then answered with its response (or, if it failed,
+//! tries itself): two attempts under one key never publish side by side.
+//!
 //! What this does *not* cover, honestly: retries that land on another
 //! instance (or after this one is recycled, or after `ttl`). Those publish
 //! again, with the same derived `kp-event-id`, so consumers can drop them.
@@ -17,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::edge::kong::ProxyResponse;
 
@@ -27,10 +32,14 @@ type Key = ([String; 3], String);
 /// Who a key belongs to: `[auth method, issuer, principal]`.
 pub(super) type Caller<'a> = [&'a str; 3];
 
+/// A key's response once an attempt completed; locked by the attempt that
+/// holds the key.
+type Outcome = Arc<Mutex<Option<ProxyResponse>>>;
+
 struct Entry {
     at: Instant,
     fingerprint: [u8; 32],
-    response: Arc<OnceCell<ProxyResponse>>,
+    outcome: Outcome,
 }
 
 /// Bounded map of recent idempotency keys to their responses.
@@ -53,12 +62,12 @@ pub(super) enum Replay {
 /// The right to publish under a key; record the response with `complete`.
 /// Dropping it without completing releases the key for a later retry.
 pub(super) struct Claim {
-    cell: Arc<OnceCell<ProxyResponse>>,
+    outcome: OwnedMutexGuard<Option<ProxyResponse>>,
 }
 
 impl Claim {
-    pub(super) async fn complete(self, response: ProxyResponse) {
-        let _ = self.cell.set(response);
+    pub(super) async fn complete(mut self, response: ProxyResponse) {
+        *self.outcome = Some(response);
     }
 }
 
@@ -77,41 +86,55 @@ impl IdempotencyCache {
         key: &str,
         fingerprint: [u8; 32],
     ) -> Replay {
-        let mut entries = self.entries.lock().await;
-        let id = (caller.map(str::to_owned), key.to_owned());
-        if let Some(entry) = entries.get(&id)
-            && entry.at.elapsed() < self.ttl
+        let outcome = {
+            let mut entries = self.entries.lock().await;
+            let id = (caller.map(str::to_owned), key.to_owned());
+            match entries.get(&id) {
+                Some(entry) if entry.at.elapsed() < self.ttl => {
+                    if entry.fingerprint != fingerprint {
+                        return Replay::Mismatch;
+                    }
+                    entry.outcome.clone()
+                }
+                _ => {
+                    self.make_room(&mut entries);
+                    let outcome = Outcome::default();
+                    entries.insert(
+                        id,
+                        Entry {
+                            at: Instant::now(),
+                            fingerprint,
+                            outcome: outcome.clone(),
+                        },
+                    );
+                    outcome
+                }
+            }
+        };
+        // Waits (without the map lock) for an attempt under this key that is
+        // still publishing; the caller's budget bounds the wait.
+        let outcome = outcome.lock_owned().await;
+        match &*outcome {
+            Some(response) => Replay::Stored(response.clone()),
+            // New, or an attempt that never completed (it failed): try.
+            None => Replay::Claimed(Claim { outcome }),
+        }
+    }
+
+    fn make_room(&self, entries: &mut HashMap<Key, Entry>) {
+        if entries.len() < self.capacity {
+            return;
+        }
+        let ttl = self.ttl;
+        entries.retain(|_, e| e.at.elapsed() < ttl);
+        if entries.len() >= self.capacity
+            && let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.at)
+                .map(|(k, _)| k.clone())
         {
-            if entry.fingerprint != fingerprint {
-                return Replay::Mismatch;
-            }
-            if let Some(response) = entry.response.get() {
-                return Replay::Stored(response.clone());
-            }
-            // An attempt that never completed (it failed): let this one try.
+            entries.remove(&oldest);
         }
-        if entries.len() >= self.capacity {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.at.elapsed() < ttl);
-            if entries.len() >= self.capacity
-                && let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.at)
-                    .map(|(k, _)| k.clone())
-            {
-                entries.remove(&oldest);
-            }
-        }
-        let cell = Arc::new(OnceCell::new());
-        entries.insert(
-            id,
-            Entry {
-                at: Instant::now(),
-                fingerprint,
-                response: cell.clone(),
-            },
-        );
-        Replay::Claimed(Claim { cell })
     }
 }
 

@@ -13,6 +13,7 @@ mod producer_pool;
 mod provenance;
 mod provenance_witness;
 mod publish_batch;
+mod publish_concurrency;
 mod publish_e2e;
 mod publish_hostile;
 mod publish_iam;

@@ -194,7 +194,7 @@ async fn without_its_key_publish_answers_503_and_publishes_nothing() {
 async fn rotate_creates_the_key_set_and_the_secrets_manager_steps_rotate_it() {
     let app = PublishApp::spawn_with(with_provenance(ProvenanceOptions {
         seed: false,
-        publish_lead: "3s",
+        publish_lead: "5s",
     }))
     .await;
     let rotate = app.rotate_function().await;
@@ -218,8 +218,23 @@ async fn rotate_creates_the_key_set_and_the_secrets_manager_steps_rotate_it() {
     let (_, report) = rotate.invoke(&json!({"action": "rotate"})).await;
     assert_eq!(report["provenance"][0]["outcome"], "fresh", "{report:#}");
 
+    // Forcing it before its next key has been listed for publish_lead
+    // would sign with a key no JWKS offered yet: refused, nothing changed.
+    // (publish_lead is 5 s here; two invocations take far less.)
+    let (_, report) = rotate
+        .invoke(&json!({"action": "rotate", "force": true}))
+        .await;
+    let entry = &report["provenance"][0];
+    assert_eq!(entry["outcome"], "failed", "{report:#}");
+    assert_eq!(entry["step"], "mint", "{report:#}");
+    assert!(
+        entry["error"].as_str().unwrap().contains("publish_lead"),
+        "{entry}"
+    );
+    assert_eq!(stored_key_set(&app).await.active_kid(), first.active_kid());
+
     // The four Secrets Manager steps promote the listed next key.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let request = secrets::begin_native_rotation(&sm, &app.provenance_secret).await;
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
         let mut payload = event(&format!("rotate-step-{step}.json"));
@@ -238,20 +253,6 @@ async fn rotate_creates_the_key_set_and_the_secrets_manager_steps_rotate_it() {
     let stages = secrets::stages(&sm, &app.provenance_secret).await;
     assert_eq!(stages[&request], ["AWSCURRENT"]);
 
-    // Forcing again before the new next key has been listed for
-    // publish_lead would sign with a key no JWKS offered: refused, nothing
-    // changed. (publish_lead is 3 s here; the steps took less.)
-    let (_, report) = rotate
-        .invoke(&json!({"action": "rotate", "force": true}))
-        .await;
-    let entry = &report["provenance"][0];
-    assert_eq!(entry["outcome"], "failed", "{report:#}");
-    assert_eq!(entry["step"], "mint", "{report:#}");
-    assert!(
-        entry["error"].as_str().unwrap().contains("publish_lead"),
-        "{entry}"
-    );
-    assert_eq!(stored_key_set(&app).await.active_kid(), second.active_kid());
     assert!(
         !rotate.logs().contains("PRIVATE KEY"),
         "key material logged"

@@ -66,3 +66,43 @@ async fn the_same_principal_name_under_another_issuer_or_method_does_not_replay(
         );
     }
 }
+
+#[tokio::test]
+async fn a_retry_during_the_first_attempt_waits_for_its_response() {
+    let cache = Arc::new(IdempotencyCache::new(10, Duration::from_secs(60)));
+    let Replay::Claimed(first) = cache.claim(ALICE, "k", [1; 32]).await else {
+        panic!("new key")
+    };
+    let retry = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.claim(ALICE, "k", [1; 32]).await })
+    };
+    // Other keys are not held up meanwhile; a changed request is refused at once.
+    assert!(matches!(
+        cache.claim(BOB, "k", [1; 32]).await,
+        Replay::Claimed(_)
+    ));
+    assert!(matches!(
+        cache.claim(ALICE, "k", [2; 32]).await,
+        Replay::Mismatch
+    ));
+    tokio::task::yield_now().await;
+    assert!(!retry.is_finished(), "the retry must not publish alongside");
+    first.complete(ok()).await;
+    assert!(matches!(retry.await.unwrap(), Replay::Stored(r) if r == ok()));
+}
+
+#[tokio::test]
+async fn a_retry_waiting_on_a_failed_attempt_gets_the_key() {
+    let cache = Arc::new(IdempotencyCache::new(10, Duration::from_secs(60)));
+    let Replay::Claimed(first) = cache.claim(ALICE, "k", [1; 32]).await else {
+        panic!("new key")
+    };
+    let retry = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.claim(ALICE, "k", [1; 32]).await })
+    };
+    tokio::task::yield_now().await;
+    drop(first);
+    assert!(matches!(retry.await.unwrap(), Replay::Claimed(_)));
+}

@@ -1,3 +1,4 @@
+use super::envelope::{new_traceparent, valid_traceparent};
 use super::*;
 
 #[test]

@@ -204,7 +204,8 @@ pub struct TenantBrokers {
     secrets: Arc<dyn SecretSource>,
     timeouts: Timeouts,
     max_producers: usize,
-    clients: Mutex<HashMap<String, Arc<RoleClient>>>,
+    /// One cell per role, filled by its first connect.
+    clients: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<RoleClient>>>>>,
     producers: Mutex<Producers>,
 }
 
@@ -379,25 +380,34 @@ impl TenantBrokers {
         &self,
         credentials: TenantCredentials<'_>,
     ) -> Result<Arc<RoleClient>, SendError> {
-        // One connect per role at a time: concurrent first uses share it.
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(credentials.role) {
-            return Ok(client.clone());
-        }
-        let tokens = Arc::new(SecretToken {
-            secrets: self.secrets.clone(),
-            secret: credentials.token_secret.to_owned(),
-            role: credentials.role.to_owned(),
-        });
-        // Surface a missing or malformed secret as what it is, not as a
-        // broker authentication failure.
-        tokens.current().await?;
-        let broker = Broker::connect(&self.service_url, tokens, self.timeouts)
+        // One connect per role at a time: concurrent first uses share it,
+        // while other roles' requests (concurrent invocations) neither wait
+        // for it nor for each other. A failed connect leaves the cell empty
+        // for the next request to try again.
+        let cell = self
+            .clients
+            .lock()
             .await
-            .map_err(SendError::Broker)?;
-        let client = Arc::new(RoleClient { broker });
-        clients.insert(credentials.role.to_owned(), client.clone());
-        Ok(client)
+            .entry(credentials.role.to_owned())
+            .or_default()
+            .clone();
+        let client = cell
+            .get_or_try_init(|| async {
+                let tokens = Arc::new(SecretToken {
+                    secrets: self.secrets.clone(),
+                    secret: credentials.token_secret.to_owned(),
+                    role: credentials.role.to_owned(),
+                });
+                // Surface a missing or malformed secret as what it is, not
+                // as a broker authentication failure.
+                tokens.current().await?;
+                let broker = Broker::connect(&self.service_url, tokens, self.timeouts)
+                    .await
+                    .map_err(SendError::Broker)?;
+                Ok::<_, SendError>(Arc::new(RoleClient { broker }))
+            })
+            .await?;
+        Ok(client.clone())
     }
 
     async fn producer(

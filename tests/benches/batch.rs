@@ -161,7 +161,7 @@ async fn main() {
         }
     }
     eprintln!(
-        "   (\"500 off\": the same requests through a publisher without provenance:)\n   \
+        "   (\"500 off\": the same requests through a publisher without provenance)\n   \
          ratio = handler median / native median; target (500 events, provenance on) ≤{TARGET_500:.1}x"
     );
     eprintln!(

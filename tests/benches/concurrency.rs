@@ -24,21 +24,31 @@ use std::time::Instant;
 
 use kong_pulsar::edge::publish::Publisher;
 use kong_pulsar::pulsar::broker::{OutgoingMessage, Producer};
-use kp_tests::bench::{Fixture, PAYLOAD, Stats, human, lambda_event, nanos, progress, quick};
+use kp_tests::bench::{
+    Fixture, PAYLOAD, Stats, cpu_ns, human, lambda_event, nanos, progress, quick,
+};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 const LEVELS: [usize; 4] = [1, 4, 16, 64];
 
-/// One level's outcome: latency per request (ns) and the level's wall time.
+/// One level's outcome: latency per request (ns), the level's wall time and
+/// the process CPU time it used (ns, every thread: handler, pulsar-rs
+/// connection tasks, the test issuer).
 struct Level {
     latency: Vec<u64>,
     wall: u64,
+    cpu: u64,
 }
 
 impl Level {
     fn per_second(&self) -> f64 {
         self.latency.len() as f64 / (self.wall as f64 / 1e9)
+    }
+
+    /// CPU cores this process kept busy during the level.
+    fn cores(&self) -> f64 {
+        self.cpu as f64 / self.wall as f64
     }
 }
 
@@ -83,21 +93,32 @@ async fn main() {
     let base_h = rows[0].1.per_second();
     let base_b = rows[0].2.per_second();
     eprintln!(
-        "\n   {:>3} {:>12} {:>8} {:>10} {:>10}   {:>12} {:>8} {:>10}",
-        "K", "handler ev/s", "scaling", "p50", "p99", "bare ev/s", "scaling", "p50"
+        "\n   {:>3} {:>12} {:>8} {:>10} {:>10} {:>6}   {:>10} {:>8} {:>10} {:>6}",
+        "K",
+        "handler ev/s",
+        "scaling",
+        "p50",
+        "p99",
+        "cores",
+        "bare ev/s",
+        "scaling",
+        "p50",
+        "cores"
     );
     for (k, handler, bare) in &rows {
         let (h, b) = (Stats::of(&handler.latency), Stats::of(&bare.latency));
         eprintln!(
-            "   {:>3} {:>12.0} {:>7.2}x {:>10} {:>10}   {:>12.0} {:>7.2}x {:>10}",
+            "   {:>3} {:>12.0} {:>7.2}x {:>10} {:>10} {:>6.2}   {:>10.0} {:>7.2}x {:>10} {:>6.2}",
             k,
             handler.per_second(),
             handler.per_second() / base_h,
             human(h.p50),
             human(h.p99),
+            handler.cores(),
             bare.per_second(),
             bare.per_second() / base_b,
             human(b.p50),
+            bare.cores(),
         );
     }
     // The knee: the first level that adds less than 25% over the one before.
@@ -112,8 +133,13 @@ async fn main() {
         None => eprintln!("   knee: not reached by K = 64"),
     }
     eprintln!(
-        "   scaling = events/s at K / events/s at K = 1; handler/bare at K = 64: {:.2}x throughput",
-        rows[3].1.per_second() / rows[3].2.per_second()
+        "   scaling = events/s at K / events/s at K = 1; cores = this process's CPU time /\n   \
+         wall time (the broker, on the same {} cores, is not counted); handler/bare at\n   \
+         K = 64: {:.2}x throughput; handler CPU per event at K = 1: {}, at K = 64: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        rows[3].1.per_second() / rows[3].2.per_second(),
+        human(rows[0].1.cpu as f64 / rows[0].1.latency.len() as f64),
+        human(rows[3].1.cpu as f64 / rows[3].1.latency.len() as f64),
     );
     eprintln!(
         "\ndone in {:.1} s ({} mode)",
@@ -130,7 +156,7 @@ async fn handler_level(
     total: usize,
 ) -> Level {
     let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_ns());
     let tasks: Vec<_> = (0..k)
         .map(|_| {
             let (publisher, request, next) = (publisher.clone(), request.clone(), next.clone());
@@ -147,14 +173,14 @@ async fn handler_level(
             })
         })
         .collect();
-    collect(tasks, t).await
+    collect(tasks, t, cpu).await
 }
 
 /// `total` bare sends, `k` in flight: each enqueued under the producer's
 /// lock, its receipt awaited outside it.
 async fn bare_level(producer: &Arc<Mutex<Producer>>, k: usize, total: usize) -> Level {
     let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_ns());
     let tasks: Vec<_> = (0..k)
         .map(|_| {
             let (producer, next) = (producer.clone(), next.clone());
@@ -178,10 +204,14 @@ async fn bare_level(producer: &Arc<Mutex<Producer>>, k: usize, total: usize) -> 
             })
         })
         .collect();
-    collect(tasks, t).await
+    collect(tasks, t, cpu).await
 }
 
-async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>, started: Instant) -> Level {
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    started: Instant,
+    cpu: u64,
+) -> Level {
     let mut latency = Vec::new();
     for task in tasks {
         latency.extend(task.await.expect("a request task"));
@@ -189,5 +219,6 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>, started: Instant
     Level {
         latency,
         wall: nanos(started.elapsed()),
+        cpu: cpu_ns() - cpu,
     }
 }

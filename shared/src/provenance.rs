@@ -11,5 +11,5 @@
 pub mod keys;
 pub mod signer;
 
-pub use keys::{KeySet, KeySetError};
+pub use keys::{KeySet, KeySetError, verifies_with};
 pub use signer::{ProvenanceError, Signer, SigningKeys};

@@ -351,6 +351,22 @@ impl KeySet {
     }
 }
 
+/// Whether `signature` (ES256, `r || s`) over `message` verifies with the
+/// public key `jwk`, as a consumer holding only the JWKS would check it.
+pub fn verifies_with(jwk: &Jwk, message: &[u8], signature: &[u8]) -> bool {
+    let coordinate = |c: &str| URL_SAFE_NO_PAD.decode(c).ok().filter(|b| b.len() == 32);
+    let (Some(x), Some(y)) = (coordinate(&jwk.x), coordinate(&jwk.y)) else {
+        return false;
+    };
+    let point = [&[4u8][..], &x, &y].concat();
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        point,
+    )
+    .verify(message, signature)
+    .is_ok()
+}
+
 /// RFC 7638 thumbprint of a P-256 public key: SHA-256 over the required
 /// members in lexicographic order, no whitespace, base64url.
 fn thumbprint(x: &str, y: &str) -> String {

@@ -86,16 +86,13 @@ fn a_signature_verifies_with_the_listed_public_key() {
     let set = KeySet::first(at(0)).unwrap();
     let signature = set.sign(b"header.payload").unwrap();
     assert_eq!(signature.len(), 64);
-    let jwk = set.jwks(at(0), DAY).find(set.active_kid()).unwrap().clone();
-    let x = URL_SAFE_NO_PAD.decode(&jwk.x).unwrap();
-    let y = URL_SAFE_NO_PAD.decode(&jwk.y).unwrap();
-    let point = [&[4u8][..], &x, &y].concat();
-    let public = aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-        point,
-    );
-    public.verify(b"header.payload", &signature).unwrap();
-    assert!(public.verify(b"header.payloaD", &signature).is_err());
+    let jwks = set.jwks(at(0), DAY);
+    let jwk = jwks.find(set.active_kid()).unwrap();
+    assert!(verifies_with(jwk, b"header.payload", &signature));
+    assert!(!verifies_with(jwk, b"header.payloaD", &signature));
+    // Another listed key does not verify it.
+    let next = jwks.find(set.next_kid()).unwrap();
+    assert!(!verifies_with(next, b"header.payload", &signature));
 }
 
 #[test]

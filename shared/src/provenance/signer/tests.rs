@@ -105,21 +105,11 @@ async fn a_sealed_message_carries_a_jws_over_what_it_holds() {
     // The signature verifies with the key the served JWKS lists.
     let jwks: Jwks = serde_json::from_str(&keys.jwks_json()).unwrap();
     let jwk = jwks.find(set.active_kid()).unwrap();
-    let point = [
-        vec![4u8],
-        URL_SAFE_NO_PAD.decode(&jwk.x).unwrap(),
-        URL_SAFE_NO_PAD.decode(&jwk.y).unwrap(),
-    ]
-    .concat();
-    aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-        point,
-    )
-    .verify(
+    assert!(crate::provenance::verifies_with(
+        jwk,
         format!("{}.{}", parts[0], parts[1]).as_bytes(),
         &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
-    )
-    .unwrap();
+    ));
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::policy::ProvenanceSettings;
-use crate::provenance::{KeySet, KeySetError};
+use crate::provenance::{KeySet, KeySetError, verifies_with};
 use crate::rotation::kind::{KindError, Labels, MintError, Minted, SecretKind, Verdict};
 use crate::rotation::report::Reason;
 use crate::secrets::SecretValue;
@@ -188,21 +188,13 @@ fn self_check(
     now: DateTime<Utc>,
     item: &ProvenanceSettings,
 ) -> Result<(), KeyTestError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let failed = || KeyTestError::SelfCheck {
-        kid: set.active_kid().to_owned(),
-    };
     let probe = b"kong-pulsar provenance self-check";
     let signature = set.sign(probe)?;
     let jwks = set.jwks(now, item.retain_retired);
-    let jwk = jwks.find(set.active_kid()).ok_or_else(failed)?;
-    let coordinate = |c: &str| URL_SAFE_NO_PAD.decode(c).map_err(|_| failed());
-    let point = [vec![4u8], coordinate(&jwk.x)?, coordinate(&jwk.y)?].concat();
-    aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-        point,
-    )
-    .verify(probe, &signature)
-    .map_err(|_| failed())
+    match jwks.find(set.active_kid()) {
+        Some(jwk) if verifies_with(jwk, probe, &signature) => Ok(()),
+        _ => Err(KeyTestError::SelfCheck {
+            kid: set.active_kid().to_owned(),
+        }),
+    }
 }

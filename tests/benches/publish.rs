@@ -67,13 +67,13 @@ use kong_pulsar::secrets::{SecretSource, SecretValue, SecretsError, SecretsManag
 use kong_pulsar::telemetry::Audit;
 use kp_tests::app::kong_event;
 use kp_tests::bench::{
-    CALLS_PER_TOKEN, CpuClock, NAMESPACE, PAYLOAD, Stats, TOPIC, cpu_ns, human, nanos, progress,
-    verdict,
+    CALLS_PER_TOKEN, CpuClock, Fixture, NAMESPACE, PAYLOAD, Stats, TOPIC, cpu_ns, human, nanos,
+    progress, verdict,
 };
 use kp_tests::oidc::{KeyType, Provider, TestIssuer};
-use kp_tests::{Stack, stack, unique, unix_now};
+use kp_tests::{Stack, stack};
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const AUDIENCE: &str = "kong-pulsar";
 const EVENT_KEY: &str = "ord-20250601-000123";
@@ -263,92 +263,12 @@ struct Run {
 
 impl Bench {
     async fn setup(stack: &'static Stack) -> Self {
-        let tenant = unique("bench");
-        let role = unique("bench-role");
-        let secret = format!("kong-pulsar/tokens/{tenant}");
-        let admin = stack.admin();
-        admin
-            .create_tenant(&tenant, &[])
-            .await
-            .expect("create tenant");
-        admin
-            .create_namespace(&tenant, NAMESPACE)
-            .await
-            .expect("create namespace");
-        admin
-            .grant(&tenant, NAMESPACE, &role, &["produce"])
-            .await
-            .expect("grant produce");
-
+        // The shared fixture (tenant, grant, token secret, seeded key set,
+        // RS256 issuer), plus an ES256 issuer for the JWT section.
+        let fixture = Fixture::setup("bench").await;
         let sdk = stack.aws_config().await;
-        let expires =
-            chrono::DateTime::from_timestamp((unix_now() + 3600) as i64, 0).expect("a valid time");
-        let value = json!({
-            "token": stack.mint_token(&role),
-            "role": role,
-            "expires_at": expires.to_rfc3339(),
-        });
-        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-        sm.create_secret()
-            .name(&secret)
-            .secret_string(value.to_string())
-            .send()
-            .await
-            .expect("create the tenant token secret in moto");
-        // The publisher signs every event with a seeded key set.
-        let provenance_secret = format!("kong-pulsar/provenance/{tenant}");
-        let keys = kong_pulsar::provenance::KeySet::first(chrono::Utc::now()).expect("a key set");
-        sm.create_secret()
-            .name(&provenance_secret)
-            .secret_string(keys.to_secret_value().expose())
-            .send()
-            .await
-            .expect("create the provenance key set in moto");
-
-        let rs256 = TestIssuer::start().await;
         let es256 = TestIssuer::start_with("", KeyType::Es256).await;
-        let policy = format!(
-            r#"version: 1
-pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
-identity:
-  oidc:
-    - issuer: "{rs}"
-      audiences: [{AUDIENCE}]
-      algorithms: [RS256]
-      claims: {{ subject: sub, groups: groups, service: cid }}
-    - issuer: "{es}"
-      audiences: [{AUDIENCE}]
-      algorithms: [ES256]
-      claims: {{ subject: sub, groups: groups, service: cid }}
-  kong: {{ trusted: false }}
-tenants:
-  {tenant}:
-    role: {role}
-    token_secret: {secret}
-    token_ttl: 24h
-    namespaces:
-      {NAMESPACE}:
-        schemas:
-          {TOPIC}:
-            type: object
-            required: [orderId, amount, currency]
-            properties:
-              orderId: {{ type: string }}
-              customerId: {{ type: string }}
-              amount: {{ type: number, minimum: 0 }}
-              currency: {{ type: string, minLength: 3, maxLength: 3 }}
-              items:
-                type: array
-                items: {{ type: object, required: [sku, qty], properties: {{ sku: {{ type: string }}, qty: {{ type: integer, minimum: 1 }} }} }}
-rules:
-  - name: checkout-produces
-    when: {{ issuer: "{rs}", groups_any: [checkout] }}
-    allow: {{ tenant: {tenant}, namespaces: [{NAMESPACE}], topics: ["*"], actions: [produce] }}
-provenance: {{ issuer: kp-bench, signing_secret: {provenance_secret} }}
-"#,
-            rs = rs256.issuer(),
-            es = es256.issuer(),
-        );
+        let policy = fixture.policy_with(true, &[&es256]);
         let config = Config {
             policy: PolicySource::Inline(policy.clone()),
             pulsar_service_url: stack.service_url.clone(),
@@ -371,7 +291,13 @@ provenance: {{ issuer: kp-bench, signing_secret: {provenance_secret} }}
         let publisher =
             Publisher::build_with(&config, policy, secrets).expect("the publisher builds");
 
-        let topic = format!("persistent://{tenant}/{NAMESPACE}/{TOPIC}");
+        let Fixture {
+            tenant,
+            role,
+            topic,
+            issuer: rs256,
+            ..
+        } = fixture;
         let bare = Broker::connect(
             &stack.service_url,
             Arc::new(SecretValue::new(stack.mint_token(&role))),

@@ -107,6 +107,21 @@ impl Fixture {
     /// The policy: the issuer, the tenant with a schema on the topic, one
     /// rule, and `provenance:` when `signed`.
     pub fn policy(&self, signed: bool) -> String {
+        self.policy_with(signed, &[])
+    }
+
+    /// [`Fixture::policy`] that also trusts `others` (each an issuer of
+    /// ES256 tokens, with the fixture issuer's claim mapping and no rule).
+    pub fn policy_with(&self, signed: bool, others: &[&TestIssuer]) -> String {
+        let others: String = others
+            .iter()
+            .map(|other| {
+                format!(
+                    "    - issuer: \"{}\"\n      audiences: [{AUDIENCE}]\n      algorithms: [ES256]\n      claims: {{ subject: sub, groups: groups, service: cid }}\n",
+                    other.issuer()
+                )
+            })
+            .collect();
         let provenance = if signed {
             format!(
                 "provenance: {{ issuer: {}, signing_secret: {} }}\n",
@@ -124,7 +139,7 @@ identity:
       audiences: [{AUDIENCE}]
       algorithms: [RS256]
       claims: {{ subject: sub, groups: groups, service: cid }}
-  kong: {{ trusted: false }}
+{others}  kong: {{ trusted: false }}
 tenants:
   {tenant}:
     role: {role}

@@ -38,6 +38,39 @@ pub struct Config {
     pub max_producers: usize,
     /// The caller-supplied message metadata bounds (`KP_MAX_PROPERTIES`, …).
     pub metadata: MetadataLimits,
+    /// The read side's settings (consume only).
+    pub consume: ConsumeSettings,
+}
+
+/// What only the consume function reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeSettings {
+    /// `KP_PROVENANCE_JWKS_URL`: the gateway's public key set (publish's
+    /// `…/.well-known/jwks.json` through Kong); required when the policy
+    /// has `provenance:`. Consume verifies with public keys only.
+    pub provenance_jwks_url: Option<String>,
+    /// `KP_VISIBILITY_TIMEOUT`: how long a message read from a subscription
+    /// stays hidden from the subscription's other consumers unless
+    /// acknowledged (default 30 s).
+    pub visibility_timeout: Duration,
+    /// `KP_MAX_RESPONSE_BYTES`: the largest response body, as it travels
+    /// (JSON-escaped in Lambda's answer), default 4 MiB, below Lambda's
+    /// 6 MB response limit.
+    pub max_response_bytes: usize,
+    /// `KP_MAX_CONSUMERS`: most subscription consumers one instance keeps
+    /// open (default 64).
+    pub max_consumers: usize,
+}
+
+impl Default for ConsumeSettings {
+    fn default() -> Self {
+        Self {
+            provenance_jwks_url: None,
+            visibility_timeout: Duration::from_secs(30),
+            max_response_bytes: 4 << 20,
+            max_consumers: 64,
+        }
+    }
 }
 
 /// Bounds on what a caller may attach to a message besides its payload:
@@ -159,7 +192,37 @@ impl Config {
             )?,
         };
 
+        let c = ConsumeSettings::default();
+        let consume = ConsumeSettings {
+            provenance_jwks_url: get("KP_PROVENANCE_JWKS_URL"),
+            visibility_timeout: get("KP_VISIBILITY_TIMEOUT")
+                .map(|v| {
+                    parse_duration(&v)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| ConfigError::Invalid {
+                            name: "KP_VISIBILITY_TIMEOUT",
+                            reason: format!(
+                                "expected a positive duration like 30s or 5m, got {v:?}"
+                            ),
+                        })
+                })
+                .transpose()?
+                .unwrap_or(c.visibility_timeout),
+            max_response_bytes: parse_count(
+                get("KP_MAX_RESPONSE_BYTES"),
+                "KP_MAX_RESPONSE_BYTES",
+                c.max_response_bytes,
+            )?,
+            max_consumers: parse_count(
+                get("KP_MAX_CONSUMERS"),
+                "KP_MAX_CONSUMERS",
+                c.max_consumers,
+            )?,
+        };
+
         Ok(Self {
+            consume,
             policy,
             pulsar_service_url,
             pulsar_admin_url,

@@ -48,7 +48,7 @@ use url::Url;
 
 use crate::config::PolicySource;
 use crate::identity::{AuthMethod, Identity};
-use crate::pulsar::topic::{PulsarName, TopicName};
+use crate::pulsar::topic::{PulsarName, SubscriptionName, TopicName};
 
 pub use glob::Glob;
 pub use schema::{CompiledSchema, MAX_VIOLATIONS, SchemaViolation};
@@ -102,7 +102,7 @@ impl PolicyError {
 pub enum Action {
     /// Publish events.
     Produce,
-    /// Read events (reserved for a later consume API; grantable already).
+    /// Read events (cursor reads, and the subscriptions `allow.subscriptions` names).
     Consume,
 }
 
@@ -399,6 +399,9 @@ pub struct Allow {
     pub topics: Vec<Glob>,
     /// The actions allowed (never empty).
     pub actions: ActionSet,
+    /// Durable subscription names a `consume` rule lets its callers use
+    /// (none: cursor reads only), so one team cannot drain another's.
+    pub subscriptions: Vec<Glob>,
 }
 
 impl Allow {
@@ -579,6 +582,39 @@ impl Policy {
         self.rules
             .iter()
             .find(|rule| rule.allow.covers(topic, action) && rule.when.matches(identity))
+            .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
+    }
+
+    /// As [`Self::authorize`] for [`Action::Consume`], where a durable
+    /// `subscription` must also match one of the rule's `subscriptions`
+    /// patterns: the first rule allowing the read *with that subscription*
+    /// decides, so a cursor-only rule earlier in the file does not hide a
+    /// later one naming the subscription.
+    pub fn authorize_read(
+        &self,
+        identity: &Identity,
+        topic: &TopicName,
+        subscription: Option<&SubscriptionName>,
+    ) -> Decision<'_> {
+        let defined = self
+            .tenants
+            .get(&topic.tenant)
+            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace));
+        if !defined {
+            return Decision::Deny;
+        }
+        self.rules
+            .iter()
+            .find(|rule| {
+                rule.allow.covers(topic, Action::Consume)
+                    && subscription.is_none_or(|s| {
+                        rule.allow
+                            .subscriptions
+                            .iter()
+                            .any(|g| g.matches(s.as_str()))
+                    })
+                    && rule.when.matches(identity)
+            })
             .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
     }
 

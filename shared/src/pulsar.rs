@@ -5,4 +5,5 @@
 
 pub mod admin;
 pub mod broker;
+pub mod read;
 pub mod topic;

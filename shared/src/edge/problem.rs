@@ -12,6 +12,7 @@ use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
 use crate::provenance::ProvenanceError;
 use crate::pulsar::broker::{BrokerError, Delivery, SendError, SendFailure, TokenError};
+use crate::pulsar::read::ReadError;
 use crate::pulsar::topic::NameError;
 
 /// One schema violation: where in the event, and what is wrong.
@@ -82,6 +83,22 @@ pub enum ApiError {
     UnsupportedScheme,
     #[error("the caller may not publish to this topic")]
     Forbidden,
+    #[error("the caller may not read this topic, or not through this subscription")]
+    ReadForbidden,
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error(
+        "`after` must be earliest, latest or a message id (ledger:entry:partition:batch), as a page's `cursor` gives"
+    )]
+    InvalidCursor,
+    #[error("invalid subscription name: {0}")]
+    InvalidSubscription(#[source] NameError),
+    #[error("{0}")]
+    InvalidMessageId(String),
+    /// The provenance key set could not be fetched, and the caller asked for
+    /// verified messages only: dropping them all would skip them for good.
+    #[error("the provenance key set is unavailable")]
+    ProvenanceUnavailable(#[source] kong_pulsar_verify::FetchError),
     #[error("{0}")]
     AccountNotAllowed(#[source] IamError),
     #[error("the broker refused the operation for the tenant role")]
@@ -178,6 +195,17 @@ impl From<SendError> for ApiError {
     }
 }
 
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Broker(e) => e.into(),
+            ReadError::UnknownMessage(id) => Self::InvalidMessageId(format!(
+                "message {id} is not in the topic (it is past the topic's last message)"
+            )),
+        }
+    }
+}
+
 impl From<ProvenanceError> for ApiError {
     fn from(err: ProvenanceError) -> Self {
         if err.is_key_unavailable() {
@@ -267,7 +295,15 @@ impl ApiError {
                 (401, "invalid_token", "Invalid credentials")
             }
             Self::AccountNotAllowed(_) => (403, "account_not_allowed", "AWS account not allowed"),
-            Self::Forbidden | Self::BrokerForbidden(_) => (403, "forbidden", "Forbidden"),
+            Self::Forbidden | Self::ReadForbidden | Self::BrokerForbidden(_) => {
+                (403, "forbidden", "Forbidden")
+            }
+            Self::InvalidQuery(_) => (400, "invalid_query", "Invalid query"),
+            Self::InvalidCursor => (400, "invalid_cursor", "Invalid cursor"),
+            Self::InvalidSubscription(_) => {
+                (400, "invalid_subscription", "Invalid subscription name")
+            }
+            Self::InvalidMessageId(_) => (400, "invalid_message_id", "Invalid message id"),
             Self::NotFound | Self::TopicNotFound(_) => (404, "not_found", "Not found"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::UnsupportedMediaType(_) => {
@@ -305,6 +341,9 @@ impl ApiError {
             | Self::StsUnavailable(_) => {
                 (503, "credentials_unavailable", "Credentials unavailable")
             }
+            Self::ProvenanceUnavailable(_) => {
+                (503, "provenance_unavailable", "Provenance keys unavailable")
+            }
             Self::Timeout => (504, "timeout", "Timeout"),
             Self::Internal(_) => (500, "internal", "Internal error"),
             Self::BatchFailed { cause, .. } => cause.status(),
@@ -335,6 +374,7 @@ impl ApiError {
             | Self::CredentialsRejected(_)
             | Self::KeysUnavailable(_)
             | Self::SigningKeyUnavailable(_)
+            | Self::ProvenanceUnavailable(_)
             | Self::StsUnavailable(_) => title.to_owned(),
             Self::InvalidToken(OidcError::TokenTypeNotAllowed { .. }) => {
                 "this kind of token (e.g. an ID token) is not accepted; send an access token"

@@ -11,7 +11,7 @@
 //! [`Publisher::signer`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
@@ -21,8 +21,6 @@ use crate::config::{Config, MetadataLimits};
 use crate::edge::kong::{HttpRequest, ProxyResponse, parse_request};
 use crate::edge::problem::{ApiError, Violation};
 use crate::http::Headers;
-use crate::identity::iam::{IamConfig, IamVerifier};
-use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
 use crate::identity::{Authenticator, Identity};
 use crate::policy::{Action, Decision, Policy};
 use crate::provenance::Signer;
@@ -32,6 +30,7 @@ use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
 use crate::telemetry::Audit;
 
 use super::idempotency::{IdempotencyCache, Replay};
+use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
 
 mod envelope;
 
@@ -80,25 +79,6 @@ pub struct Events {
     pub ndjson: bool,
 }
 
-/// Safety margin kept before the Lambda deadline so the function answers 504
-/// itself instead of being killed (which Kong would turn into an opaque 502).
-const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
-/// Budget when the invocation carries no deadline (direct calls in tests).
-const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
-
-/// Why the publish function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
-    #[error("OIDC issuer configuration: {0}")]
-    Oidc(#[from] crate::identity::oidc::ConfigError),
-    #[error("identity.iam: {0}")]
-    Iam(#[from] crate::identity::iam::IamError),
-    #[error("HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
-}
-
 impl Publisher {
     /// Builds everything once per cold start: the policy (from
     /// `config.policy`) and Secrets Manager (from `aws`), then the rest as
@@ -120,29 +100,7 @@ impl Publisher {
         secrets: impl SecretSource + 'static,
     ) -> Result<Self, StartupError> {
         let policy = Arc::new(policy);
-        let issuers: Vec<IssuerConfig> = policy
-            .oidc_issuers()
-            .iter()
-            .map(IssuerConfig::from)
-            .collect();
-        IssuerConfig::validate_all(&issuers)?;
-        let options = VerifierOptions::default();
-        // One client (one TLS set-up at cold start) for the IdPs and STS:
-        // both need redirects off, and both set per-request timeouts.
-        let http = IamVerifier::http_client()?;
-        let iam = match policy.iam() {
-            Some(settings) => {
-                let config = IamConfig::from(settings);
-                config.validate()?;
-                Some(IamVerifier::new(config, http.clone()))
-            }
-            None => None,
-        };
-        let auth = Authenticator::new(
-            OidcVerifier::new(issuers, http, options),
-            iam,
-            policy.kong_trusted(),
-        );
+        let auth = authenticator(&policy)?;
         let secrets: Arc<dyn SecretSource> =
             Arc::new(CachedSecrets::new(secrets, config.secret_ttl));
         let signer = policy
@@ -535,21 +493,6 @@ pub(super) fn media_type(headers: &Headers) -> String {
                 .to_ascii_lowercase()
         })
         .unwrap_or_default()
-}
-
-/// Time left before the invocation's deadline (epoch milliseconds). Direct
-/// calls carry 0, and `cargo lambda watch` sends a fixed 600000 rather than an
-/// epoch time; anything before 2001 is treated as "no deadline".
-fn budget(deadline_ms: u64) -> Duration {
-    const YEAR_2001_MS: u64 = 978_307_200_000;
-    if deadline_ms < YEAR_2001_MS {
-        return DEFAULT_BUDGET;
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 /// Matches `…/events/{tenant}/{namespace}/{topic}` and

@@ -155,6 +155,8 @@ pub(super) struct AllowDoc {
     pub namespaces: Vec<String>,
     pub topics: Vec<String>,
     pub actions: Vec<Action>,
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1108,3 +1108,137 @@ fn provenance_has_defaults_and_is_checked() {
         with("keys\n", "keys\n  rotate: 7d # typo\n") => "# typo": ["unknown field `rotate`"];
     }
 }
+
+// ---------------------------------------------------------------- reads
+
+#[test]
+fn reads_need_a_consume_rule_and_subscriptions_a_matching_pattern() {
+    let text = format!(
+        "{BASE}rules:\n  - name: cursor-only\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume] }}\n  - name: team-a\n    when: {{ issuer: \"{OIDC_ISSUER}\", groups_any: [checkout] }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"order-*\"], actions: [consume], subscriptions: [\"checkout-*\"] }}\n  - name: producers\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }}\n"
+    );
+    let policy = Policy::from_str(&text, None).unwrap();
+    let mut outsider = oidc_identity();
+    outsider.groups = vec!["billing".into()];
+    let sub = |s: &str| SubscriptionName::parse(s).unwrap();
+    let other_topic = topic("payments", "orders", "refunds");
+    for (case, identity, topic, subscription, expected) in [
+        (
+            "cursor read",
+            oidc_identity(),
+            orders(),
+            None,
+            Some("cursor-only"),
+        ),
+        (
+            "own subscription",
+            oidc_identity(),
+            orders(),
+            Some(sub("checkout-billing")),
+            Some("team-a"),
+        ),
+        (
+            "another team's subscription",
+            oidc_identity(),
+            orders(),
+            Some(sub("billing-main")),
+            None,
+        ),
+        (
+            "a pattern's prefix only",
+            oidc_identity(),
+            orders(),
+            Some(sub("checkout")),
+            None,
+        ),
+        (
+            "not in the group",
+            outsider.clone(),
+            orders(),
+            Some(sub("checkout-x")),
+            None,
+        ),
+        (
+            "outsider cursor read",
+            outsider,
+            orders(),
+            None,
+            Some("cursor-only"),
+        ),
+        (
+            "topic outside the rule",
+            oidc_identity(),
+            other_topic,
+            Some(sub("checkout-x")),
+            None,
+        ),
+        (
+            "undefined namespace",
+            oidc_identity(),
+            topic("payments", "nowhere", "x"),
+            None,
+            None,
+        ),
+    ] {
+        let decision = policy.authorize_read(&identity, &topic, subscription.as_ref());
+        let expected = match expected {
+            Some(rule) => Decision::Allow { rule },
+            None => Decision::Deny,
+        };
+        assert_eq!(decision, expected, "{case}");
+    }
+    // Producing is not reading, and reading is not producing.
+    let producers_only = Policy::from_str(
+        &rule_allowing(
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }",
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        producers_only.authorize_read(&oidc_identity(), &orders(), None),
+        Decision::Deny
+    );
+}
+
+#[test]
+fn subscription_patterns_are_checked_at_load() {
+    for (allow, needle) in [
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce], subscriptions: [a] }",
+            "add consume to actions",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume], subscriptions: [\"a/b\"] }",
+            "outside",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume], subscriptions: [\"\"] }",
+            "empty",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume], subscriptions: [\"__compaction\"] }",
+            "reserved",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume], subscriptions: [\"__*\"] }",
+            "reserved",
+        ),
+    ] {
+        let (message, _) = failure(&rule_allowing(allow));
+        assert!(
+            message.contains(needle),
+            "{allow}: {needle:?} not in {message}"
+        );
+    }
+}
+
+#[test]
+fn subscription_names_refuse_reserved_and_illegal_names() {
+    for bad in ["", "__compaction", "a/b", "a b", "..", &"x".repeat(256)] {
+        assert!(SubscriptionName::parse(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(
+        SubscriptionName::parse("team-a.main").unwrap().as_str(),
+        "team-a.main"
+    );
+}

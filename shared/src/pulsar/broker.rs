@@ -254,8 +254,9 @@ fn is_auth_failure(err: &pulsar::Error) -> bool {
     }
 }
 
-/// A message's position in Pulsar, `ledger:entry:partition:batch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A message's position in Pulsar, `ledger:entry:partition:batch`. Ordered
+/// as the broker orders a topic's (or one partition's) messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId {
     pub ledger_id: u64,
     pub entry_id: u64,
@@ -270,6 +271,39 @@ impl From<&MessageIdData> for MessageId {
             entry_id: id.entry_id,
             partition: id.partition.unwrap_or(-1),
             batch_index: id.batch_index.unwrap_or(-1),
+        }
+    }
+}
+
+impl MessageId {
+    /// Parses the `ledger:entry:partition:batch` form [`fmt::Display`]
+    /// prints (what the publish answer calls `messageId`). Partition and
+    /// batch index are -1 when not set; nothing else below 0 is accepted.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let ledger_id = parts.next()?.parse::<u64>().ok()?;
+        let entry_id = parts.next()?.parse::<u64>().ok()?;
+        let partition = parts.next()?.parse::<i32>().ok().filter(|p| *p >= -1)?;
+        let batch_index = parts.next()?.parse::<i32>().ok().filter(|b| *b >= -1)?;
+        if parts.next().is_some() || text.len() > 64 || text.contains('+') {
+            return None;
+        }
+        Some(Self {
+            ledger_id,
+            entry_id,
+            partition,
+            batch_index,
+        })
+    }
+
+    /// The protocol form, to seek to or acknowledge this message.
+    pub fn to_data(self) -> MessageIdData {
+        MessageIdData {
+            ledger_id: self.ledger_id,
+            entry_id: self.entry_id,
+            partition: Some(self.partition),
+            batch_index: Some(self.batch_index),
+            ..MessageIdData::default()
         }
     }
 }
@@ -439,6 +473,37 @@ async fn within<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_parse_what_they_print_and_nothing_else() {
+        for text in ["12:3:-1:-1", "0:0:2:7", "18446744073709551615:1:-1:0"] {
+            assert_eq!(MessageId::parse(text).unwrap().to_string(), text);
+        }
+        for bad in [
+            "",
+            "12:3:-1",
+            "12:3:-1:-1:0",
+            "-1:3:-1:-1",
+            "12:3:-2:-1",
+            "12:3:-1:-5",
+            "a:b:c:d",
+            "+12:3:-1:-1",
+            "12:3:-1:-1 ",
+            "12: 3:-1:-1",
+            "99999999999999999999:0:-1:-1",
+        ] {
+            assert_eq!(MessageId::parse(bad), None, "{bad:?}");
+        }
+        let id = |l, e, b| MessageId {
+            ledger_id: l,
+            entry_id: e,
+            partition: -1,
+            batch_index: b,
+        };
+        assert!(id(1, 9, -1) < id(2, 0, -1));
+        assert!(id(2, 0, -1) < id(2, 1, -1));
+        assert!(id(2, 1, 0) < id(2, 1, 1));
+    }
 
     #[test]
     fn message_ids_print_in_pulsar_order() {

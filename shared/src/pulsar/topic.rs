@@ -92,6 +92,34 @@ impl fmt::Display for PulsarName {
     }
 }
 
+/// A durable subscription's name, as a caller gives it: a [`PulsarName`]
+/// that does not start with `__` (Pulsar's own, such as `__compaction`,
+/// whose cursor a caller must never move).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubscriptionName(PulsarName);
+
+impl SubscriptionName {
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        let name = PulsarName::parse(text, "subscription")?;
+        if text.starts_with("__") {
+            return Err(NameError::SystemName {
+                what: "subscription",
+            });
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for SubscriptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A persistent topic, `persistent://tenant/namespace/topic`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TopicName {

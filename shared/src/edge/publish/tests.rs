@@ -391,16 +391,3 @@ fn the_request_fingerprint_covers_everything_that_shapes_the_message() {
         assert_ne!(other, original, "{what} is not in the fingerprint");
     }
 }
-
-#[test]
-fn budget_without_a_deadline_is_the_default() {
-    assert_eq!(budget(0), DEFAULT_BUDGET);
-    assert_eq!(budget(600_000), DEFAULT_BUDGET);
-    assert_eq!(budget(1_000_000_000_000), Duration::ZERO);
-    let in_5s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 5_000;
-    assert!(budget(in_5s) > Duration::from_secs(4) && budget(in_5s) <= Duration::from_secs(5));
-}

@@ -5,6 +5,7 @@
 
 use super::identity::is_account_id;
 use super::*;
+use crate::policy::Action;
 
 pub(super) fn build_rule(
     doc: RuleDoc,
@@ -265,12 +266,54 @@ fn build_allow(
             "actions is empty; list at least one of produce, consume",
         );
     }
+    let actions = doc.actions.into_iter().collect::<ActionSet>();
+    let subscriptions_path = path.key("subscriptions");
+    if !doc.subscriptions.is_empty() && !actions.contains(Action::Consume) {
+        return problem(
+            subscriptions_path,
+            "subscriptions name what a consume rule may read through; add consume to actions \
+             or remove subscriptions",
+        );
+    }
+    let mut subscriptions = Vec::with_capacity(doc.subscriptions.len());
+    for (i, pattern) in doc.subscriptions.iter().enumerate() {
+        subscriptions.push(subscription_pattern(pattern, &subscriptions_path.index(i))?);
+    }
     Ok(Allow {
         tenant: tenant_name,
         namespaces,
         topics,
-        actions: doc.actions.into_iter().collect::<ActionSet>(),
+        actions,
+        subscriptions,
     })
+}
+
+/// A subscription pattern holds subscription-name characters and the two
+/// wildcards, and cannot only match Pulsar's reserved `__` names.
+fn subscription_pattern(pattern: &str, path: &NodePath) -> Checked<Glob> {
+    let legal =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '=' | '-' | '*' | '?');
+    if pattern.is_empty() || !pattern.chars().all(legal) {
+        return problem(
+            path.clone(),
+            format!(
+                "subscription pattern {pattern:?} is empty or holds a character outside \
+                 [A-Za-z0-9_.=-*?]"
+            ),
+        );
+    }
+    if pattern
+        .split(['*', '?'])
+        .next()
+        .unwrap_or("")
+        .starts_with("__")
+    {
+        return problem(
+            path.clone(),
+            format!("{pattern:?} can only match Pulsar's reserved '__' subscriptions"),
+        );
+    }
+    Ok(Glob::new(pattern))
 }
 
 /// A topic pattern may only hold characters a topic name can, plus the two

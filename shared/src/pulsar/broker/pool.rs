@@ -376,6 +376,12 @@ impl TenantBrokers {
         }
     }
 
+    /// The role's connected client (connecting it on first use), for the
+    /// read side, which opens readers and consumers on it.
+    pub async fn broker(&self, credentials: TenantCredentials<'_>) -> Result<Broker, SendError> {
+        Ok(self.client(credentials).await?.broker.clone())
+    }
+
     async fn client(
         &self,
         credentials: TenantCredentials<'_>,
@@ -435,7 +441,9 @@ impl TenantBrokers {
         Ok(opened)
     }
 
-    async fn forget(&self, credentials: TenantCredentials<'_>) {
+    /// Drops the role's cached token and client (the broker rejected the
+    /// token): the next use reads the secret again and reconnects.
+    pub async fn forget(&self, credentials: TenantCredentials<'_>) {
         self.secrets.invalidate(credentials.token_secret).await;
         self.clients.lock().await.remove(credentials.role);
         self.producers.lock().await.remove_role(credentials.role);

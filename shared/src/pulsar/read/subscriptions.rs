@@ -1,0 +1,299 @@
+//! Durable Shared subscriptions for callers that cannot hold a connection:
+//! each read opens a consumer whose permits are the request's `max` (so the
+//! broker dispatches to it about what was asked for, not a client's usual
+//! 1000), takes what arrives, and then *parks* the consumer for the
+//! visibility timeout instead of closing it. While it is open, the broker
+//! keeps the messages it dispatched to it from every other consumer of the
+//! subscription; when it closes, the broker hands the ones not acknowledged
+//! to the others. That is the visibility timeout, kept by the broker's own
+//! bookkeeping rather than by a timer in an instance that may be frozen.
+//!
+//! What bounds a message's absence, as the README states it:
+//! * acknowledged (by any instance: an acknowledgement is the
+//!   subscription's, whichever consumer sends it) — gone for good;
+//! * the instance that read it stays alive — back to the subscription when
+//!   its parked consumer closes, the visibility timeout after the read
+//!   (checked every [`REAP_EVERY`]);
+//! * the instance is frozen or dead — back when the broker drops its
+//!   connection for missed keep-alives, within twice the broker's
+//!   `keepAliveIntervalSeconds`, or the timeout if the instance thaws first.
+//!
+//! At most `max_consumers` consumers stay parked per instance; past that
+//! the oldest closes early (its messages come back early: at-least-once
+//! allows that, never the reverse).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use pulsar::SubType;
+use pulsar::consumer::{ConsumerOptions, InitialPosition};
+use tokio::time::{Instant, timeout_at};
+
+use super::{Delivered, LINGER, PulsarConsumer, ReadError, last_message, within};
+use crate::pulsar::broker::{
+    Broker, BrokerError, MessageId, SendError, TenantBrokers, TenantCredentials,
+};
+use crate::pulsar::topic::{SubscriptionName, TopicName};
+
+/// A read waits at least this long for the broker's first dispatch, even
+/// with `waitMs=0`: a new consumer's first messages take a round trip.
+const FIRST_DISPATCH: Duration = Duration::from_millis(250);
+/// How often parked consumers past their timeout are closed.
+pub const REAP_EVERY: Duration = Duration::from_millis(250);
+
+struct Parked {
+    until: Instant,
+    /// Held open, never read again: dropping it closes it on the broker.
+    _consumer: PulsarConsumer,
+}
+
+type AckerKey = (String, String, String);
+
+/// The parked consumers and the acknowledgement consumers of one instance.
+pub struct Subscriptions {
+    visibility: Duration,
+    max_consumers: usize,
+    /// In parking order, which is expiry order (one timeout for all).
+    parked: Arc<Mutex<VecDeque<Parked>>>,
+    reaper: OnceLock<tokio::task::JoinHandle<()>>,
+    /// One permit-less consumer per (role, topic, subscription): it is never
+    /// dispatched anything, so its acknowledgements never wait behind
+    /// messages nobody reads.
+    ackers: tokio::sync::Mutex<HashMap<AckerKey, Arc<tokio::sync::Mutex<PulsarConsumer>>>>,
+}
+
+impl Subscriptions {
+    pub(super) fn new(visibility: Duration, max_consumers: usize) -> Self {
+        Self {
+            visibility,
+            max_consumers: max_consumers.max(1),
+            parked: Arc::default(),
+            reaper: OnceLock::new(),
+            ackers: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// The visibility timeout.
+    pub fn visibility(&self) -> Duration {
+        self.visibility
+    }
+
+    /// How many consumers are parked now.
+    pub fn parked(&self) -> usize {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub(super) async fn receive(
+        &self,
+        brokers: &TenantBrokers,
+        credentials: TenantCredentials<'_>,
+        topic: &TopicName,
+        subscription: &SubscriptionName,
+        max: usize,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Result<Vec<Delivered>, ReadError> {
+        self.reap();
+        let topic = topic.to_string();
+        let broker = within(deadline, brokers.broker(credentials)).await?;
+        let mut consumer = within(
+            deadline,
+            open_consumer(&broker, &topic, subscription, Permits::Read(max)),
+        )
+        .await?;
+        let first_until = deadline.min(Instant::now() + wait.max(FIRST_DISPATCH));
+        let mut messages = Vec::new();
+        while messages.len() < max {
+            let until = if messages.is_empty() {
+                first_until
+            } else {
+                deadline.min(Instant::now() + LINGER)
+            };
+            match timeout_at(until, futures::StreamExt::next(&mut consumer)).await {
+                Err(_) => break,
+                Ok(None) => {
+                    return Err(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
+                        "the consumer stopped".into(),
+                    )))
+                    .into());
+                }
+                // Dropped with the consumer: what it held goes back now.
+                Ok(Some(Err(e))) => return Err(BrokerError::classify(e).into()),
+                Ok(Some(Ok(message))) => messages.push(Delivered::from_message(message)),
+            }
+        }
+        if !messages.is_empty() {
+            self.park(consumer);
+        }
+        Ok(messages)
+    }
+
+    pub(super) async fn acknowledge(
+        &self,
+        brokers: &TenantBrokers,
+        credentials: TenantCredentials<'_>,
+        topic: &TopicName,
+        subscription: &SubscriptionName,
+        ids: &[MessageId],
+        deadline: Instant,
+    ) -> Result<(), ReadError> {
+        let topic = topic.to_string();
+        let key = (
+            credentials.role.to_owned(),
+            topic.clone(),
+            subscription.as_str().to_owned(),
+        );
+        let acker = match self.ackers.lock().await.get(&key) {
+            Some(acker) => acker.clone(),
+            None => {
+                let broker = within(deadline, brokers.broker(credentials)).await?;
+                let consumer = within(
+                    deadline,
+                    open_consumer(&broker, &topic, subscription, Permits::None),
+                )
+                .await?;
+                let acker = Arc::new(tokio::sync::Mutex::new(consumer));
+                let mut ackers = self.ackers.lock().await;
+                if ackers.len() >= self.max_consumers {
+                    ackers.clear();
+                }
+                ackers.entry(key.clone()).or_insert(acker).clone()
+            }
+        };
+        let result = within(deadline, async {
+            let mut consumer = acker.lock().await;
+            let last = consumer
+                .get_last_message_id()
+                .await
+                .map_err(|e| ReadError::from(BrokerError::classify(e)))?
+                .first()
+                .and_then(last_message);
+            // Acknowledging a position the topic does not hold yet would
+            // mark a future message as read before anyone saw it.
+            for id in ids {
+                let known =
+                    last.is_some_and(|l| (id.ledger_id, id.entry_id) <= (l.ledger_id, l.entry_id));
+                // Ids of a non-partitioned topic carry partition -1.
+                if !known || id.partition != -1 {
+                    return Err(ReadError::UnknownMessage(*id));
+                }
+            }
+            for id in ids {
+                consumer
+                    .ack_with_id(&topic, id.to_data())
+                    .await
+                    .map_err(|e| ReadError::from(BrokerError::classify(e.into())))?;
+            }
+            // A round trip queued behind the acknowledgements on the same
+            // consumer and connection: when it answers, the broker has read
+            // them (pulsar-rs asks for no acknowledgement receipts).
+            consumer
+                .check_connection()
+                .await
+                .map_err(|e| ReadError::from(BrokerError::classify(e)))
+        })
+        .await;
+        if matches!(&result, Err(ReadError::Broker(_))) {
+            let mut ackers = self.ackers.lock().await;
+            if ackers.get(&key).is_some_and(|a| Arc::ptr_eq(a, &acker)) {
+                ackers.remove(&key);
+            }
+        }
+        result
+    }
+
+    fn park(&self, consumer: PulsarConsumer) {
+        let evicted = {
+            let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            parked.push_back(Parked {
+                until: Instant::now() + self.visibility,
+                _consumer: consumer,
+            });
+            let excess = parked.len().saturating_sub(self.max_consumers);
+            parked.drain(..excess).collect::<Vec<_>>()
+        };
+        if !evicted.is_empty() {
+            tracing::info!(
+                closed = evicted.len(),
+                "more parked subscription consumers than KP_MAX_CONSUMERS; closing the oldest early"
+            );
+        }
+        self.reaper.get_or_init(|| {
+            let parked = Arc::downgrade(&self.parked);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(REAP_EVERY);
+                while let Some(parked) = parked.upgrade() {
+                    tick.tick().await;
+                    drop(expired(&parked));
+                }
+            })
+        });
+    }
+
+    fn reap(&self) {
+        drop(expired(&self.parked));
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        if let Some(reaper) = self.reaper.get() {
+            reaper.abort();
+        }
+    }
+}
+
+/// Takes the parked consumers whose timeout passed; dropping them closes
+/// them on the broker (outside the lock).
+fn expired(parked: &Mutex<VecDeque<Parked>>) -> Vec<Parked> {
+    let now = Instant::now();
+    let mut parked = parked.lock().unwrap_or_else(PoisonError::into_inner);
+    let n = parked.iter().take_while(|p| p.until <= now).count();
+    parked.drain(..n).collect()
+}
+
+enum Permits {
+    /// Dispatch about this many.
+    Read(usize),
+    /// Dispatch nothing (acknowledgements only).
+    None,
+}
+
+async fn open_consumer(
+    broker: &Broker,
+    topic: &str,
+    subscription: &SubscriptionName,
+    permits: Permits,
+) -> Result<PulsarConsumer, SendError> {
+    let permits = match permits {
+        Permits::Read(max) => u32::try_from(max).unwrap_or(u32::MAX).max(1),
+        Permits::None => 0,
+    };
+    // Boxed: pulsar-rs's subscribe futures nest deep (see Broker::producer).
+    Box::pin(
+        broker
+            .client()
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(subscription.as_str())
+            .with_subscription_type(SubType::Shared)
+            .with_consumer_name(format!("kp-{}", uuid::Uuid::new_v4().simple()))
+            .with_batch_size(permits)
+            .with_options(ConsumerOptions {
+                // A subscription made by its first read starts at the oldest
+                // message the topic holds: nothing published before the
+                // first read is skipped.
+                initial_position: InitialPosition::Earliest,
+                durable: Some(true),
+                receiver_queue_size: Some(permits.saturating_mul(2).max(1)),
+                ..ConsumerOptions::default()
+            })
+            .build::<Vec<u8>>(),
+    )
+    .await
+    .map_err(|e| SendError::Broker(BrokerError::classify(e)))
+}

@@ -67,9 +67,53 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// The one audit record written per publish request.
+/// Which function's request an [`Audit`] records: it names the audit line
+/// and the request's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Operation {
+    #[default]
+    Publish,
+    Consume,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Consume => "consume",
+        }
+    }
+
+    /// The outcome of a request that succeeded.
+    fn success(self) -> &'static str {
+        match self {
+            Self::Publish => "published",
+            Self::Consume => "read",
+        }
+    }
+
+    fn metrics(self) -> &'static [EmfMetric] {
+        const PUBLISH: &[EmfMetric] = &[
+            EmfMetric::new("PublishLatency", "Milliseconds"),
+            EmfMetric::new("EventsPublished", "Count"),
+            EmfMetric::new("Requests", "Count"),
+        ];
+        const CONSUME: &[EmfMetric] = &[
+            EmfMetric::new("ConsumeLatency", "Milliseconds"),
+            EmfMetric::new("EventsRead", "Count"),
+            EmfMetric::new("Requests", "Count"),
+        ];
+        match self {
+            Self::Publish => PUBLISH,
+            Self::Consume => CONSUME,
+        }
+    }
+}
+
+/// The one audit record written per request.
 #[derive(Debug, Default)]
 pub struct Audit<'a> {
+    pub operation: Operation,
     pub request_id: &'a str,
     pub principal: Option<&'a str>,
     pub auth_method: Option<&'a str>,
@@ -105,7 +149,8 @@ impl Audit<'_> {
             events = self.events,
             error_code = self.error_code,
             latency_ms = self.latency_ms,
-            "publish"
+            "{}",
+            self.operation.name()
         );
         // Serialised straight into stdout's buffer: no JSON tree, no string.
         let mut out = std::io::stdout().lock();
@@ -137,29 +182,19 @@ impl Audit<'_> {
                     } else {
                         &[&["Outcome"]]
                     },
-                    metrics: &[
-                        EmfMetric {
-                            name: "PublishLatency",
-                            unit: "Milliseconds",
-                        },
-                        EmfMetric {
-                            name: "EventsPublished",
-                            unit: "Count",
-                        },
-                        EmfMetric {
-                            name: "Requests",
-                            unit: "Count",
-                        },
-                    ],
+                    metrics: self.operation.metrics(),
                 }],
             },
-            outcome: self.error_code.unwrap_or("published"),
-            publish_latency: self.latency_ms,
-            events_published: if self.error_code.is_none() {
-                self.events
-            } else {
-                0
-            },
+            outcome: self.error_code.unwrap_or(self.operation.success()),
+            latency: Latency(self.operation, self.latency_ms),
+            events: Events(
+                self.operation,
+                if self.error_code.is_none() {
+                    self.events
+                } else {
+                    0
+                },
+            ),
             requests: 1,
             topic,
         }
@@ -174,10 +209,10 @@ pub struct Emf<'a> {
     aws: EmfMetadata,
     #[serde(rename = "Outcome")]
     outcome: &'a str,
-    #[serde(rename = "PublishLatency")]
-    publish_latency: f64,
-    #[serde(rename = "EventsPublished")]
-    events_published: usize,
+    #[serde(flatten)]
+    latency: Latency,
+    #[serde(flatten)]
+    events: Events,
     #[serde(rename = "Requests")]
     requests: u32,
     #[serde(rename = "Topic", skip_serializing_if = "Option::is_none")]
@@ -204,6 +239,38 @@ struct EmfDirective {
 struct EmfMetric {
     name: &'static str,
     unit: &'static str,
+}
+
+impl EmfMetric {
+    const fn new(name: &'static str, unit: &'static str) -> Self {
+        Self { name, unit }
+    }
+}
+
+/// The latency metric, named after the operation.
+#[derive(Debug)]
+struct Latency(Operation, f64);
+
+/// The event count metric, named after the operation.
+#[derive(Debug)]
+struct Events(Operation, usize);
+
+impl serde::Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.0.metrics()[0].name, &self.1)?;
+        map.end()
+    }
+}
+
+impl serde::Serialize for Events {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.0.metrics()[1].name, &self.1)?;
+        map.end()
+    }
 }
 
 /// `tenant/namespace/topic`, written without building the string.
@@ -248,6 +315,20 @@ mod tests {
         let emf = serde_json::to_value(failed.emf(0)).unwrap();
         assert_eq!(emf["Outcome"], "forbidden");
         assert_eq!(emf["EventsPublished"], 0);
+        let read = Audit {
+            operation: Operation::Consume,
+            error_code: None,
+            ..failed
+        };
+        let emf = serde_json::to_value(read.emf(0)).unwrap();
+        assert_eq!(emf["Outcome"], "read");
+        assert_eq!(emf["EventsRead"], 3);
+        assert_eq!(emf["ConsumeLatency"], 12.5);
+        assert!(emf.get("EventsPublished").is_none());
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Name"],
+            "EventsRead"
+        );
     }
 
     #[test]

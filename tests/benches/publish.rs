@@ -279,6 +279,7 @@ impl Bench {
             max_batch: 50,
             max_producers: kong_pulsar::config::DEFAULT_MAX_PRODUCERS,
             metadata: kong_pulsar::config::MetadataLimits::default(),
+            consume: kong_pulsar::config::ConsumeSettings::default(),
         };
         let policy = Policy::from_str(&policy, None).expect("the bench policy is valid");
 
@@ -493,6 +494,7 @@ impl Bench {
 
             let t = clock.start();
             Audit {
+                operation: kong_pulsar::telemetry::Operation::Publish,
                 request_id: "bench",
                 principal: Some(&identity.principal),
                 auth_method: Some(identity.method.as_str()),

@@ -104,6 +104,25 @@ pub struct PublishApp {
     pub provenance_issuer: String,
     policy_path: std::path::PathBuf,
     tokens_issued: std::sync::Mutex<Vec<String>>,
+    signs: bool,
+}
+
+/// Knobs for [`PublishApp::consume_function`].
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// `KP_VISIBILITY_TIMEOUT`.
+    pub visibility: &'static str,
+    /// `KP_MAX_RESPONSE_BYTES` (the function's default when `None`).
+    pub max_response_bytes: Option<usize>,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        Self {
+            visibility: "30s",
+            max_response_bytes: None,
+        }
+    }
 }
 
 impl PublishApp {
@@ -130,10 +149,14 @@ impl PublishApp {
             for ns in namespaces {
                 admin.create_namespace(tenant, ns).await.unwrap();
             }
-            admin
-                .grant(tenant, "orders", role, &["produce"])
-                .await
-                .unwrap();
+            // Tenant A's role may read its orders; tenant B's may not (the
+            // broker's wall behind the policy's, for reads).
+            let actions: &[&str] = if *tenant == tenant_a {
+                &["produce", "consume"]
+            } else {
+                &["produce"]
+            };
+            admin.grant(tenant, "orders", role, actions).await.unwrap();
         }
         let token_a = stack.mint_token_expiring(&role_a, options.token_a_ttl, true);
         put_secret(
@@ -207,6 +230,12 @@ rules:
   - name: iam-role-produces-a
     when: {{ auth_method: iam, iam_arn: "arn:aws:iam::{IAM_ACCOUNT}:role/{iam_role}" }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+  - name: checkout-reads-a
+    when: {{ issuer: "{issuer}", groups_any: [checkout] }}
+    allow: {{ tenant: {tenant_a}, namespaces: [orders, ungranted], topics: ["*"], actions: [consume], subscriptions: ["checkout-*"] }}
+  - name: billing-reads-b
+    when: {{ issuer: "{issuer}", groups_any: [billing] }}
+    allow: {{ tenant: {tenant_b}, namespaces: [orders], topics: ["*"], actions: [consume], subscriptions: ["*"] }}
   - name: kong-checkout-consumer-produces-a
     when: {{ auth_method: kong, kong_consumer: checkout-svc }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
@@ -252,6 +281,7 @@ rules:
             provenance_issuer,
             policy_path,
             tokens_issued: std::sync::Mutex::new(vec![token_a]),
+            signs: options.provenance.is_some(),
         }
     }
 
@@ -351,6 +381,62 @@ rules:
         )
     }
 
+    /// A `consume` function with the app's policy and environment. When the
+    /// app signs, it verifies against the publish function's JWKS, served
+    /// over HTTP the way Kong's JWKS route serves it.
+    pub async fn consume_function(&self, options: ConsumeOptions) -> Function {
+        let mut env = self.env.clone();
+        env.push(("KP_VISIBILITY_TIMEOUT", options.visibility.into()));
+        if let Some(n) = options.max_response_bytes {
+            env.push(("KP_MAX_RESPONSE_BYTES", n.to_string()));
+        }
+        if self.signs {
+            env.push(("KP_PROVENANCE_JWKS_URL", self.jwks_gateway().await));
+        }
+        Function::start("consume", &env)
+    }
+
+    /// `http://127.0.0.1:{port}/events/.well-known/jwks.json`, answered by
+    /// invoking the publish function's JWKS route (a one-route Kong).
+    async fn jwks_gateway(&self) -> String {
+        let invoke = self.function.invoke_url();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let route = axum::routing::get(move || {
+            let invoke = invoke.clone();
+            async move {
+                let event = kong_event("GET", "/events/.well-known/jwks.json", &[], b"");
+                let out: Value = reqwest::Client::new()
+                    .post(&invoke)
+                    .json(&event)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let status = axum::http::StatusCode::from_u16(
+                    out["statusCode"].as_u64().unwrap_or(502) as u16,
+                )
+                .unwrap();
+                let cache = out["headers"]["cache-control"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                (
+                    status,
+                    [(axum::http::header::CACHE_CONTROL, cache)],
+                    out["body"].as_str().unwrap_or_default().to_owned(),
+                )
+            }
+        });
+        let router = axum::Router::new().route("/events/.well-known/jwks.json", route);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        format!("http://127.0.0.1:{port}/events/.well-known/jwks.json")
+    }
+
     /// Every secret value this app handed out (tokens), for log checks.
     pub fn secrets_issued(&self) -> Vec<String> {
         self.tokens_issued.lock().unwrap().clone()
@@ -374,24 +460,9 @@ rules:
         format!("persistent://{tenant}/{namespace}/{topic}")
     }
 
-    /// Invokes the function and returns (HTTP status, headers, body JSON) of
-    /// the proxy response it produced.
+    /// Invokes the publish function and returns the proxy response.
     pub async fn call(&self, event: &Value) -> Response {
-        let (invoke_status, out) = self.function.invoke(event).await;
-        assert_eq!(
-            invoke_status, 200,
-            "the function crashed instead of answering: {out}"
-        );
-        let status = out["statusCode"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("not a proxy response: {out}")) as u16;
-        let body_text = out["body"].as_str().unwrap_or_default();
-        let body = serde_json::from_str(body_text).unwrap_or(Value::String(body_text.into()));
-        Response {
-            status,
-            headers: out["headers"].clone(),
-            body,
-        }
+        self.function.call(event).await
     }
 
     /// A consumer (as the super-user) that sees everything published to
@@ -446,6 +517,25 @@ pub fn kong_event(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]
         "request_body": STANDARD.encode(body),
         "request_body_base64": true,
     })
+}
+
+/// A Kong-format `GET` of `path` with query arguments `query`, as a caller
+/// holding bearer `token` sends it.
+pub fn kong_get(path: &str, query: &[(&str, &str)], token: &str) -> Value {
+    let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let uri = if raw.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", raw.join("&"))
+    };
+    let bearer = format!("Bearer {token}");
+    let mut event = kong_event("GET", &uri, &[("authorization", &bearer)], b"");
+    event["request_uri_args"] = query
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    event
 }
 
 /// The JSON form of a tenant token secret (DESIGN §5).

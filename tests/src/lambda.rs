@@ -174,6 +174,41 @@ impl Function {
         }
     }
 
+    /// Invokes the function and returns the proxy response it produced
+    /// (HTTP status, headers, body as JSON where it is JSON).
+    pub async fn call(&self, event: &Value) -> crate::app::Response {
+        let (invoke_status, out) = self.invoke(event).await;
+        assert_eq!(
+            invoke_status, 200,
+            "the function crashed instead of answering: {out}"
+        );
+        let status = out["statusCode"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a proxy response: {out}")) as u16;
+        let body_text = out["body"].as_str().unwrap_or_default();
+        let body = serde_json::from_str(body_text).unwrap_or(Value::String(body_text.into()));
+        crate::app::Response {
+            status,
+            headers: out["headers"].clone(),
+            body,
+        }
+    }
+
+    /// `POST` URL of this function's Invoke API (what Kong calls).
+    pub fn invoke_url(&self) -> String {
+        format!(
+            "{}/2015-03-31/functions/{}/invocations",
+            self.api.base_url(),
+            self.name
+        )
+    }
+
+    /// The function's process id (to freeze it with SIGSTOP, as Lambda
+    /// freezes an idle instance).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
     /// Everything the function printed so far (its logs).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -32,16 +32,20 @@ use crate::edge::problem::ApiError;
 use crate::identity::{Authenticator, Identity};
 use crate::policy::{Decision, Policy};
 use crate::pulsar::broker::{MessageId, TenantBrokers, TenantCredentials, Timeouts};
-use crate::pulsar::read::{Delivered, Position, Readers};
+use crate::pulsar::read::{Delivered, Position, Readers, Take};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
-use crate::telemetry::Audit;
+use crate::telemetry::{Audit, Operation};
 
 use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
 
 pub mod query;
 
 use query::{AckBody, Mode, ReadQuery};
+
+/// A page's own fields, generously (the topic, counted apart, aside): the
+/// cursor, the subscription, the brackets.
+const PAGE_OVERHEAD: usize = 512;
 
 /// Kept back from the budget for verifying and shaping the page.
 const SHAPING_RESERVE: Duration = Duration::from_millis(200);
@@ -173,6 +177,7 @@ impl Reader {
             }
         };
         Audit {
+            operation: Operation::Consume,
             request_id: &request_id,
             principal: audit.identity.as_ref().map(|i| i.principal.as_str()),
             auth_method: audit.identity.as_ref().map(|i| i.method.as_str()),
@@ -285,19 +290,22 @@ impl Reader {
                     .into(),
             ));
         }
-        let wait = query.wait.min(budget);
+        let take = Take {
+            max: query.max,
+            wait: query.wait.min(budget),
+        };
         let (delivered, cursor) = match &query.mode {
             Mode::Cursor(position) => {
                 let page = self
                     .readers
-                    .read(credentials, topic, *position, query.max, wait, budget)
+                    .read(credentials, topic, *position, take, budget)
                     .await?;
                 (page.messages, Some(page.next))
             }
             Mode::Subscription(subscription) => {
                 let messages = self
                     .readers
-                    .receive(credentials, topic, subscription, query.max, wait, budget)
+                    .receive(credentials, topic, subscription, take, budget)
                     .await?;
                 (messages, None)
             }
@@ -342,8 +350,7 @@ impl Reader {
         require_provenance: bool,
     ) -> Result<Shaped, ApiError> {
         let mut shaped = Shaped::default();
-        // The page's own fields, generously: the topic twice, the cursor.
-        let mut used = 256 + 2 * topic.len();
+        let mut used = PAGE_OVERHEAD + 2 * topic.len();
         let mut jwks_down: Option<FetchError> = None;
         for message in delivered {
             let verdict = match &self.provenance {
@@ -369,10 +376,12 @@ impl Reader {
                 shaped.last_taken = Some(message.id);
                 continue;
             }
+            // Rendered whole unless it could not fit even an empty page.
             let rendered = render(
                 &message,
                 verdict,
-                self.max_response_bytes.saturating_sub(used),
+                self.max_response_bytes
+                    .saturating_sub(PAGE_OVERHEAD + 2 * topic.len()),
             );
             let cost = escaped_len(rendered.get());
             if used + cost > self.max_response_bytes && !shaped.messages.is_empty() {

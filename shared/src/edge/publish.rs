@@ -27,7 +27,7 @@ use crate::provenance::Signer;
 use crate::pulsar::broker::{MessageId, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
-use crate::telemetry::Audit;
+use crate::telemetry::{Audit, Operation};
 
 use super::idempotency::{IdempotencyCache, Replay};
 use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
@@ -165,6 +165,7 @@ impl Publisher {
             }
         };
         Audit {
+            operation: Operation::Publish,
             request_id: &request_id,
             principal: audit.identity.as_ref().map(|i| i.principal.as_str()),
             auth_method: audit.identity.as_ref().map(|i| i.method.as_str()),

@@ -91,6 +91,14 @@ impl Delivered {
     }
 }
 
+/// How much one read takes: at most `max` messages, waiting at most `wait`
+/// for a first one when none is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    pub max: usize,
+    pub wait: Duration,
+}
+
 /// A page of a cursor read.
 #[derive(Debug)]
 pub struct Page {
@@ -161,14 +169,13 @@ impl Readers {
         credentials: TenantCredentials<'_>,
         topic: &TopicName,
         position: Position,
-        max: usize,
-        wait: Duration,
+        take: Take,
         budget: Duration,
     ) -> Result<Page, ReadError> {
         let deadline = Instant::now() + budget;
         let topic = topic.to_string();
         match self
-            .read_once(credentials, &topic, position, max, wait, deadline)
+            .read_once(credentials, &topic, position, take, deadline)
             .await
         {
             Err(e) if e.is_credentials() => {
@@ -177,7 +184,7 @@ impl Readers {
                     "broker rejected the tenant token; refreshing it and retrying once"
                 );
                 self.brokers.forget(credentials).await;
-                self.read_once(credentials, &topic, position, max, wait, deadline)
+                self.read_once(credentials, &topic, position, take, deadline)
                     .await
             }
             other => other,
@@ -194,8 +201,7 @@ impl Readers {
         credentials: TenantCredentials<'_>,
         topic: &TopicName,
         subscription: &SubscriptionName,
-        max: usize,
-        wait: Duration,
+        take: Take,
         budget: Duration,
     ) -> Result<Vec<Delivered>, ReadError> {
         let deadline = Instant::now() + budget;
@@ -205,8 +211,7 @@ impl Readers {
                 credentials,
                 topic,
                 subscription,
-                max,
-                wait,
+                take,
                 deadline,
             )
         };
@@ -255,8 +260,7 @@ impl Readers {
         credentials: TenantCredentials<'_>,
         topic: &str,
         position: Position,
-        max: usize,
-        wait: Duration,
+        Take { max, wait }: Take,
         deadline: Instant,
     ) -> Result<Page, ReadError> {
         let broker = within(deadline, self.brokers.broker(credentials)).await?;

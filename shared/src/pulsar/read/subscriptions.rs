@@ -1,7 +1,7 @@
 //! Durable Shared subscriptions for callers that cannot hold a connection:
-//! each read opens a consumer whose permits are the request's `max` (so the
-//! broker dispatches to it about what was asked for, not a client's usual
-//! 1000), takes what arrives, and then *parks* the consumer for the
+//! each read opens a consumer that the broker dispatches to one message at a
+//! time (see [`open_consumer`]: a read holds at most two messages beyond
+//! those it returns), takes up to the request's `max`, and then *parks* the consumer for the
 //! visibility timeout instead of closing it. While it is open, the broker
 //! keeps the messages it dispatched to it from every other consumer of the
 //! subscription; when it closes, the broker hands the ones not acknowledged
@@ -22,7 +22,7 @@
 //! the oldest closes early (its messages come back early: at-least-once
 //! allows that, never the reverse).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use pulsar::SubType;
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
 use tokio::time::{Instant, timeout_at};
 
-use super::{Delivered, LINGER, PulsarConsumer, ReadError, last_message, within};
+use super::{Delivered, LINGER, PulsarConsumer, ReadError, Take, last_message, within};
 use crate::pulsar::broker::{
     Broker, BrokerError, MessageId, SendError, TenantBrokers, TenantCredentials,
 };
@@ -39,6 +39,8 @@ use crate::pulsar::topic::{SubscriptionName, TopicName};
 /// A read waits at least this long for the broker's first dispatch, even
 /// with `waitMs=0`: a new consumer's first messages take a round trip.
 const FIRST_DISPATCH: Duration = Duration::from_millis(250);
+/// The acknowledging consumer's queue (see [`Subscriptions::acknowledge`]).
+const ACKER_QUEUE: u32 = 10_000;
 /// How often parked consumers past their timeout are closed.
 pub const REAP_EVERY: Duration = Duration::from_millis(250);
 
@@ -48,19 +50,13 @@ struct Parked {
     _consumer: PulsarConsumer,
 }
 
-type AckerKey = (String, String, String);
-
-/// The parked consumers and the acknowledgement consumers of one instance.
+/// The parked consumers of one instance.
 pub struct Subscriptions {
     visibility: Duration,
     max_consumers: usize,
     /// In parking order, which is expiry order (one timeout for all).
     parked: Arc<Mutex<VecDeque<Parked>>>,
     reaper: OnceLock<tokio::task::JoinHandle<()>>,
-    /// One permit-less consumer per (role, topic, subscription): it is never
-    /// dispatched anything, so its acknowledgements never wait behind
-    /// messages nobody reads.
-    ackers: tokio::sync::Mutex<HashMap<AckerKey, Arc<tokio::sync::Mutex<PulsarConsumer>>>>,
 }
 
 impl Subscriptions {
@@ -70,7 +66,6 @@ impl Subscriptions {
             max_consumers: max_consumers.max(1),
             parked: Arc::default(),
             reaper: OnceLock::new(),
-            ackers: tokio::sync::Mutex::default(),
         }
     }
 
@@ -93,18 +88,14 @@ impl Subscriptions {
         credentials: TenantCredentials<'_>,
         topic: &TopicName,
         subscription: &SubscriptionName,
-        max: usize,
-        wait: Duration,
+        Take { max, wait }: Take,
         deadline: Instant,
     ) -> Result<Vec<Delivered>, ReadError> {
         self.reap();
         let topic = topic.to_string();
         let broker = within(deadline, brokers.broker(credentials)).await?;
-        let mut consumer = within(
-            deadline,
-            open_consumer(&broker, &topic, subscription, Permits::Read(max)),
-        )
-        .await?;
+        let mut consumer =
+            within(deadline, open_consumer(&broker, &topic, subscription, 0)).await?;
         let first_until = deadline.min(Instant::now() + wait.max(FIRST_DISPATCH));
         let mut messages = Vec::new();
         while messages.len() < max {
@@ -142,30 +133,19 @@ impl Subscriptions {
         deadline: Instant,
     ) -> Result<(), ReadError> {
         let topic = topic.to_string();
-        let key = (
-            credentials.role.to_owned(),
-            topic.clone(),
-            subscription.as_str().to_owned(),
-        );
-        let acker = match self.ackers.lock().await.get(&key) {
-            Some(acker) => acker.clone(),
-            None => {
-                let broker = within(deadline, brokers.broker(credentials)).await?;
-                let consumer = within(
-                    deadline,
-                    open_consumer(&broker, &topic, subscription, Permits::None),
-                )
-                .await?;
-                let acker = Arc::new(tokio::sync::Mutex::new(consumer));
-                let mut ackers = self.ackers.lock().await;
-                if ackers.len() >= self.max_consumers {
-                    ackers.clear();
-                }
-                ackers.entry(key.clone()).or_insert(acker).clone()
-            }
-        };
-        let result = within(deadline, async {
-            let mut consumer = acker.lock().await;
+        let broker = within(deadline, brokers.broker(credentials)).await?;
+        // A consumer of its own, closed when done: an acknowledgement is
+        // the subscription's, whichever consumer sends it. pulsar-rs's
+        // engine stops at once with zero permits, so it has one; the few
+        // messages dispatched to it in the milliseconds it lives go back
+        // when it closes. Its queue is deep so that its engine, which also
+        // carries the acknowledgements, never waits for room.
+        let mut consumer = within(
+            deadline,
+            open_consumer(&broker, &topic, subscription, ACKER_QUEUE),
+        )
+        .await?;
+        within(deadline, async {
             let last = consumer
                 .get_last_message_id()
                 .await
@@ -196,14 +176,7 @@ impl Subscriptions {
                 .await
                 .map_err(|e| ReadError::from(BrokerError::classify(e)))
         })
-        .await;
-        if matches!(&result, Err(ReadError::Broker(_))) {
-            let mut ackers = self.ackers.lock().await;
-            if ackers.get(&key).is_some_and(|a| Arc::ptr_eq(a, &acker)) {
-                ackers.remove(&key);
-            }
-        }
-        result
+        .await
     }
 
     fn park(&self, consumer: PulsarConsumer) {
@@ -256,23 +229,18 @@ fn expired(parked: &Mutex<VecDeque<Parked>>) -> Vec<Parked> {
     parked.drain(..n).collect()
 }
 
-enum Permits {
-    /// Dispatch about this many.
-    Read(usize),
-    /// Dispatch nothing (acknowledgements only).
-    None,
-}
-
+/// A consumer the broker dispatches to one message at a time: pulsar-rs
+/// tops a consumer's permits up whenever half are used, whatever the
+/// application took, so any larger grant would let a read hold (and a
+/// frozen instance keep) up to that many messages it never returned. One
+/// permit and a queue of one bound that to two, for a broker round trip per
+/// message.
 async fn open_consumer(
     broker: &Broker,
     topic: &str,
     subscription: &SubscriptionName,
-    permits: Permits,
+    queue: u32,
 ) -> Result<PulsarConsumer, SendError> {
-    let permits = match permits {
-        Permits::Read(max) => u32::try_from(max).unwrap_or(u32::MAX).max(1),
-        Permits::None => 0,
-    };
     // Boxed: pulsar-rs's subscribe futures nest deep (see Broker::producer).
     Box::pin(
         broker
@@ -282,14 +250,14 @@ async fn open_consumer(
             .with_subscription(subscription.as_str())
             .with_subscription_type(SubType::Shared)
             .with_consumer_name(format!("kp-{}", uuid::Uuid::new_v4().simple()))
-            .with_batch_size(permits)
+            .with_batch_size(1)
             .with_options(ConsumerOptions {
                 // A subscription made by its first read starts at the oldest
                 // message the topic holds: nothing published before the
                 // first read is skipped.
                 initial_position: InitialPosition::Earliest,
                 durable: Some(true),
-                receiver_queue_size: Some(permits.saturating_mul(2).max(1)),
+                receiver_queue_size: Some(queue),
                 ..ConsumerOptions::default()
             })
             .build::<Vec<u8>>(),

@@ -963,6 +963,11 @@ fn kong_sends_each_request_to_the_function_meant_for_it() {
             Some("consume"),
         ),
         // publish's prefix route; the function answers 404 or 405 itself.
+        (
+            "POST",
+            "/events/payments/orders/order-created/acksx",
+            Some("publish"),
+        ),
         ("POST", "/events/.well-known/jwks.json", Some("publish")),
         ("POST", "/events", Some("publish")),
         ("GET", "/events", None),

@@ -8,9 +8,10 @@
 #                    .tools/bin), plus a check of every plugin field against Kong's
 #                    plugin schemas (deck file validate treats plugin config as free-form)
 #   events/*.json    each parses as one JSON object, no duplicate keys
-#   the functions    cargo lambda build --release --arm64 of both binaries, then
-#                    sam build (BuildMethod rust-cargolambda) packages them; sizes
-#                    and architecture of both bootstrap binaries reported
+#   the functions    cargo lambda build --release --arm64 of the function binaries
+#                    (publish, consume, rotate), then sam build (BuildMethod
+#                    rust-cargolambda) packages them; sizes and architecture of
+#                    every bootstrap binary reported
 #
 # Idempotent. The static checks are skipped when none of their inputs changed since
 # they last passed (stamp in target/validate); the build is cargo's own incremental
@@ -106,6 +107,7 @@ check_kong() {
   local f
   # Values the SAM stack outputs supply in a real sync (see kong/kong.yaml).
   export DECK_AWS_REGION=us-east-1 DECK_PUBLISH_FUNCTION=kong-pulsar-PublishFunction-EXAMPLE \
+    DECK_CONSUME_FUNCTION=kong-pulsar-ConsumeFunction-EXAMPLE \
     DECK_KONG_INVOKE_ROLE_ARN=arn:aws:iam::123456789012:role/kong-pulsar-KongInvokeRole-EXAMPLE \
     DECK_CHECKOUT_API_KEY=validate-only
   for f in kong/*.yaml; do
@@ -176,9 +178,13 @@ PY
 }
 
 # ------------------------------------------------------------------ build ---
+# The Lambda functions: binary name = functions/<name>, and template.yaml's
+# <Name>Function resource builds it (BuildProperties.Binary).
+FUNCTIONS=(publish consume rotate)
+
 report_sizes() { # report_sizes <dir-with-<fn>/bootstrap>
   local fn f
-  for fn in publish rotate; do
+  for fn in "${FUNCTIONS[@]}"; do
     f=$1/$fn/bootstrap
     [ -f "$f" ] || die "no $f after the build"
     # ELF, 64-bit, e_machine 183 (AArch64): what provided.al2023 on arm64 runs.
@@ -194,13 +200,15 @@ build() {
   [ "$BUILD" = sam ] || [ "$BUILD" = cargo-lambda ] || die "KP_VALIDATE_BUILD must be sam, cargo-lambda or none, not $BUILD"
   # The release build has its own target directory, kept across clones of the
   # repository on this machine (CI runs in a fresh clone): after the first
-  # time only what changed is rebuilt, plus the two fat-LTO links.
+  # time only what changed is rebuilt, plus the fat-LTO links.
   export CARGO_TARGET_DIR=${KP_LAMBDA_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kong-pulsar/lambda-target}
   mkdir -p "$CARGO_TARGET_DIR"
-  # One cargo invocation for both functions: the library is compiled once and
-  # both LTO links run in parallel (sam build would build them one after the other).
-  say "cargo lambda build --release --arm64 (publish, rotate; the first time takes several minutes)"
-  cargo lambda build --release --arm64 --bin publish --bin rotate >"$OUT/cargo-lambda-build.log" 2>&1 ||
+  # One cargo invocation for every function: the library is compiled once and
+  # the LTO links run in parallel (sam build would build them one after the other).
+  local fn bins=()
+  for fn in "${FUNCTIONS[@]}"; do bins+=(--bin "$fn"); done
+  say "cargo lambda build --release --arm64 (${FUNCTIONS[*]}; the first time takes several minutes)"
+  cargo lambda build --release --arm64 "${bins[@]}" >"$OUT/cargo-lambda-build.log" 2>&1 ||
     die "cargo lambda build failed; last lines:
 $(tail -n 30 "$OUT/cargo-lambda-build.log")"
   say "cargo lambda build done in $((SECONDS - t0))s"
@@ -213,9 +221,12 @@ $(tail -n 30 "$OUT/cargo-lambda-build.log")"
     sam build --template template.yaml --build-dir target/sam >"$OUT/sam-build.log" 2>&1 ||
       die "sam build failed; last lines:
 $(tail -n 30 "$OUT/sam-build.log")"
-    mkdir -p "$OUT/bin/publish" "$OUT/bin/rotate"
-    cp target/sam/PublishFunction/bootstrap "$OUT/bin/publish/bootstrap"
-    cp target/sam/RotateFunction/bootstrap "$OUT/bin/rotate/bootstrap"
+    for fn in "${FUNCTIONS[@]}"; do
+      # publish -> PublishFunction, the template's resource name (tr, not ${fn^}:
+      # macOS still ships bash 3.2).
+      mkdir -p "$OUT/bin/$fn"
+      cp "target/sam/$(printf %s "${fn:0:1}" | tr '[:lower:]' '[:upper:]')${fn:1}Function/bootstrap" "$OUT/bin/$fn/bootstrap"
+    done
     report_sizes "$OUT/bin"
   fi
   say "build done in $((SECONDS - t0))s"

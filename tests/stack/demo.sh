@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeds the running local stack for `make run`: the demo tenant of
-# policy/demo.yaml in Pulsar (tenant, namespace, produce grant for its role),
+# policy/demo.yaml in Pulsar (tenant, namespace, produce+consume grant for its role),
 # in moto the tenant's token secret plus what `rotate` needs (the broker's
 # signing key and a super-user token for the admin API), and the environment
 # the functions get. Idempotent: run it as often as you like.
@@ -17,7 +17,7 @@ admin() { # admin <method> <path> [json]
 admin PUT "/admin/v2/tenants/$TENANT" '{"adminRoles":["kp-admin"],"allowedClusters":["standalone"]}' 2>/dev/null ||
   admin POST "/admin/v2/tenants/$TENANT" '{"adminRoles":["kp-admin"],"allowedClusters":["standalone"]}'
 admin PUT "/admin/v2/namespaces/$TENANT/$NAMESPACE" '{}' 2>/dev/null || true
-admin POST "/admin/v2/namespaces/$TENANT/$NAMESPACE/permissions/$ROLE" '["produce"]'
+admin POST "/admin/v2/namespaces/$TENANT/$NAMESPACE/permissions/$ROLE" '["produce","consume"]'
 
 # Signed with the running broker's key: its state directory is where stack.env
 # says the super-user token lives (this script may write elsewhere).
@@ -60,4 +60,4 @@ AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 RUST_LOG=info
 ENV
-echo "[stack] demo seeded: tenant $TENANT/$NAMESPACE, role $ROLE (produce), secret $SECRET; for rotate: $SIGNING_SECRET, $ADMIN_SECRET"
+echo "[stack] demo seeded: tenant $TENANT/$NAMESPACE, role $ROLE (produce, consume), secret $SECRET; for rotate: $SIGNING_SECRET, $ADMIN_SECRET"

@@ -131,9 +131,6 @@ fn template_sets_exactly_the_configuration_the_functions_read() {
     .expect("config");
     let mut read = asked.into_inner();
     read.insert("RUST_LOG".into()); // the tracing filter (telemetry)
-    // consume's own variables, by name: the check does not wait for Config to
-    // have their fields (it records them itself then, and this adds nothing).
-    read.extend(CONSUME_VARIABLES.map(String::from));
 
     let unknown: Vec<_> = set.difference(&read).collect();
     assert!(
@@ -732,6 +729,17 @@ fn every_sample_event_is_recognised_by_its_function() {
                 for key in ["max", "waitMs"] {
                     let value = arg(key).unwrap_or_else(|| panic!("{name}: no {key}"));
                     assert!(value.parse::<u32>().is_ok(), "{name}: {key}={value}");
+                }
+            }
+            // And consume's own route and parsers take it whole.
+            use kong_pulsar::edge::consume::query::{AckBody, ReadQuery};
+            use kong_pulsar::edge::consume::{Route, route};
+            match route(&request).unwrap_or_else(|e| panic!("{name}: consume refuses it: {e}")) {
+                Route::Acknowledge(_) => {
+                    AckBody::parse(&request).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                Route::Read(_) => {
+                    ReadQuery::parse(&request.query).unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
             }
             assert_eq!(

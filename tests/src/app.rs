@@ -381,6 +381,19 @@ rules:
         )
     }
 
+    /// The publish function's environment with `overrides` replacing (or
+    /// adding) variables, to start another function against the same policy.
+    pub fn env_with(&self, overrides: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env: Vec<_> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .cloned()
+            .collect();
+        env.extend(overrides.iter().cloned());
+        env
+    }
+
     /// A `consume` function with the app's policy and environment. When the
     /// app signs, it verifies against the publish function's JWKS, served
     /// over HTTP the way Kong's JWKS route serves it.

@@ -733,3 +733,132 @@ async fn pages_stop_below_the_byte_cap_and_the_cursor_picks_up_the_rest() {
     );
     assert!(omitted[0] > 20_000);
 }
+
+/// `event` (any payload shape) with its query replaced by `query`.
+fn with_query(mut event: Value, query: &[(&str, &str)]) -> Value {
+    let map: serde_json::Map<String, Value> = query
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if let Some(uri) = event["request_uri"].as_str() {
+        let path = uri.split('?').next().unwrap().to_owned();
+        event["request_uri"] = json!(format!("{path}?{}", raw.join("&")));
+        event["request_uri_args"] = map.into();
+    } else if event.get("rawQueryString").is_some() {
+        event["rawQueryString"] = json!(raw.join("&"));
+        event["queryStringParameters"] = map.into();
+    } else {
+        event["multiValueQueryStringParameters"] = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!([v])))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        event["queryStringParameters"] = map.into();
+    }
+    event
+}
+
+#[tokio::test]
+async fn every_payload_shape_and_shipped_sample_reads_through_the_function() {
+    use kp_tests::app::sample_event;
+    let app = PublishApp::spawn().await;
+    let consume = app.consume_function(ConsumeOptions::default()).await;
+    let token = app.token("alice", &["checkout"]);
+    let bearer = format!("Bearer {token}");
+    let topic = format!("/events/{}/orders/order-created", app.tenant_a);
+    // Four: a subscription read may hold two more than it returns.
+    for i in 0..4 {
+        let r = app
+            .call(&kong_event(
+                "POST",
+                &topic,
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                json!({ "orderId": format!("shape-{i}") })
+                    .to_string()
+                    .as_bytes(),
+            ))
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+    }
+    let sample = |name| sample_event(name, &app.tenant_a, &token);
+    let mut ids = Vec::new();
+    for (name, query) in [
+        (
+            "consume-kong-cursor.json",
+            &[("after", "earliest"), ("max", "10")][..],
+        ),
+        (
+            "consume-apigw-v1-cursor.json",
+            &[("after", "earliest"), ("max", "10")],
+        ),
+        (
+            "consume-kong-subscription.json",
+            &[("subscription", "checkout-shapes"), ("max", "1")],
+        ),
+        (
+            "consume-http-v2-subscription.json",
+            &[("subscription", "checkout-shapes"), ("max", "1")],
+        ),
+    ] {
+        let r = consume.call(&with_query(sample(name), query)).await;
+        assert_eq!(r.status, 200, "{name}: {:?}", r.body);
+        let got: Vec<&str> = r.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["data"]["orderId"].as_str().unwrap())
+            .collect();
+        if name.contains("cursor") {
+            assert_eq!(got, ["shape-0", "shape-1", "shape-2", "shape-3"], "{name}");
+        } else {
+            assert_eq!(got.len(), 1, "{name}");
+            ids.extend(
+                r.body["messages"][0]["messageId"]
+                    .as_str()
+                    .map(String::from),
+            );
+        }
+    }
+    assert_ne!(
+        ids[0], ids[1],
+        "the two subscription reads shared the messages"
+    );
+    let mut acks = sample("consume-kong-acks.json");
+    let body = json!({ "subscription": "checkout-shapes", "messageIds": ids }).to_string();
+    acks["request_body"] = json!(body);
+    acks["request_headers"]["content-length"] = json!(body.len().to_string());
+    let r = consume.call(&acks).await;
+    assert_eq!(
+        (r.status, &r.body["acknowledged"]),
+        (200, &json!(2)),
+        "{:?}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_be_reached_is_a_503_with_retry_after() {
+    let app = PublishApp::spawn().await;
+    let consume = Function::start(
+        "consume",
+        &app.env_with(&[(
+            "PULSAR_SERVICE_URL",
+            format!("pulsar://127.0.0.1:{}", kp_tests::free_port()),
+        )]),
+    );
+    let token = app.token("alice", &["checkout"]);
+    for query in [&[][..], &[("subscription", "checkout-down")]] {
+        let r = read(&consume, &path(&app, "down"), query, &token).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (503, Some("broker_unavailable")),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+}

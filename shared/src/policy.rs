@@ -402,6 +402,28 @@ pub struct Allow {
     /// Durable subscription names a `consume` rule lets its callers use
     /// (none: cursor reads only), so one team cannot drain another's.
     pub subscriptions: Vec<Glob>,
+    /// What a CloudEvent published through this rule may say it is: its
+    /// `source` must match one of `ce_sources` and its `type` one of
+    /// `ce_types` (each empty: any), so a caller cannot claim to be another
+    /// service. Events that are not CloudEvents are not constrained.
+    pub ce_sources: Vec<Glob>,
+    pub ce_types: Vec<Glob>,
+}
+
+impl Allow {
+    fn admits(&self, event: &CloudEventClaim<'_>) -> bool {
+        let within = |patterns: &[Glob], text: &str| {
+            patterns.is_empty() || patterns.iter().any(|g| g.matches(text))
+        };
+        within(&self.ce_sources, event.source) && within(&self.ce_types, event.r#type)
+    }
+}
+
+/// What a CloudEvent says of itself, for [`Policy::authorize_produce`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloudEventClaim<'a> {
+    pub source: &'a str,
+    pub r#type: &'a str,
 }
 
 impl Allow {
@@ -571,11 +593,7 @@ impl Policy {
         topic: &TopicName,
         action: Action,
     ) -> Decision<'_> {
-        let defined = self
-            .tenants
-            .get(&topic.tenant)
-            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace));
-        if !defined {
+        if !self.defines(topic) {
             return Decision::Deny;
         }
         // `covers` first: it is cheap and rejects most rules outright.
@@ -583,6 +601,35 @@ impl Policy {
             .iter()
             .find(|rule| rule.allow.covers(topic, action) && rule.when.matches(identity))
             .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
+    }
+
+    /// As [`Self::authorize`] for [`Action::Produce`], where every one of
+    /// `cloud_events` (the request's CloudEvents; none for plain events)
+    /// must also be admitted by the rule's `ce_sources` and `ce_types`: the
+    /// first rule allowing the request with all of them decides.
+    pub fn authorize_produce(
+        &self,
+        identity: &Identity,
+        topic: &TopicName,
+        cloud_events: &[CloudEventClaim<'_>],
+    ) -> Decision<'_> {
+        if !self.defines(topic) {
+            return Decision::Deny;
+        }
+        self.rules
+            .iter()
+            .find(|rule| {
+                rule.allow.covers(topic, Action::Produce)
+                    && cloud_events.iter().all(|e| rule.allow.admits(e))
+                    && rule.when.matches(identity)
+            })
+            .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
+    }
+
+    fn defines(&self, topic: &TopicName) -> bool {
+        self.tenants
+            .get(&topic.tenant)
+            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace))
     }
 
     /// As [`Self::authorize`] for [`Action::Consume`], where a durable
@@ -596,11 +643,7 @@ impl Policy {
         topic: &TopicName,
         subscription: Option<&SubscriptionName>,
     ) -> Decision<'_> {
-        let defined = self
-            .tenants
-            .get(&topic.tenant)
-            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace));
-        if !defined {
+        if !self.defines(topic) {
             return Decision::Deny;
         }
         self.rules

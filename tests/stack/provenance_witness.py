@@ -57,13 +57,16 @@ BOUND = [
     ("kp-received-at", "received_at"),
     ("traceparent", "traceparent"),
     ("kp-idempotency-key", "idempotency_key"),
+    ("ce_id", "ce_id"),
+    ("ce_source", "ce_source"),
+    ("ce_type", "ce_type"),
 ]
 REQUIRED_STR = [
     "iss", "event_id", "tenant", "topic", "source_id", "auth_method",
     "auth_issuer", "request_id", "received_at", "traceparent",
     "payload_sha256", "properties_sha256",
 ]
-OPTIONAL_STR = ["service_tag", "key", "idempotency_key"]
+OPTIONAL_STR = ["service_tag", "key", "idempotency_key", "ce_id", "ce_source", "ce_type"]
 B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 

@@ -69,6 +69,15 @@ pub struct Claims {
     pub payload_sha256: String,
     /// [`caller_properties_digest`] of the message's properties.
     pub properties_sha256: String,
+    /// `ce_id`, `ce_source`, `ce_type`: a CloudEvent's identity, as the
+    /// gateway accepted it (checked against the matched rule's `ce_sources`
+    /// and `ce_types`). Absent for events that were not CloudEvents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_type: Option<String>,
 }
 
 /// Reads one claim (`None`: an optional claim that is absent).
@@ -86,6 +95,12 @@ pub const BOUND_PROPERTIES: &[(&str, ClaimOf)] = &[
     ("kp-received-at", |c| Some(&c.received_at)),
     ("traceparent", |c| Some(&c.traceparent)),
     ("kp-idempotency-key", |c| c.idempotency_key.as_deref()),
+    // Caller-sent, and so also under `properties_sha256`; named claims all
+    // the same, so a consumer reads a CloudEvent's verified source and type
+    // from the claims without recomputing the digest.
+    ("ce_id", |c| c.ce_id.as_deref()),
+    ("ce_source", |c| c.ce_source.as_deref()),
+    ("ce_type", |c| c.ce_type.as_deref()),
 ];
 
 /// Whether a property is the caller's (covered by `properties_sha256`)
@@ -181,11 +196,22 @@ mod tests {
             key: None,
             event_time: None,
             idempotency_key: None,
+            ce_id: None,
+            ce_source: None,
+            ce_type: None,
             payload_sha256: payload_digest(b""),
             properties_sha256: caller_properties_digest([]),
         };
         let json = serde_json::to_value(&claims).unwrap();
-        for absent in ["service_tag", "key", "event_time", "idempotency_key"] {
+        for absent in [
+            "service_tag",
+            "key",
+            "event_time",
+            "idempotency_key",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+        ] {
             assert!(json.get(absent).is_none(), "{absent} must be omitted");
         }
         let back: Claims = serde_json::from_value(json).unwrap();

@@ -87,6 +87,13 @@ pub enum ApiError {
     ReadForbidden,
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("{}attribute `{attribute}` {reason}", index.map(|i| format!("CloudEvent [{i}]: ")).unwrap_or_default())]
+    InvalidCloudEvent {
+        /// The item of a batch (0-based).
+        index: Option<usize>,
+        attribute: String,
+        reason: String,
+    },
     #[error(
         "`after` must be earliest, latest or a message id (ledger:entry:partition:batch), as a page's `cursor` gives"
     )]
@@ -299,6 +306,7 @@ impl ApiError {
                 (403, "forbidden", "Forbidden")
             }
             Self::InvalidQuery(_) => (400, "invalid_query", "Invalid query"),
+            Self::InvalidCloudEvent { .. } => (400, "invalid_cloudevent", "Invalid CloudEvent"),
             Self::InvalidCursor => (400, "invalid_cursor", "Invalid cursor"),
             Self::InvalidSubscription(_) => {
                 (400, "invalid_subscription", "Invalid subscription name")
@@ -399,6 +407,15 @@ impl ApiError {
         });
         if let Self::SchemaViolation(violations) = self {
             body["violations"] = json!(violations);
+        }
+        if let Self::InvalidCloudEvent {
+            index, attribute, ..
+        } = self
+        {
+            body["attribute"] = json!(attribute);
+            if let Some(i) = index {
+                body["index"] = json!(i);
+            }
         }
         if let Some(results) = results {
             body["results"] = json!(results);

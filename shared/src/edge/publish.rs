@@ -22,7 +22,7 @@ use crate::edge::kong::{HttpRequest, ProxyResponse, parse_request};
 use crate::edge::problem::{ApiError, Violation};
 use crate::http::Headers;
 use crate::identity::{Authenticator, Identity};
-use crate::policy::{Action, Decision, Policy};
+use crate::policy::{Decision, Policy};
 use crate::provenance::Signer;
 use crate::pulsar::broker::{MessageId, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
@@ -32,8 +32,10 @@ use crate::telemetry::{Audit, Operation};
 use super::idempotency::{IdempotencyCache, Replay};
 use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
 
+pub mod cloudevents;
 mod envelope;
 
+use cloudevents::CloudEvent;
 pub use envelope::Envelope;
 use envelope::request_fingerprint;
 
@@ -73,10 +75,14 @@ pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// topic's schema when the policy gives one.
 #[derive(Debug)]
 pub struct Events {
-    /// One payload per event, as sent (the bytes of the body or of its line).
+    /// One payload per event, as sent (the bytes of the body or of its line,
+    /// or a CloudEvent's `data`).
     pub payloads: Vec<Vec<u8>>,
-    /// The body was NDJSON: the response is a batch, however short.
+    /// The body was a batch (NDJSON or CloudEvents): the response is a
+    /// batch, however short.
     pub ndjson: bool,
+    /// The CloudEvents, one per payload, when the request carried them.
+    pub cloud: Vec<CloudEvent>,
 }
 
 impl Publisher {
@@ -238,7 +244,12 @@ impl Publisher {
         // Kept in the audit record and borrowed back: the claims are not copied.
         let identity = &*audit.identity.insert(identity);
 
-        let rule = match self.policy.authorize(identity, &topic, Action::Produce) {
+        // Decoded before the policy is asked: a CloudEvent's source and type
+        // are part of the question. The schema is checked only after it
+        // said yes (its violations describe the schema).
+        let decoded = self.decode(request)?;
+        let claims: Vec<_> = decoded.cloud.iter().map(CloudEvent::claim).collect();
+        let rule = match self.policy.authorize_produce(identity, &topic, &claims) {
             Decision::Allow { rule } => rule.to_owned(),
             Decision::Deny => {
                 audit.decision = Some("deny");
@@ -255,10 +266,16 @@ impl Publisher {
         let Events {
             payloads: events,
             ndjson,
-        } = self.parse_events(request, &topic)?;
+            cloud,
+        } = self.check_schema(decoded, &topic)?;
         audit.events = events.len();
 
-        let idempotency_key = envelope.idempotency_key.clone();
+        // Without an Idempotency-Key, a CloudEvent's source + id is one (the
+        // spec makes the pair unique): retries keep their kp-event-id.
+        let idempotency_key = envelope
+            .idempotency_key
+            .clone()
+            .or_else(|| cloud_request_key(&cloud));
         // The body is hashed only when there is a key to compare it under.
         let claim = match &idempotency_key {
             // Bounded: a concurrent attempt under the same key is waited for.
@@ -299,7 +316,15 @@ impl Publisher {
         let mut messages = Vec::with_capacity(events.len());
         let mut event_ids = Vec::with_capacity(events.len());
         for (index, payload) in events.into_iter().enumerate() {
-            let event_id = event_id(identity, idempotency_key.as_deref(), batch.then_some(index));
+            let ce = cloud.get(index);
+            let event_id = match ce {
+                // Each CloudEvent's own pair: the same event keeps its id in
+                // whatever batch it is sent again.
+                Some(ce) if envelope.idempotency_key.is_none() => {
+                    event_id(identity, Some(&cloud_event_key(ce)), None)
+                }
+                _ => event_id(identity, idempotency_key.as_deref(), batch.then_some(index)),
+            };
             let mut message = envelope.message(
                 payload,
                 identity,
@@ -308,6 +333,11 @@ impl Publisher {
                 &received_at,
                 &event_id,
             );
+            if let Some(ce) = ce {
+                message.properties.extend(ce.properties());
+                message.key = ce.partition_key().map(str::to_owned);
+                message.event_time_ms = ce.time.as_ref().map(|(_, ms)| *ms);
+            }
             if let Some(keys) = &keys {
                 keys.seal(&full_topic, &mut message, now.timestamp())?;
             }
@@ -373,17 +403,44 @@ impl Publisher {
         Ok(response)
     }
 
-    /// Parses the body into events (one, or one per NDJSON line) and checks
-    /// each against the topic's schema; nothing is sent unless all pass.
-    /// Also says whether the body was NDJSON (a batch, however short).
+    /// Parses the body into events (one, one per NDJSON line, or
+    /// CloudEvents) and checks each against the topic's schema; nothing is
+    /// sent unless all pass.
     pub fn parse_events(
         &self,
         request: &HttpRequest,
         topic: &TopicName,
     ) -> Result<Events, ApiError> {
+        self.check_schema(self.decode(request)?, topic)
+    }
+
+    /// The body as events, before any policy question: CloudEvents checked
+    /// whole, plain JSON left to [`Self::check_schema`] (one parse).
+    fn decode(&self, request: &HttpRequest) -> Result<Events, ApiError> {
         let media_type = media_type(&request.headers);
-        let raw: Vec<(Option<usize>, &[u8])> = match media_type.as_str() {
-            "application/json" => vec![(None, request.body.as_slice())],
+        if let Some(mode) = cloudevents::mode(&media_type, &request.headers)? {
+            let cloud =
+                cloudevents::parse(request, mode, self.limits.max_batch, &self.limits.metadata)?;
+            let line = |i| (mode == cloudevents::Mode::Batch).then_some(i);
+            for (i, event) in cloud.iter().enumerate() {
+                // Data that says it is JSON must be.
+                if event.json_data() && !event.data.is_empty() {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).map_err(
+                        |source| ApiError::InvalidJson {
+                            line: line(i),
+                            source,
+                        },
+                    )?;
+                }
+            }
+            return Ok(Events {
+                payloads: cloud.iter().map(|e| e.data.clone()).collect(),
+                ndjson: mode == cloudevents::Mode::Batch,
+                cloud,
+            });
+        }
+        let payloads: Vec<Vec<u8>> = match media_type.as_str() {
+            "application/json" => vec![request.body.clone()],
             "application/x-ndjson" => {
                 let lines: Vec<&[u8]> = request
                     .body
@@ -405,39 +462,62 @@ impl Publisher {
                         self.limits.max_batch
                     )));
                 }
-                lines
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (Some(i), *l))
-                    .collect()
+                lines.iter().map(|l| l.to_vec()).collect()
             }
             "" => return Err(ApiError::UnsupportedMediaType("(none)".into())),
             other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
         };
-        let schema = self.policy.schema_for(topic);
+        Ok(Events {
+            payloads,
+            ndjson: media_type == "application/x-ndjson",
+            cloud: Vec::new(),
+        })
+    }
+
+    /// Checks that every plain event is JSON and every event meets the
+    /// topic's schema, if it has one (one parse per event either way).
+    fn check_schema(&self, events: Events, topic: &TopicName) -> Result<Events, ApiError> {
+        let Some(schema) = self.policy.schema_for(topic) else {
+            if events.cloud.is_empty() {
+                for (i, bytes) in events.payloads.iter().enumerate() {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|source| {
+                        ApiError::InvalidJson {
+                            line: events.ndjson.then_some(i),
+                            source,
+                        }
+                    })?;
+                }
+            }
+            return Ok(events);
+        };
         let mut violations = Vec::new();
-        let mut events = Vec::with_capacity(raw.len());
-        for (line, bytes) in raw {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|source| ApiError::InvalidJson { line, source })?;
-            if let Some(schema) = schema
-                && let Err(found) = schema.validate(&value)
-            {
+        for (i, bytes) in events.payloads.iter().enumerate() {
+            let index = events.ndjson.then_some(i);
+            if events.cloud.get(i).is_some_and(|e| !e.json_data()) {
+                violations.push(Violation {
+                    index,
+                    pointer: String::new(),
+                    message: "the topic has a schema, so data must be JSON".into(),
+                });
+                continue;
+            }
+            let value: Value =
+                serde_json::from_slice(bytes).map_err(|source| ApiError::InvalidJson {
+                    line: index,
+                    source,
+                })?;
+            if let Err(found) = schema.validate(&value) {
                 violations.extend(found.into_iter().map(|v| Violation {
-                    index: line,
+                    index,
                     pointer: v.pointer,
                     message: v.message,
                 }));
             }
-            events.push(bytes.to_vec());
         }
         if !violations.is_empty() {
             return Err(ApiError::SchemaViolation(violations));
         }
-        Ok(Events {
-            payloads: events,
-            ndjson: media_type == "application/x-ndjson",
-        })
+        Ok(events)
     }
 }
 
@@ -521,6 +601,33 @@ pub fn route(request: &HttpRequest) -> Result<Route, ApiError> {
     // and policy kept for the topic's base name.
     topic.check_publishable()?;
     Ok(Route::Publish(topic))
+}
+
+/// The idempotency key a CloudEvent stands for: its source and id,
+/// length-prefixed and hashed (printable, bounded, whatever they hold).
+fn cloud_event_key(event: &CloudEvent) -> String {
+    let mut h = Sha256::new();
+    for part in [&event.source, &event.id] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("ce:{}", hex::encode(h.finalize()))
+}
+
+/// The request's key when it is CloudEvents and names none: the events'
+/// keys in order (one event: its own).
+fn cloud_request_key(events: &[CloudEvent]) -> Option<String> {
+    match events {
+        [] => None,
+        [one] => Some(cloud_event_key(one)),
+        many => {
+            let mut h = Sha256::new();
+            for key in many.iter().map(cloud_event_key) {
+                h.update(key.as_bytes());
+            }
+            Some(format!("ce-batch:{}", hex::encode(h.finalize())))
+        }
+    }
 }
 
 /// A fresh UUIDv7, or — with an idempotency key — a UUIDv8 derived from the

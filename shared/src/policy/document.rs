@@ -157,6 +157,10 @@ pub(super) struct AllowDoc {
     pub actions: Vec<Action>,
     #[serde(default)]
     pub subscriptions: Vec<String>,
+    #[serde(default)]
+    pub ce_sources: Vec<String>,
+    #[serde(default)]
+    pub ce_types: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

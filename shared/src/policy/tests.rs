@@ -313,11 +313,11 @@ fn the_shipped_example_and_demo_policies_parse() {
         .tenant(&PulsarName::parse("analytics", "tenant").unwrap())
         .unwrap();
     assert_eq!(analytics.rotate_before, Duration::from_secs(7 * 86_400 / 4));
-    assert_eq!(policy.rules().len(), 3);
+    assert_eq!(policy.rules().len(), 4);
 
     let demo = Policy::from_str(DEMO, None).unwrap();
     assert!(demo.iam().is_none());
-    assert_eq!(demo.rules().len(), 1);
+    assert_eq!(demo.rules().len(), 2);
 }
 
 #[test]
@@ -1241,4 +1241,80 @@ fn subscription_names_refuse_reserved_and_illegal_names() {
         SubscriptionName::parse("team-a.main").unwrap().as_str(),
         "team-a.main"
     );
+}
+
+#[test]
+fn cloud_events_must_say_what_the_rule_lets_them_say() {
+    let text = format!(
+        "{BASE}rules:\n  - name: checkout\n    when: {{ issuer: \"{OIDC_ISSUER}\", groups_any: [checkout] }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce], ce_sources: [\"urn:checkout:*\"], ce_types: [\"com.example.order.*\"] }}\n  - name: anyone-plain\n    when: {{ any: true }}\n    allow: {{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce], ce_types: [\"never\"] }}\n"
+    );
+    let policy = Policy::from_str(&text, None).unwrap();
+    let ce = |source, r#type| CloudEventClaim { source, r#type };
+    for (case, events, expected) in [
+        ("a plain event", vec![], Some("checkout")),
+        (
+            "its own source and type",
+            vec![ce("urn:checkout:web", "com.example.order.created")],
+            Some("checkout"),
+        ),
+        (
+            "another service's source",
+            vec![ce("urn:billing:web", "com.example.order.created")],
+            None,
+        ),
+        (
+            "a type outside the patterns",
+            vec![ce("urn:checkout:web", "com.example.refund")],
+            None,
+        ),
+        (
+            "one bad event of a batch",
+            vec![
+                ce("urn:checkout:a", "com.example.order.x"),
+                ce("urn:billing", "com.example.order.x"),
+            ],
+            None,
+        ),
+        (
+            "a prefix is not a match",
+            vec![ce("urn:checkout", "com.example.order.x")],
+            None,
+        ),
+    ] {
+        let decision = policy.authorize_produce(&oidc_identity(), &orders(), &events);
+        let expected = expected.map_or(Decision::Deny, |rule| Decision::Allow { rule });
+        assert_eq!(decision, expected, "{case}");
+    }
+    // A rule without patterns admits any CloudEvent.
+    let open = Policy::from_str(
+        &rule_allowing(
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce] }",
+        ),
+        None,
+    )
+    .unwrap();
+    assert!(
+        open.authorize_produce(&oidc_identity(), &orders(), &[ce("anything", "at all")])
+            .is_allowed()
+    );
+    for (allow, needle) in [
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [consume], ce_sources: [a] }",
+            "add produce to actions",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce], ce_types: [\"a b\"] }",
+            "space",
+        ),
+        (
+            "{ tenant: payments, namespaces: [orders], topics: [\"*\"], actions: [produce], ce_sources: [\"\"] }",
+            "empty",
+        ),
+    ] {
+        let (message, _) = failure(&rule_allowing(allow));
+        assert!(
+            message.contains(needle),
+            "{allow}: {needle:?} not in {message}"
+        );
+    }
 }

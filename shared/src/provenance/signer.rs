@@ -184,6 +184,9 @@ impl SigningKeys {
             key: message.key.clone().filter(|k| !k.is_empty()),
             event_time: message.event_time_ms.filter(|t| *t != 0),
             idempotency_key: property("kp-idempotency-key"),
+            ce_id: property("ce_id"),
+            ce_source: property("ce_source"),
+            ce_type: property("ce_type"),
             payload_sha256: payload_digest(&message.payload),
             properties_sha256: caller_properties_digest(
                 message

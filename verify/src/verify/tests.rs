@@ -83,6 +83,9 @@ fn claims_for(properties: &HashMap<String, String>) -> Claims {
         key: Some("order-1001".into()),
         event_time: Some(1_764_633_600_123),
         idempotency_key: None,
+        ce_id: None,
+        ce_source: None,
+        ce_type: None,
         payload_sha256: payload_digest(PAYLOAD),
         properties_sha256: caller_properties_digest(
             properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),

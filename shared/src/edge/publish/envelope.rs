@@ -72,7 +72,12 @@ impl Envelope {
                 }
                 .into());
             }
-            if property.starts_with("kp-") || property == "traceparent" {
+            // ce_* are a CloudEvent's attributes, which the policy checks
+            // (ce_sources, ce_types): not for a caller to set by hand.
+            if property.starts_with("kp-")
+                || property.starts_with("ce_")
+                || property == "traceparent"
+            {
                 return Err(ApiError::ReservedProperty(property.to_owned()));
             }
             if value.len() > limits.max_property_value_bytes {
@@ -216,6 +221,14 @@ pub(super) fn request_fingerprint(
         None => field(b"-"),
     }
     let mut properties: Vec<_> = envelope.properties.iter().collect();
+    // A binary-mode CloudEvent's attributes are headers, not body.
+    let ce_headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("ce-"))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    properties.extend(ce_headers.iter());
     properties.sort();
     field(&properties.len().to_be_bytes());
     for (name, value) in properties {

@@ -279,12 +279,43 @@ fn build_allow(
     for (i, pattern) in doc.subscriptions.iter().enumerate() {
         subscriptions.push(subscription_pattern(pattern, &subscriptions_path.index(i))?);
     }
+    let mut ce = [Vec::new(), Vec::new()];
+    for (patterns, field, out) in [
+        (&doc.ce_sources, "ce_sources", 0),
+        (&doc.ce_types, "ce_types", 1),
+    ] {
+        let field_path = path.key(field);
+        if !patterns.is_empty() && !actions.contains(Action::Produce) {
+            return problem(
+                field_path,
+                format!(
+                    "{field} constrain what a produce rule publishes; add produce to actions or remove {field}"
+                ),
+            );
+        }
+        for (i, pattern) in patterns.iter().enumerate() {
+            // Sources are URI-references and types free strings: any
+            // printable text is a pattern, nothing else could ever match.
+            if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_graphic()) {
+                return problem(
+                    field_path.index(i),
+                    format!(
+                        "{field} pattern {pattern:?} is empty or holds a space or non-ASCII character"
+                    ),
+                );
+            }
+            ce[out].push(Glob::new(pattern));
+        }
+    }
+    let [ce_sources, ce_types] = ce;
     Ok(Allow {
         tenant: tenant_name,
         namespaces,
         topics,
         actions,
         subscriptions,
+        ce_sources,
+        ce_types,
     })
 }
 

@@ -230,6 +230,9 @@ rules:
   - name: iam-role-produces-a
     when: {{ auth_method: iam, iam_arn: "arn:aws:iam::{IAM_ACCOUNT}:role/{iam_role}" }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
+  - name: ce-checkout-produces-a
+    when: {{ issuer: "{issuer}", groups_any: [ce-checkout] }}
+    allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce], ce_sources: ["urn:checkout:*"], ce_types: ["com.example.order.*"] }}
   - name: checkout-reads-a
     when: {{ issuer: "{issuer}", groups_any: [checkout] }}
     allow: {{ tenant: {tenant_a}, namespaces: [orders, ungranted], topics: ["*"], actions: [consume], subscriptions: ["checkout-*"] }}

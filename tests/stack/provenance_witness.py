@@ -8,10 +8,11 @@ mistake shared by our signer and our verifier does not go unseen.
 
 Prints one JSON line per message:
   {"messageId", "topic", "publishTime", "eventId", "verified": true,
-   "sourceId", "serviceTag", "authMethod", "authIssuer", "kid"}
+   "sourceId", "serviceTag", "authMethod", "authIssuer", "kid", ...}
   {"messageId", "topic", "publishTime", "eventId", "verified": false,
-   "code", "reason"}
-with the same codes as kong-pulsar-verify.
+   "code", "reason", ...}
+with the same codes as kong-pulsar-verify; "..." is what the client read:
+"properties", "payloadBase64", "key", "eventTimestamp".
 
 Exit status: 0 when <count> messages were read, 3 when fewer arrived within
 <timeout-seconds>, 2 on bad usage.
@@ -256,6 +257,8 @@ def judge(msg, jwks, expected_iss):
         serviceTag=claims.get("service_tag"),
         authMethod=claims["auth_method"],
         authIssuer=claims["auth_issuer"],
+        ceSource=claims.get("ce_source"),
+        ceType=claims.get("ce_type"),
         kid=kid,
     )
     return line
@@ -284,7 +287,13 @@ def main(argv):
         except pulsar.Timeout:
             break
         read += 1
-        print(json.dumps(judge(msg, jwks, expected_iss)), flush=True)
+        line = judge(msg, jwks, expected_iss)
+        # What the C++ client read, for tests that check the message itself.
+        line["properties"] = dict(msg.properties())
+        line["payloadBase64"] = base64.b64encode(msg.data()).decode()
+        line["key"] = msg.partition_key()
+        line["eventTimestamp"] = msg.event_timestamp()
+        print(json.dumps(line), flush=True)
     reader.close()
     client.close()
     return 0 if read == count else 3

@@ -271,11 +271,12 @@ impl Publisher {
         audit.events = events.len();
 
         // Without an Idempotency-Key, a CloudEvent's source + id is one (the
-        // spec makes the pair unique): retries keep their kp-event-id.
-        let idempotency_key = envelope
-            .idempotency_key
-            .clone()
-            .or_else(|| cloud_request_key(&cloud));
+        // spec makes the pair unique): retries keep their kp-event-id. The
+        // same event sent to another topic is not a retry, so its replay
+        // slot is per topic (its event id is not).
+        let idempotency_key = envelope.idempotency_key.clone().or_else(|| {
+            cloud_request_key(&cloud).map(|key| format!("{key}@{topic}"))
+        });
         // The body is hashed only when there is a key to compare it under.
         let claim = match &idempotency_key {
             // Bounded: a concurrent attempt under the same key is waited for.

@@ -5,6 +5,7 @@
 
 mod broker_auth;
 mod certificates;
+mod cloudevents;
 mod consume;
 mod demo_seed;
 mod deploy_artifacts;

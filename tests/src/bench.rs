@@ -1,8 +1,9 @@
 //! What the benches in `tests/benches/` share: the run mode (`--quick`), the
 //! clocks and statistics they report with, and [`Fixture`], one tenant on the
 //! running stack that a publisher (in-process or a spawned `publish` binary)
-//! and a bare pulsar-rs client both publish to, so every ratio compares the
-//! two on the same broker, topic and payload in the same run.
+//! and a bare pulsar-rs client both publish to (and a [`Reader`] and a bare
+//! reader both read from), so every ratio compares the two on the same
+//! broker, topic and payload in the same run.
 //!
 //! Results go to stderr (stdout carries the handler's EMF lines); a target
 //! that is missed prints MISS and never fails the run.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kong_pulsar::config::Config;
+use kong_pulsar::edge::consume::Reader;
 use kong_pulsar::edge::publish::Publisher;
 use kong_pulsar::pulsar::broker::{Broker, Timeouts};
 use kong_pulsar::secrets::SecretValue;
@@ -31,6 +33,8 @@ pub const NAMESPACE: &str = "orders";
 pub const TOPIC: &str = "order-created";
 /// Test-issuer tokens live five minutes: benches sign a fresh one this often.
 pub const CALLS_PER_TOKEN: usize = 250;
+/// The durable subscriptions the fixture's consume rule allows (`bench-*`).
+pub const SUBSCRIPTIONS: &str = "bench-*";
 
 /// `--quick` on the command line (cargo passes `--bench` too; anything else
 /// is ignored).
@@ -38,9 +42,10 @@ pub fn quick() -> bool {
     std::env::args().skip(1).any(|a| a == "--quick")
 }
 
-/// One tenant with a produce grant, its token secret in moto, an RS256 test
-/// issuer whose group `checkout` may produce to it, and a seeded provenance
-/// key set (`KeySet::first`), so a publisher can run with or without
+/// One tenant with produce and consume grants, its token secret in moto, an
+/// RS256 test issuer whose group `checkout` may produce to it and read it
+/// (cursor reads, and the [`SUBSCRIPTIONS`]), and a seeded provenance key
+/// set (`KeySet::first`), so a publisher can run with or without
 /// `provenance:` against the same topic.
 pub struct Fixture {
     pub tenant: String,
@@ -65,9 +70,9 @@ impl Fixture {
             .await
             .expect("namespace");
         admin
-            .grant(&tenant, NAMESPACE, &role, &["produce"])
+            .grant(&tenant, NAMESPACE, &role, &["produce", "consume"])
             .await
-            .expect("grant produce");
+            .expect("grant produce and consume");
         let token_secret = format!("kong-pulsar/tokens/{tenant}");
         let expires =
             chrono::DateTime::from_timestamp((unix_now() + 3600) as i64, 0).expect("a valid time");
@@ -104,8 +109,9 @@ impl Fixture {
         }
     }
 
-    /// The policy: the issuer, the tenant with a schema on the topic, one
-    /// rule, and `provenance:` when `signed`.
+    /// The policy: the issuer, the tenant with a schema on the topic, a
+    /// produce rule and a consume rule (after it, so a publish decision
+    /// matches the first rule as before), and `provenance:` when `signed`.
     pub fn policy(&self, signed: bool) -> String {
         self.policy_with(signed, &[])
     }
@@ -163,6 +169,9 @@ rules:
   - name: checkout-produces
     when: {{ issuer: "{iss}", groups_any: [checkout] }}
     allow: {{ tenant: {tenant}, namespaces: [{NAMESPACE}], topics: ["*"], actions: [produce] }}
+  - name: checkout-consumes
+    when: {{ issuer: "{iss}", groups_any: [checkout] }}
+    allow: {{ tenant: {tenant}, namespaces: [{NAMESPACE}], topics: ["*"], actions: [consume], subscriptions: ["{SUBSCRIPTIONS}"] }}
 {provenance}"#,
             iss = self.issuer.issuer(),
             tenant = self.tenant,
@@ -197,6 +206,19 @@ rules:
         })
         .expect("a valid configuration");
         Publisher::build(&config, &stack().aws_config().await).expect("the publisher builds")
+    }
+
+    /// A reader built in this process from [`Self::function_env`] without
+    /// `provenance:` (so it needs no key set URL), as the consume
+    /// function's `main` builds it: every message's verdict is
+    /// `not_configured`, rendered but not checked.
+    pub async fn reader(&self) -> Reader {
+        let env = self.function_env(false);
+        let config = Config::from_lookup(|name| {
+            env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        })
+        .expect("a valid configuration");
+        Reader::build(&config, &stack().aws_config().await).expect("the reader builds")
     }
 
     /// A fresh caller token (RS256, group `checkout`), valid five minutes.

@@ -243,7 +243,9 @@ async fn hostile_cloudevents_are_refused_and_publish_nothing() {
         h.push((name, value));
         h
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // (case, headers, body, status, code)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no id",
             st.to_vec(),

@@ -274,9 +274,10 @@ impl Publisher {
         // spec makes the pair unique): retries keep their kp-event-id. The
         // same event sent to another topic is not a retry, so its replay
         // slot is per topic (its event id is not).
-        let idempotency_key = envelope.idempotency_key.clone().or_else(|| {
-            cloud_request_key(&cloud).map(|key| format!("{key}@{topic}"))
-        });
+        let idempotency_key = envelope
+            .idempotency_key
+            .clone()
+            .or_else(|| cloud_request_key(&cloud).map(|key| format!("{key}@{topic}")));
         // The body is hashed only when there is a key to compare it under.
         let claim = match &idempotency_key {
             // Bounded: a concurrent attempt under the same key is waited for.

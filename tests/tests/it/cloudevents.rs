@@ -486,3 +486,22 @@ async fn a_retry_of_the_same_source_and_id_publishes_once_and_keeps_its_event_id
     );
     assert_ne!(event_ids[1], event_ids[2]);
 }
+
+#[tokio::test]
+async fn every_shipped_cloudevents_sample_publishes_through_the_function() {
+    use kp_tests::app::sample_event;
+    let app = PublishApp::spawn().await;
+    let token = app.token("svc", &["checkout"]);
+    for (name, events) in [
+        ("publish-kong-ce-binary.json", 1),
+        ("publish-kong-ce-structured.json", 1),
+        ("publish-kong-ce-batch.json", 2),
+    ] {
+        let r = app.call(&sample_event(name, &app.tenant_a, &token)).await;
+        assert_eq!(r.status, 202, "{name}: {:?}", r.body);
+        let results = r.body["results"].as_array().map_or(1, Vec::len);
+        assert_eq!(results, events, "{name}");
+    }
+    let full = app.topic(&app.tenant_a, "orders", "order-created");
+    assert_eq!(app.stored(&full).await, 4);
+}

@@ -668,6 +668,28 @@ fn every_sample_event_is_recognised_by_its_function() {
                         "publish",
                         "{name}"
                     );
+                    // CloudEvents samples are valid events of their mode.
+                    use kong_pulsar::edge::publish::cloudevents::{self, Mode};
+                    let media = request
+                        .headers
+                        .get("content-type")
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let mode = cloudevents::mode(&media, &request.headers)
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let expected = [
+                        ("-ce-binary", Mode::Binary),
+                        ("-ce-structured", Mode::Structured),
+                        ("-ce-batch", Mode::Batch),
+                    ]
+                    .into_iter()
+                    .find(|(part, _)| name.contains(part))
+                    .map(|(_, mode)| mode);
+                    assert_eq!(mode, expected, "{name}");
+                    if let Some(mode) = mode {
+                        cloudevents::parse(&request, mode, 500, &Default::default())
+                            .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    }
                 }
                 Err(PayloadError::Legacy) => {
                     assert!(

@@ -13,6 +13,11 @@
 //!   ([`query`] has every parameter);
 //! * `GET …?subscription=<name>` — a durable Shared subscription read;
 //! * `POST …/events/{tenant}/{namespace}/{topic}/acks` — acknowledgements.
+//!
+//! A read answers the page (`application/json`) or, when `Accept` asks for
+//! it, the same messages as a CloudEvents batch ([`accept`],
+//! [`cloudevents`]): one shaping (provenance, the byte cap, the cursor) for
+//! both, only the rendering of a message differs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,8 +44,11 @@ use crate::telemetry::{Audit, Operation};
 
 use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
 
+pub mod accept;
+pub mod cloudevents;
 pub mod query;
 
+use accept::{CLOUDEVENTS_BATCH, Format};
 use query::{AckBody, Mode, ReadQuery};
 
 /// A page's own fields, generously (the topic, counted apart, aside): the
@@ -216,11 +224,14 @@ impl Reader {
         // The request is parsed whole before any credential is checked: a
         // malformed one costs no JWKS or STS round trip.
         let action = match route {
-            Route::Read(_) => Action::Read(ReadQuery::parse(&request.query)?),
+            Route::Read(_) => Action::Read(
+                ReadQuery::parse(&request.query)?,
+                accept::negotiate(&request.headers)?,
+            ),
             Route::Acknowledge(_) => Action::Acknowledge(AckBody::parse(&request)?),
         };
         let subscription = match &action {
-            Action::Read(q) => match &q.mode {
+            Action::Read(q, _) => match &q.mode {
                 Mode::Subscription(s) => Some(s),
                 Mode::Cursor(_) => None,
             },
@@ -252,7 +263,10 @@ impl Reader {
         };
         let budget = budget.saturating_sub(DEADLINE_MARGIN + SHAPING_RESERVE);
         match action {
-            Action::Read(query) => self.read(credentials, &topic, query, budget, audit).await,
+            Action::Read(query, format) => {
+                self.read(credentials, &topic, query, format, budget, audit)
+                    .await
+            }
             Action::Acknowledge(body) => {
                 self.readers
                     .acknowledge(
@@ -280,6 +294,7 @@ impl Reader {
         credentials: TenantCredentials<'_>,
         topic: &TopicName,
         query: ReadQuery,
+        format: Format,
         budget: Duration,
         audit: &mut AuditState,
     ) -> Result<ProxyResponse, ApiError> {
@@ -312,7 +327,7 @@ impl Reader {
         };
         let full_topic = topic.to_string();
         let shaped = self
-            .shape(&full_topic, delivered, query.require_provenance)
+            .shape(&full_topic, delivered, query.require_provenance, format)
             .await?;
         audit.events = shaped.messages.len();
         audit.message_id = shaped.first_id.map(|id| {
@@ -329,16 +344,34 @@ impl Reader {
             Mode::Subscription(s) => Some(s.as_str()),
             Mode::Cursor(_) => None,
         };
-        Ok(ProxyResponse::json(
-            200,
-            &Page {
-                topic: &full_topic,
-                subscription,
-                messages: shaped.messages,
-                cursor,
-                dropped: query.require_provenance.then_some(shaped.dropped),
-            },
-        ))
+        let response = match format {
+            Format::Page => ProxyResponse::json(
+                200,
+                &Page {
+                    topic: &full_topic,
+                    subscription,
+                    messages: shaped.messages,
+                    cursor,
+                    dropped: query.require_provenance.then_some(shaped.dropped),
+                },
+            ),
+            // The batch format is a bare array: what the page says beside
+            // its messages travels in headers (the dropped ones by count
+            // only, so the header stays small whatever a page dropped).
+            Format::CloudEvents => {
+                let mut response = ProxyResponse::json(200, &shaped.messages)
+                    .with_header("content-type", CLOUDEVENTS_BATCH);
+                if let Some(cursor) = cursor {
+                    response = response.with_header("kp-cursor", cursor);
+                }
+                if query.require_provenance {
+                    response = response.with_header("kp-dropped", shaped.dropped.len().to_string());
+                }
+                response
+            }
+        };
+        // One URL, two bodies: a cache must key on Accept.
+        Ok(response.with_header("vary", "accept"))
     }
 
     /// Verifies each message and renders it, stopping before the response
@@ -348,6 +381,7 @@ impl Reader {
         topic: &str,
         delivered: Vec<Delivered>,
         require_provenance: bool,
+        format: Format,
     ) -> Result<Shaped, ApiError> {
         let mut shaped = Shaped::default();
         let mut used = PAGE_OVERHEAD + 2 * topic.len();
@@ -377,12 +411,13 @@ impl Reader {
                 continue;
             }
             // Rendered whole unless it could not fit even an empty page.
-            let rendered = render(
-                &message,
-                verdict,
-                self.max_response_bytes
-                    .saturating_sub(PAGE_OVERHEAD + 2 * topic.len()),
-            );
+            let room = self
+                .max_response_bytes
+                .saturating_sub(PAGE_OVERHEAD + 2 * topic.len());
+            let rendered = match format {
+                Format::Page => render(&message, verdict, room),
+                Format::CloudEvents => cloudevents::render(&message, topic, &verdict, room),
+            };
             let cost = escaped_len(rendered.get());
             if used + cost > self.max_response_bytes && !shaped.messages.is_empty() {
                 break;
@@ -397,7 +432,7 @@ impl Reader {
 }
 
 enum Action {
-    Read(ReadQuery),
+    Read(ReadQuery, Format),
     Acknowledge(AckBody),
 }
 

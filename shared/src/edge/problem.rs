@@ -119,6 +119,13 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("unsupported content type {0:?}")]
     UnsupportedMediaType(String),
+    /// The read route answers `application/json` or
+    /// `application/cloudevents-batch+json`, and `Accept` allows neither.
+    #[error(
+        "this route answers application/json or application/cloudevents-batch+json, and the \
+         Accept header allows neither"
+    )]
+    NotAcceptable,
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("the body is not valid JSON{}", line.map(|l| format!(" (line {})", l + 1)).unwrap_or_default())]
@@ -317,6 +324,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => {
                 (415, "unsupported_media_type", "Unsupported media type")
             }
+            Self::NotAcceptable => (406, "not_acceptable", "Not acceptable"),
             Self::InvalidJson { .. } => (400, "invalid_json", "Invalid JSON"),
             Self::SchemaViolation(_) => (422, "schema_violation", "Schema violation"),
             Self::ReservedProperty(_) => (400, "reserved_property", "Reserved property"),

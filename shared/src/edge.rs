@@ -10,12 +10,19 @@
 //!
 //! [`Headers`]: crate::http::Headers
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::identity::Authenticator;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+
 use crate::identity::iam::{IamConfig, IamVerifier};
 use crate::identity::oidc::{IssuerConfig, OidcVerifier, VerifierOptions};
+use crate::identity::{Authenticator, Identity};
 use crate::policy::Policy;
+use crate::pulsar::topic::TopicName;
+use crate::telemetry::{Audit, Operation};
+use kong::ProxyResponse;
+use problem::ApiError;
 
 pub mod consume;
 pub mod idempotency;
@@ -65,6 +72,68 @@ fn authenticator(policy: &Policy) -> Result<Authenticator, StartupError> {
         iam,
         policy.kong_trusted(),
     ))
+}
+
+/// What a request revealed about itself on its way through a handler, for
+/// its one audit line (whatever became of it).
+#[derive(Default)]
+struct AuditState {
+    request_id: Option<String>,
+    identity: Option<Identity>,
+    topic: Option<TopicName>,
+    decision: Option<&'static str>,
+    rule: Option<String>,
+    message_id: Option<String>,
+    events: usize,
+}
+
+impl AuditState {
+    /// The response to `result` (a problem for an error, its cause logged
+    /// when it is the server's), after writing the audit line.
+    fn finish(
+        self,
+        operation: Operation,
+        event: &LambdaEvent<Value>,
+        started: Instant,
+        result: Result<ProxyResponse, ApiError>,
+    ) -> ProxyResponse {
+        let request_id = self
+            .request_id
+            .unwrap_or_else(|| event.context.request_id.clone());
+        let error_code = result.as_ref().err().map(ApiError::code);
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if matches!(err.status().0, 500..) {
+                    tracing::error!(
+                        request_id,
+                        operation = operation.name(),
+                        error = %err,
+                        cause = ?std::error::Error::source(&err),
+                        "request failed"
+                    );
+                }
+                err.to_response(&request_id)
+            }
+        };
+        Audit {
+            operation,
+            request_id: &request_id,
+            principal: self.identity.as_ref().map(|i| i.principal.as_str()),
+            auth_method: self.identity.as_ref().map(|i| i.method.as_str()),
+            tenant: self.topic.as_ref().map(|t| t.tenant.as_str()),
+            namespace: self.topic.as_ref().map(|t| t.namespace.as_str()),
+            topic: self.topic.as_ref().map(|t| t.topic.as_str()),
+            decision: self.decision,
+            rule: self.rule.as_deref(),
+            message_id: self.message_id,
+            events: self.events,
+            error_code,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+        .emit();
+        response
+    }
 }
 
 /// Safety margin kept before the Lambda deadline so the function answers 504

@@ -77,7 +77,8 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn name(self) -> &'static str {
+    /// `publish` or `consume`: the audit line's message.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Publish => "publish",
             Self::Consume => "consume",

@@ -27,10 +27,10 @@ use crate::provenance::Signer;
 use crate::pulsar::broker::{MessageId, TenantBrokers, TenantCredentials, Timeouts};
 use crate::pulsar::topic::TopicName;
 use crate::secrets::{CachedSecrets, SecretSource, SecretsManager};
-use crate::telemetry::{Audit, Operation};
+use crate::telemetry::Operation;
 
 use super::idempotency::{IdempotencyCache, Replay};
-use super::{DEADLINE_MARGIN, StartupError, authenticator, budget};
+use super::{AuditState, DEADLINE_MARGIN, StartupError, authenticator, budget};
 
 pub mod cloudevents;
 mod envelope;
@@ -156,37 +156,7 @@ impl Publisher {
         let budget = budget(event.context.deadline);
         let mut audit = AuditState::default();
         let result = self.serve(&event, budget, &mut audit).await;
-        let request_id = audit
-            .request_id
-            .clone()
-            .unwrap_or_else(|| event.context.request_id.clone());
-        let error_code = result.as_ref().err().map(ApiError::code);
-        let response = match result {
-            Ok(response) => response,
-            Err(err) => {
-                if matches!(err.status().0, 500..) {
-                    tracing::error!(request_id, error = %err, cause = ?std::error::Error::source(&err), "publish failed");
-                }
-                err.to_response(&request_id)
-            }
-        };
-        Audit {
-            operation: Operation::Publish,
-            request_id: &request_id,
-            principal: audit.identity.as_ref().map(|i| i.principal.as_str()),
-            auth_method: audit.identity.as_ref().map(|i| i.method.as_str()),
-            tenant: audit.topic.as_ref().map(|t| t.tenant.as_str()),
-            namespace: audit.topic.as_ref().map(|t| t.namespace.as_str()),
-            topic: audit.topic.as_ref().map(|t| t.topic.as_str()),
-            decision: audit.decision,
-            rule: audit.rule.as_deref(),
-            message_id: audit.message_id,
-            events: audit.events,
-            error_code,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        }
-        .emit();
-        response
+        audit.finish(Operation::Publish, &event, started, result)
     }
 
     async fn serve(
@@ -551,17 +521,6 @@ struct Receipt<'a> {
 
 fn display<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
-}
-
-#[derive(Default)]
-struct AuditState {
-    request_id: Option<String>,
-    identity: Option<Identity>,
-    topic: Option<TopicName>,
-    decision: Option<&'static str>,
-    rule: Option<String>,
-    message_id: Option<String>,
-    events: usize,
 }
 
 /// The request's media type, lower-cased, without parameters ("" if none).

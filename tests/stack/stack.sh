@@ -9,6 +9,12 @@
 #   stack.sh test     setup + up + the whole test suite + down (if it started it)
 #   stack.sh validate check the deployment artifacts (tests/stack/validate.sh)
 #   stack.sh run      setup + up + demo tenant/policy + `cargo lambda watch`
+#   stack.sh cluster-up      a multi-broker Pulsar cluster beside the stack:
+#                            ZooKeeper, a bookie, two brokers, a proxy
+#                            (reused when running; env in cluster/cluster.env)
+#   stack.sh cluster-down    stop it; no process is left behind
+#   stack.sh cluster-status  what of it is running
+#   stack.sh cluster-token   a token of the cluster's key: cluster-token <role> [ttl]
 #
 # Everything the stack writes lives under $KP_STACK_DIR (default target/stack);
 # tools live under .venv (Python) and Maven's own cache (~/.m2).
@@ -90,11 +96,16 @@ setup_python() {
 # KP_PULSAR_VERSION overrides the version pinned in pom.xml (to try another 4.x).
 PULSAR_VERSION=${KP_PULSAR_VERSION:-$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$HERE/pom.xml")}
 pulsar_classpath_file() { echo "$TOOLS_DIR/pulsar-$PULSAR_VERSION-$(sha256sum "$HERE/pom.xml" | cut -c1-12).classpath"; }
+# The cluster's proxy: the broker's classpath plus pom.xml's `proxy` profile
+# (pulsar-proxy at its own pinned version; see pom.xml for why it differs).
+PULSAR_PROXY_VERSION=${KP_PULSAR_PROXY_VERSION:-$(sed -n 's:.*<pulsar.proxy.version>\(.*\)</pulsar.proxy.version>.*:\1:p' "$HERE/pom.xml")}
+proxy_classpath_file() { echo "$TOOLS_DIR/pulsar-proxy-$PULSAR_PROXY_VERSION-$PULSAR_VERSION-$(sha256sum "$HERE/pom.xml" | cut -c1-12).classpath"; }
 
-setup_pulsar() {
-  check_java
-  local cp_file
-  cp_file=$(pulsar_classpath_file)
+# resolve_classpath <file> <log> <what> [maven args]: nothing to do when
+# <file> lists jars that are all in the cache.
+resolve_classpath() {
+  local cp_file=$1 log=$2 what=$3
+  shift 3
   if [ -s "$cp_file" ]; then
     local missing
     missing=$(tr ':' '\n' <"$cp_file" | while read -r jar; do [ -f "$jar" ] || echo "$jar"; done | head -1)
@@ -102,15 +113,23 @@ setup_pulsar() {
   fi
   command -v mvn >/dev/null || apt_install maven
   mkdir -p "$TOOLS_DIR"
-  say "resolving Apache Pulsar $PULSAR_VERSION from Maven Central (first time only)"
-  if ! mvn -q -B -f "$HERE/pom.xml" -Dpulsar.version="$PULSAR_VERSION" dependency:build-classpath \
-      -Dmdep.outputFile="$cp_file.tmp" -Dmdep.includeScope=runtime >"$TOOLS_DIR/mvn-$PULSAR_VERSION.log" 2>&1; then
+  say "resolving $what from Maven Central (first time only)"
+  if ! mvn -q -B -f "$HERE/pom.xml" -Dpulsar.version="$PULSAR_VERSION" "$@" dependency:build-classpath \
+      -Dmdep.outputFile="$cp_file.tmp" -Dmdep.includeScope=runtime >"$log" 2>&1; then
     rm -f "$cp_file.tmp"
     local why
-    why=$(grep -m1 '\[ERROR\]' "$TOOLS_DIR/mvn-$PULSAR_VERSION.log" | sed -e 's/^.*\[ERROR\] //' -e 's/^Failed to execute goal on project [^:]*: //' | cut -c1-300)
-    die "Maven could not resolve Apache Pulsar $PULSAR_VERSION and its dependencies: ${why:-see the log}. Full log: $TOOLS_DIR/mvn-$PULSAR_VERSION.log"
+    why=$(grep -m1 '\[ERROR\]' "$log" | sed -e 's/^.*\[ERROR\] //' -e 's/^Failed to execute goal on project [^:]*: //' | cut -c1-300)
+    die "Maven could not resolve $what and its dependencies: ${why:-see the log}. Full log: $log"
   fi
   mv "$cp_file.tmp" "$cp_file"
+}
+
+setup_pulsar() {
+  check_java
+  resolve_classpath "$(pulsar_classpath_file)" "$TOOLS_DIR/mvn-$PULSAR_VERSION.log" "Apache Pulsar $PULSAR_VERSION"
+  resolve_classpath "$(proxy_classpath_file)" "$TOOLS_DIR/mvn-proxy-$PULSAR_PROXY_VERSION.log" \
+    "the Pulsar proxy $PULSAR_PROXY_VERSION" \
+    -Pproxy -Dpulsar.proxy.version="$PULSAR_PROXY_VERSION"
 }
 
 setup_protoc() { command -v protoc >/dev/null || apt_install protobuf-compiler; }
@@ -140,11 +159,11 @@ port_owner() {
   command -v ss >/dev/null && ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' | head -1
 }
 
-require_free_port() { # require_free_port <port> <what>
+require_free_port() { # require_free_port <port> <what> [variables that choose ports]
   if port_in_use "$1"; then
     local who
     who=$(port_owner "$1")
-    die "port $1 (needed for $2) is already in use${who:+ by $who}. Stop that process or choose another port (KP_PULSAR_PORT, KP_PULSAR_HTTP_PORT, KP_PULSAR_TLS_PORT, KP_BOOKIE_PORT, KP_MOTO_PORT)."
+    die "port $1 (needed for $2) is already in use${who:+ by $who}. Stop that process or choose another port (${3:-KP_PULSAR_PORT, KP_PULSAR_HTTP_PORT, KP_PULSAR_TLS_PORT, KP_BOOKIE_PORT, KP_MOTO_PORT})."
   fi
 }
 
@@ -449,6 +468,271 @@ MSG
     --env-file "$STACK_DIR/functions.env"
 }
 
+# --------------------------------------------------------------- cluster ---
+# A real multi-broker Pulsar cluster beside the standalone, from the same
+# Maven classpath, as plain loopback processes: ZooKeeper (the metadata
+# store), one bookie, two brokers and a proxy, each its own small JVM. It has
+# its own token key, super-user and ports, so it never touches the standalone.
+
+CLUSTER_DIR=$STACK_DIR/cluster
+CLUSTER_NAME=kp-cluster
+CLUSTER_ZK_PORT=${KP_CLUSTER_ZK_PORT:-12181}
+CLUSTER_BOOKIE_PORT=${KP_CLUSTER_BOOKIE_PORT:-13181}
+CLUSTER_PROXY_PORT=${KP_CLUSTER_PROXY_PORT:-16650}
+CLUSTER_PROXY_WEB_PORT=${KP_CLUSTER_PROXY_WEB_PORT:-18080}
+CLUSTER_BROKER1_PORT=${KP_CLUSTER_BROKER1_PORT:-16651}
+CLUSTER_BROKER1_WEB_PORT=${KP_CLUSTER_BROKER1_WEB_PORT:-18081}
+CLUSTER_BROKER2_PORT=${KP_CLUSTER_BROKER2_PORT:-16652}
+CLUSTER_BROKER2_WEB_PORT=${KP_CLUSTER_BROKER2_WEB_PORT:-18082}
+CLUSTER_START_TIMEOUT=${KP_CLUSTER_START_TIMEOUT:-180}
+CLUSTER_PORT_VARS="KP_CLUSTER_ZK_PORT, KP_CLUSTER_BOOKIE_PORT, KP_CLUSTER_PROXY_PORT, KP_CLUSTER_PROXY_WEB_PORT, KP_CLUSTER_BROKER{1,2}_PORT, KP_CLUSTER_BROKER{1,2}_WEB_PORT"
+PROXY_ROLE=kp-proxy
+# Start order; cluster-down stops them the other way round.
+CLUSTER_PROCS="zookeeper bookie broker1 broker2 proxy"
+
+# cluster_java <name> <heap> <direct memory> <classpath file> <main class> [args...]:
+# starts one cluster JVM in its own session (so stopping it stops all it
+# started), in $CLUSTER_DIR/<name>, logging to <name>/logs.
+cluster_java() {
+  local name=$1 heap=$2 direct=$3 cp_file=$4 main=$5
+  shift 5
+  local d=$CLUSTER_DIR/$name
+  mkdir -p "$d/logs"
+  # Pulsar's own JVM flags (bin/pulsar), a small heap each, and the serial
+  # collector: five JVMs share 2 cores with the standalone and the builds.
+  (cd "$d" && exec setsid "$JAVA" \
+    -Xms32m "-Xmx$heap" "-XX:MaxDirectMemorySize=$direct" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Djava.net.preferIPv4Stack=true -Dio.netty.tryReflectionSetAccessible=true -Djute.maxbuffer=10485760 \
+    --add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED \
+    --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
+    --add-opens java.base/sun.net=ALL-UNNAMED --add-opens java.management/sun.management=ALL-UNNAMED \
+    -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver \
+    -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver \
+    -Dzookeeper.snapshot.trust.empty=true -Dzookeeper.4lw.commands.whitelist=ruok,stat,srvr \
+    -Dlog4j.configurationFile="$HERE/log4j2.properties" -Dpulsar.log.dir="$d/logs" \
+    -Dlog4j2.is.webapp=false -Dlog4j.shutdownHookEnabled=false \
+    -cp "$(cat "$cp_file")" "$main" "$@" \
+    >"$d/logs/stdout.log" 2>&1) &
+  echo $! >"$CLUSTER_DIR/$name.pid"
+}
+
+cluster_render() { # cluster_render <template> <output> [sed args]: fills in this cluster's @NAME@s
+  local template=$1 out=$2
+  shift 2
+  sed -e "s|@CLUSTER@|$CLUSTER_NAME|g" -e "s|@ZK_PORT@|$CLUSTER_ZK_PORT|g" \
+      -e "s|@BOOKIE_PORT@|$CLUSTER_BOOKIE_PORT|g" -e "s|@DISK_THRESHOLD@|$BOOKIE_DISK_THRESHOLD|g" \
+      -e "s|@PROXY_PORT@|$CLUSTER_PROXY_PORT|g" -e "s|@PROXY_WEB_PORT@|$CLUSTER_PROXY_WEB_PORT|g" \
+      -e "s|@BROKER_PORTS@|$CLUSTER_BROKER1_PORT,$CLUSTER_BROKER2_PORT|g" \
+      -e "s|@TOKEN_SECRET_FILE@|$CLUSTER_DIR/token-secret.key|g" \
+      -e "s|@SUPERUSER_ROLE@|$SUPERUSER_ROLE|g" -e "s|@PROXY_ROLE@|$PROXY_ROLE|g" \
+      -e "s|@SUPERUSER_TOKEN_FILE@|$CLUSTER_DIR/superuser.token|g" \
+      -e "s|@PROXY_TOKEN_FILE@|$CLUSTER_DIR/proxy.token|g" \
+      "$@" "$HERE/cluster/$template" >"$out"
+}
+
+zk_ready() { # ZooKeeper's own liveness word: ruok -> imok
+  local reply
+  reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$CLUSTER_ZK_PORT" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null) || true
+  [ "$reply" = imok ]
+}
+
+cluster_admin() { # cluster_admin <web port> <path> [curl args]: as the cluster's super-user
+  local port=$1 path=$2
+  shift 2
+  curl -fsS --max-time 10 -H "Authorization: Bearer $(cat "$CLUSTER_DIR/superuser.token")" "$@" \
+    "http://127.0.0.1:$port$path"
+}
+
+broker_ready() { cluster_admin "$1" /admin/v2/brokers/ready 2>/dev/null | grep -q ok; }
+# The proxy answers admin calls by forwarding them to a broker, and its own
+# binary port is open.
+proxy_ready() {
+  cluster_admin "$CLUSTER_PROXY_WEB_PORT" /admin/v2/clusters 2>/dev/null | grep -q "\"$CLUSTER_NAME\"" &&
+    port_in_use "$CLUSTER_PROXY_PORT"
+}
+# Both brokers registered, each storing a heartbeat message (so the bookie writes).
+cluster_ready() {
+  local brokers
+  zk_ready || return 1
+  broker_ready "$CLUSTER_BROKER1_WEB_PORT" && broker_ready "$CLUSTER_BROKER2_WEB_PORT" || return 1
+  brokers=$(cluster_admin "$CLUSTER_BROKER1_WEB_PORT" "/admin/v2/brokers/$CLUSTER_NAME" 2>/dev/null) || return 1
+  case $brokers in *"127.0.0.1:$CLUSTER_BROKER1_WEB_PORT"*"127.0.0.1:$CLUSTER_BROKER2_WEB_PORT"* | \
+    *"127.0.0.1:$CLUSTER_BROKER2_WEB_PORT"*"127.0.0.1:$CLUSTER_BROKER1_WEB_PORT"*) ;; *) return 1 ;; esac
+  cluster_admin "$CLUSTER_BROKER1_WEB_PORT" /admin/v2/brokers/health 2>/dev/null | grep -q ok &&
+    cluster_admin "$CLUSTER_BROKER2_WEB_PORT" /admin/v2/brokers/health 2>/dev/null | grep -q ok &&
+    proxy_ready
+}
+
+cluster_stop() { # cluster_stop <name>...: TERM them all at once, KILL what is left after 20s
+  local name pid left
+  for name in "$@"; do
+    pid_alive "$CLUSTER_DIR/$name.pid" || { rm -f "$CLUSTER_DIR/$name.pid"; continue; }
+    pid=$(cat "$CLUSTER_DIR/$name.pid")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 1 40); do
+    left=
+    for name in "$@"; do pid_alive "$CLUSTER_DIR/$name.pid" && left="$left $name"; done
+    [ -z "$left" ] && break
+    sleep 0.5
+  done
+  for name in "$@"; do
+    [ -f "$CLUSTER_DIR/$name.pid" ] || continue
+    if pid_alive "$CLUSTER_DIR/$name.pid"; then
+      pid=$(cat "$CLUSTER_DIR/$name.pid")
+      say "cluster $name did not stop in 20s; killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$CLUSTER_DIR/$name.pid"
+    say "cluster $name stopped"
+  done
+}
+
+cmd_cluster_down() {
+  # Clients first, the stores last: a broker shuts down cleanly only while
+  # its bookie and metadata store still answer.
+  cluster_stop proxy broker1 broker2
+  cluster_stop bookie
+  cluster_stop zookeeper
+}
+
+cluster_rss() { # "name RSS" of each running cluster process
+  local name
+  for name in $CLUSTER_PROCS; do
+    pid_alive "$CLUSTER_DIR/$name.pid" &&
+      ps -o rss= -p "$(cat "$CLUSTER_DIR/$name.pid")" | awk -v n="$name" '{printf "%s %d MiB, ", n, $1/1024}'
+  done | sed 's/, $//'
+}
+
+cluster_write_env() {
+  local name
+  {
+    echo "# Written by tests/stack/stack.sh cluster-up: how to reach the running test cluster."
+    echo "KP_CLUSTER_NAME=$CLUSTER_NAME"
+    echo "KP_CLUSTER_BROKER1_SERVICE_URL=pulsar://127.0.0.1:$CLUSTER_BROKER1_PORT"
+    echo "KP_CLUSTER_BROKER2_SERVICE_URL=pulsar://127.0.0.1:$CLUSTER_BROKER2_PORT"
+    echo "KP_CLUSTER_BROKER1_ADMIN_URL=http://127.0.0.1:$CLUSTER_BROKER1_WEB_PORT"
+    echo "KP_CLUSTER_BROKER2_ADMIN_URL=http://127.0.0.1:$CLUSTER_BROKER2_WEB_PORT"
+    echo "KP_CLUSTER_PROXY_SERVICE_URL=pulsar://127.0.0.1:$CLUSTER_PROXY_PORT"
+    echo "KP_CLUSTER_PROXY_ADMIN_URL=http://127.0.0.1:$CLUSTER_PROXY_WEB_PORT"
+    echo "KP_CLUSTER_METADATA_STORE_URL=zk:127.0.0.1:$CLUSTER_ZK_PORT"
+    echo "KP_CLUSTER_SUPERUSER_ROLE=$SUPERUSER_ROLE"
+    echo "KP_CLUSTER_SUPERUSER_TOKEN_FILE=$CLUSTER_DIR/superuser.token"
+    echo "KP_CLUSTER_PROXY_ROLE=$PROXY_ROLE"
+    echo "KP_CLUSTER_TOKEN_ALG=HS256"
+    echo "KP_CLUSTER_TOKEN_SECRET_FILE=$CLUSTER_DIR/token-secret.key"
+    for name in $CLUSTER_PROCS; do
+      echo "KP_CLUSTER_$(echo "$name" | tr '[:lower:]' '[:upper:]')_PID=$(cat "$CLUSTER_DIR/$name.pid")"
+    done
+  } >"$CLUSTER_DIR/cluster.env"
+}
+
+cmd_cluster_up() {
+  local name running=0 all=1
+  mkdir -p "$CLUSTER_DIR"
+  for name in $CLUSTER_PROCS; do
+    if pid_alive "$CLUSTER_DIR/$name.pid"; then running=1; else all=0; fi
+  done
+  if [ "$all" = 1 ] && cluster_ready; then
+    cluster_write_env
+    say "cluster already running; reusing it ($(cluster_rss)); environment in $CLUSTER_DIR/cluster.env"
+    return 0
+  fi
+  if [ "$running" = 1 ]; then
+    say "a cluster started by this stack is partly running or not answering; restarting it"
+    cmd_cluster_down
+  fi
+  require_free_port "$CLUSTER_ZK_PORT" "the cluster's ZooKeeper" "$CLUSTER_PORT_VARS"
+  require_free_port "$CLUSTER_BOOKIE_PORT" "the cluster's bookie" "$CLUSTER_PORT_VARS"
+  local port
+  for port in "$CLUSTER_BROKER1_PORT" "$CLUSTER_BROKER1_WEB_PORT" "$CLUSTER_BROKER2_PORT" "$CLUSTER_BROKER2_WEB_PORT"; do
+    require_free_port "$port" "a cluster broker" "$CLUSTER_PORT_VARS"
+  done
+  require_free_port "$CLUSTER_PROXY_PORT" "the cluster's proxy" "$CLUSTER_PORT_VARS"
+  require_free_port "$CLUSTER_PROXY_WEB_PORT" "the cluster's proxy (HTTP)" "$CLUSTER_PORT_VARS"
+
+  # A fresh cluster every start, like the standalone: new data, new key.
+  local t0=$SECONDS
+  rm -rf "$CLUSTER_DIR"
+  mkdir -p "$CLUSTER_DIR"
+  (umask 077 && head -c 32 /dev/urandom >"$CLUSTER_DIR/token-secret.key")
+  (STACK_DIR=$CLUSTER_DIR && umask 077 && mint_token "$SUPERUSER_ROLE" >"$CLUSTER_DIR/superuser.token" &&
+    mint_token "$PROXY_ROLE" >"$CLUSTER_DIR/proxy.token")
+  for name in $CLUSTER_PROCS; do mkdir -p "$CLUSTER_DIR/$name/data"; done
+  cluster_render zookeeper.conf.in "$CLUSTER_DIR/zookeeper/zookeeper.conf" -e "s|@DATA_DIR@|$CLUSTER_DIR/zookeeper/data|g"
+  cluster_render bookie.conf.in "$CLUSTER_DIR/bookie/bookie.conf" -e "s|@DATA_DIR@|$CLUSTER_DIR/bookie/data|g"
+  cluster_render broker.conf.in "$CLUSTER_DIR/broker1/broker.conf" \
+    -e "s|@BROKER_PORT@|$CLUSTER_BROKER1_PORT|g" -e "s|@WEB_PORT@|$CLUSTER_BROKER1_WEB_PORT|g"
+  cluster_render broker.conf.in "$CLUSTER_DIR/broker2/broker.conf" \
+    -e "s|@BROKER_PORT@|$CLUSTER_BROKER2_PORT|g" -e "s|@WEB_PORT@|$CLUSTER_BROKER2_WEB_PORT|g"
+  cluster_render proxy.conf.in "$CLUSTER_DIR/proxy/proxy.conf"
+
+  local cp
+  cp=$(pulsar_classpath_file)
+  say "starting the cluster's ZooKeeper on 127.0.0.1:$CLUSTER_ZK_PORT"
+  cluster_java zookeeper 128m 64m "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain \
+    "$CLUSTER_DIR/zookeeper/zookeeper.conf"
+  until zk_ready; do
+    pid_alive "$CLUSTER_DIR/zookeeper.pid" || cluster_failed zookeeper "ZooKeeper exited during start-up"
+    [ $((SECONDS - t0)) -lt "$CLUSTER_START_TIMEOUT" ] || cluster_failed zookeeper "ZooKeeper did not answer within ${CLUSTER_START_TIMEOUT}s"
+    sleep 0.5
+  done
+
+  # What `pulsar initialize-cluster-metadata` runs: the cluster, its service
+  # URLs (both brokers), the BookKeeper ledger root, public/default.
+  say "initialising the cluster metadata ($CLUSTER_NAME)"
+  mkdir -p "$CLUSTER_DIR/init/logs"
+  if ! (cd "$CLUSTER_DIR/init" && timeout 120 "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+      -Djava.net.preferIPv4Stack=true -Dio.netty.tryReflectionSetAccessible=true \
+      -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver \
+      -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver \
+      -Dlog4j.configurationFile="$HERE/log4j2.properties" -Dpulsar.log.dir="$CLUSTER_DIR/init/logs" \
+      -cp "$(cat "$cp")" org.apache.pulsar.PulsarClusterMetadataSetup \
+      --cluster "$CLUSTER_NAME" \
+      --metadata-store "zk:127.0.0.1:$CLUSTER_ZK_PORT" \
+      --configuration-metadata-store "zk:127.0.0.1:$CLUSTER_ZK_PORT" \
+      --web-service-url "http://127.0.0.1:$CLUSTER_BROKER1_WEB_PORT,127.0.0.1:$CLUSTER_BROKER2_WEB_PORT" \
+      --broker-service-url "pulsar://127.0.0.1:$CLUSTER_BROKER1_PORT,127.0.0.1:$CLUSTER_BROKER2_PORT" \
+      --default-namespace-bundle-number 4 \
+      >"$CLUSTER_DIR/init/logs/stdout.log" 2>&1); then
+    cluster_failed init "initialising the cluster metadata failed"
+  fi
+
+  # The rest only needs the metadata store: start it all at once.
+  say "starting the bookie (:$CLUSTER_BOOKIE_PORT), brokers (:$CLUSTER_BROKER1_PORT admin :$CLUSTER_BROKER1_WEB_PORT, :$CLUSTER_BROKER2_PORT admin :$CLUSTER_BROKER2_WEB_PORT) and proxy (:$CLUSTER_PROXY_PORT admin :$CLUSTER_PROXY_WEB_PORT)"
+  cluster_java bookie 192m 192m "$cp" org.apache.bookkeeper.server.Main --conf "$CLUSTER_DIR/bookie/bookie.conf"
+  cluster_java broker1 384m 256m "$cp" org.apache.pulsar.PulsarBrokerStarter --broker-conf "$CLUSTER_DIR/broker1/broker.conf"
+  cluster_java broker2 384m 256m "$cp" org.apache.pulsar.PulsarBrokerStarter --broker-conf "$CLUSTER_DIR/broker2/broker.conf"
+  cluster_java proxy 192m 128m "$(proxy_classpath_file)" org.apache.pulsar.proxy.server.ProxyServiceStarter \
+    --config "$CLUSTER_DIR/proxy/proxy.conf"
+  until cluster_ready; do
+    for name in $CLUSTER_PROCS; do
+      pid_alive "$CLUSTER_DIR/$name.pid" || cluster_failed "$name" "the cluster's $name exited during start-up"
+    done
+    [ $((SECONDS - t0)) -lt "$CLUSTER_START_TIMEOUT" ] ||
+      cluster_failed "" "the cluster did not become ready within ${CLUSTER_START_TIMEOUT}s"
+    sleep 1
+  done
+  cluster_write_env
+  say "cluster ready in $((SECONDS - t0))s ($(cluster_rss)); environment in $CLUSTER_DIR/cluster.env"
+}
+
+cluster_failed() { # cluster_failed <process or ""> <message>: stop what started, show its log, die
+  local logs
+  [ -n "$1" ] && logs=$(tail -n 15 "$CLUSTER_DIR/$1/logs/stdout.log" "$CLUSTER_DIR/$1/logs/pulsar.log" 2>/dev/null | grep -v '^$' | tail -n 15)
+  cmd_cluster_down
+  die "$2.${logs:+ Last lines of its log:
+$logs}
+Logs in $CLUSTER_DIR/*/logs"
+}
+
+cmd_cluster_status() {
+  local name
+  for name in $CLUSTER_PROCS; do
+    if pid_alive "$CLUSTER_DIR/$name.pid"; then echo "cluster $name: running (pid $(cat "$CLUSTER_DIR/$name.pid"))"; else echo "cluster $name: stopped"; fi
+  done
+}
+
 case "${1:-}" in
   setup) cmd_setup ;;
   up) cmd_setup; cmd_up ;;
@@ -457,6 +741,12 @@ case "${1:-}" in
   test) cmd_test ;;
   validate) setup_python; "$HERE/validate.sh" ;;
   run) cmd_run ;;
+  cluster-up) cmd_setup; cmd_cluster_up ;;
+  cluster-down) cmd_cluster_down ;;
+  cluster-status) cmd_cluster_status ;;
+  cluster-token)
+    [ -f "$CLUSTER_DIR/token-secret.key" ] || die "no cluster key in $CLUSTER_DIR; run '$0 cluster-up' first"
+    STACK_DIR=$CLUSTER_DIR mint_token "${2:?usage: stack.sh cluster-token <role> [ttl-seconds]}" "${3:-}"; echo ;;
   token) mint_token "${2:?usage: stack.sh token <role> [ttl-seconds]}" "${3:-}"; echo ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -127,6 +127,11 @@ resolve_classpath() {
 setup_pulsar() {
   check_java
   resolve_classpath "$(pulsar_classpath_file)" "$TOOLS_DIR/mvn-$PULSAR_VERSION.log" "Apache Pulsar $PULSAR_VERSION"
+}
+
+# Only `cluster-up` needs the proxy: `make test` and `make run` do not wait
+# for (or depend on) resolving it.
+setup_proxy() {
   resolve_classpath "$(proxy_classpath_file)" "$TOOLS_DIR/mvn-proxy-$PULSAR_PROXY_VERSION.log" \
     "the Pulsar proxy $PULSAR_PROXY_VERSION" \
     -Pproxy -Dpulsar.proxy.version="$PULSAR_PROXY_VERSION"
@@ -741,7 +746,7 @@ case "${1:-}" in
   test) cmd_test ;;
   validate) setup_python; "$HERE/validate.sh" ;;
   run) cmd_run ;;
-  cluster-up) cmd_setup; cmd_cluster_up ;;
+  cluster-up) cmd_setup; setup_proxy; cmd_cluster_up ;;
   cluster-down) cmd_cluster_down ;;
   cluster-status) cmd_cluster_status ;;
   cluster-token)

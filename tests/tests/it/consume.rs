@@ -339,14 +339,23 @@ async fn an_unacknowledged_message_comes_back_after_the_visibility_timeout() {
 #[tokio::test]
 async fn a_frozen_instance_gives_its_messages_back_within_the_keepalive_bound() {
     let app = PublishApp::spawn().await;
-    // A timeout far longer than the bound: what brings the messages back
-    // is the broker dropping the frozen instance's connection.
-    let options = ConsumeOptions {
-        visibility: "120s",
-        ..ConsumeOptions::default()
-    };
-    let a = app.consume_function(options.clone()).await;
-    let b = app.consume_function(options).await;
+    // A's timeout is far longer than the bound: what brings its messages
+    // back is the broker dropping the frozen instance's connection. B's is
+    // short: each of its reads may hold up to two messages it did not
+    // return (the one-permit prefetch), and those must come back to its
+    // next reads within the test.
+    let a = app
+        .consume_function(ConsumeOptions {
+            visibility: "120s",
+            ..ConsumeOptions::default()
+        })
+        .await;
+    let b = app
+        .consume_function(ConsumeOptions {
+            visibility: "2s",
+            ..ConsumeOptions::default()
+        })
+        .await;
     let topic = unique("frozen");
     publish_numbers(&app, &topic, 0, 5).await;
     let token = app.token("alice", &["checkout"]);

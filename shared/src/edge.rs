@@ -24,6 +24,7 @@ use crate::telemetry::{Audit, Operation};
 use kong::ProxyResponse;
 use problem::ApiError;
 
+pub mod cloudevents_spec;
 pub mod consume;
 pub mod idempotency;
 pub mod kong;

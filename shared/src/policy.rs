@@ -593,14 +593,7 @@ impl Policy {
         topic: &TopicName,
         action: Action,
     ) -> Decision<'_> {
-        if !self.defines(topic) {
-            return Decision::Deny;
-        }
-        // `covers` first: it is cheap and rejects most rules outright.
-        self.rules
-            .iter()
-            .find(|rule| rule.allow.covers(topic, action) && rule.when.matches(identity))
-            .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
+        self.first_rule(identity, topic, action, |_| true)
     }
 
     /// As [`Self::authorize`] for [`Action::Produce`], where every one of
@@ -613,23 +606,9 @@ impl Policy {
         topic: &TopicName,
         cloud_events: &[CloudEventClaim<'_>],
     ) -> Decision<'_> {
-        if !self.defines(topic) {
-            return Decision::Deny;
-        }
-        self.rules
-            .iter()
-            .find(|rule| {
-                rule.allow.covers(topic, Action::Produce)
-                    && cloud_events.iter().all(|e| rule.allow.admits(e))
-                    && rule.when.matches(identity)
-            })
-            .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
-    }
-
-    fn defines(&self, topic: &TopicName) -> bool {
-        self.tenants
-            .get(&topic.tenant)
-            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace))
+        self.first_rule(identity, topic, Action::Produce, |allow| {
+            cloud_events.iter().all(|e| allow.admits(e))
+        })
     }
 
     /// As [`Self::authorize`] for [`Action::Consume`], where a durable
@@ -643,20 +622,32 @@ impl Policy {
         topic: &TopicName,
         subscription: Option<&SubscriptionName>,
     ) -> Decision<'_> {
-        if !self.defines(topic) {
+        self.first_rule(identity, topic, Action::Consume, |allow| {
+            subscription.is_none_or(|s| allow.subscriptions.iter().any(|g| g.matches(s.as_str())))
+        })
+    }
+
+    /// The first rule (in file order) whose grant covers `action` on
+    /// `topic`, whose `also` holds and whose `when` matches `identity`.
+    fn first_rule(
+        &self,
+        identity: &Identity,
+        topic: &TopicName,
+        action: Action,
+        also: impl Fn(&Allow) -> bool,
+    ) -> Decision<'_> {
+        let defined = self
+            .tenants
+            .get(&topic.tenant)
+            .is_some_and(|t| t.namespaces.contains_key(&topic.namespace));
+        if !defined {
             return Decision::Deny;
         }
+        // `covers` first: it is cheap and rejects most rules outright.
         self.rules
             .iter()
             .find(|rule| {
-                rule.allow.covers(topic, Action::Consume)
-                    && subscription.is_none_or(|s| {
-                        rule.allow
-                            .subscriptions
-                            .iter()
-                            .any(|g| g.matches(s.as_str()))
-                    })
-                    && rule.when.matches(identity)
+                rule.allow.covers(topic, action) && also(&rule.allow) && rule.when.matches(identity)
             })
             .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
     }

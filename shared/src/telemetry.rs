@@ -187,15 +187,15 @@ impl Audit<'_> {
                 }],
             },
             outcome: self.error_code.unwrap_or(self.operation.success()),
-            latency: Latency(self.operation, self.latency_ms),
-            events: Events(
-                self.operation,
-                if self.error_code.is_none() {
+            measures: Measures {
+                operation: self.operation,
+                latency_ms: self.latency_ms,
+                events: if self.error_code.is_none() {
                     self.events
                 } else {
                     0
                 },
-            ),
+            },
             requests: 1,
             topic,
         }
@@ -211,9 +211,7 @@ pub struct Emf<'a> {
     #[serde(rename = "Outcome")]
     outcome: &'a str,
     #[serde(flatten)]
-    latency: Latency,
-    #[serde(flatten)]
-    events: Events,
+    measures: Measures,
     #[serde(rename = "Requests")]
     requests: u32,
     #[serde(rename = "Topic", skip_serializing_if = "Option::is_none")]
@@ -248,28 +246,24 @@ impl EmfMetric {
     }
 }
 
-/// The latency metric, named after the operation.
+/// The latency and event-count values, under the names the operation's
+/// metric directive declares (its first two metrics).
 #[derive(Debug)]
-struct Latency(Operation, f64);
-
-/// The event count metric, named after the operation.
-#[derive(Debug)]
-struct Events(Operation, usize);
-
-impl serde::Serialize for Latency {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry(self.0.metrics()[0].name, &self.1)?;
-        map.end()
-    }
+struct Measures {
+    operation: Operation,
+    latency_ms: f64,
+    events: usize,
 }
 
-impl serde::Serialize for Events {
+impl serde::Serialize for Measures {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry(self.0.metrics()[1].name, &self.1)?;
+        let [latency, events, ..] = self.operation.metrics() else {
+            unreachable!("every operation declares latency and events first")
+        };
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(latency.name, &self.latency_ms)?;
+        map.serialize_entry(events.name, &self.events)?;
         map.end()
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kong_pulsar_verify::{FetchError, JwksFetcher, Received, Verifier, VerifyError};
+use kong_pulsar_verify::{FetchError, JwksFetcher, Received, Verifier};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
@@ -156,11 +156,6 @@ impl Reader {
             max_body_bytes: config.max_body_bytes,
             max_response_bytes: settings.max_response_bytes,
         })
-    }
-
-    /// The read side (for tests: how many subscription consumers are parked).
-    pub fn readers(&self) -> &Readers {
-        &self.readers
     }
 
     /// Handles one invocation. Never fails: every outcome is an HTTP
@@ -355,6 +350,8 @@ impl Reader {
     ) -> Result<Shaped, ApiError> {
         let mut shaped = Shaped::default();
         let mut used = PAGE_OVERHEAD + 2 * topic.len();
+        // A message is rendered whole unless it could not fit an empty page.
+        let room = self.max_response_bytes.saturating_sub(used);
         let mut jwks_down: Option<FetchError> = None;
         for message in delivered {
             let verdict = match &self.provenance {
@@ -380,10 +377,6 @@ impl Reader {
                 shaped.last_taken = Some(message.id);
                 continue;
             }
-            // Rendered whole unless it could not fit even an empty page.
-            let room = self
-                .max_response_bytes
-                .saturating_sub(PAGE_OVERHEAD + 2 * topic.len());
             let rendered = match format {
                 Format::Page => render(&message, verdict, room),
                 Format::CloudEvents => cloudevents::render(&message, topic, &verdict, room),
@@ -531,13 +524,9 @@ async fn verify(
                     }),
                 }
             }
-            Err(e) => refusal(&e),
+            Err(e) => Verdict::refused(e.code(), e.to_string()),
         },
     )
-}
-
-fn refusal(e: &VerifyError) -> Verdict {
-    Verdict::refused(e.code(), e.to_string())
 }
 
 #[derive(Serialize)]
@@ -573,13 +562,14 @@ fn render(message: &Delivered, verdict: Verdict, room: usize) -> Box<RawValue> {
     for (k, v) in &message.properties {
         properties.entry(k.as_str()).or_insert(v.as_str());
     }
+    let event_id = properties.get("kp-event-id").copied();
     let mut out = Message {
         message_id: message.id.to_string(),
-        event_id: properties.get("kp-event-id").copied(),
+        event_id,
         key: message.key.as_deref(),
         event_time: message.event_time_ms.and_then(rfc3339),
         publish_time: rfc3339(message.publish_time_ms),
-        properties: Some(properties.clone()),
+        properties: Some(properties),
         data: json,
         data_base64: json.is_none().then(|| STANDARD.encode(&message.payload)),
         data_omitted: None,

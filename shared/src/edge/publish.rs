@@ -386,27 +386,21 @@ impl Publisher {
         self.check_schema(self.decode(request)?, topic)
     }
 
-    /// The body as events, before any policy question: CloudEvents checked
-    /// whole, plain JSON left to [`Self::check_schema`] (one parse).
+    /// The body as events, before any policy question: CloudEvents'
+    /// attributes checked whole, every payload left to
+    /// [`Self::check_schema`] (one parse).
     fn decode(&self, request: &HttpRequest) -> Result<Events, ApiError> {
         let media_type = media_type(&request.headers);
         if let Some(mode) = cloudevents::mode(&media_type, &request.headers)? {
-            let cloud =
+            let mut cloud =
                 cloudevents::parse(request, mode, self.limits.max_batch, &self.limits.metadata)?;
-            let line = |i| (mode == cloudevents::Mode::Batch).then_some(i);
-            for (i, event) in cloud.iter().enumerate() {
-                // Data that says it is JSON must be.
-                if event.json_data() && !event.data.is_empty() {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).map_err(
-                        |source| ApiError::InvalidJson {
-                            line: line(i),
-                            source,
-                        },
-                    )?;
-                }
-            }
+            // The payloads move out of the events, which keep their attributes.
+            let payloads = cloud
+                .iter_mut()
+                .map(|e| std::mem::take(&mut e.data))
+                .collect();
             return Ok(Events {
-                payloads: cloud.iter().map(|e| e.data.clone()).collect(),
+                payloads,
                 ndjson: mode == cloudevents::Mode::Batch,
                 cloud,
             });
@@ -446,12 +440,17 @@ impl Publisher {
         })
     }
 
-    /// Checks that every plain event is JSON and every event meets the
-    /// topic's schema, if it has one (one parse per event either way).
+    /// Checks that every event whose data is JSON is, and that every event
+    /// meets the topic's schema, if it has one (one parse per event).
     fn check_schema(&self, events: Events, topic: &TopicName) -> Result<Events, ApiError> {
         let Some(schema) = self.policy.schema_for(topic) else {
-            if events.cloud.is_empty() {
-                for (i, bytes) in events.payloads.iter().enumerate() {
+            for (i, bytes) in events.payloads.iter().enumerate() {
+                // A CloudEvent may carry no data, or data that is not JSON.
+                let json = match events.cloud.get(i) {
+                    Some(event) => event.json_data() && !bytes.is_empty(),
+                    None => true,
+                };
+                if json {
                     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|source| {
                         ApiError::InvalidJson {
                             line: events.ndjson.then_some(i),

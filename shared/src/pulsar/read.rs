@@ -155,11 +155,6 @@ impl Readers {
         }
     }
 
-    /// The subscription side (durable reads and acknowledgements).
-    pub fn subscriptions(&self) -> &Subscriptions {
-        &self.subscriptions
-    }
-
     /// Up to `max` messages after `position`. When the topic holds nothing
     /// past it, waits up to `wait` for one; otherwise reads what the topic
     /// held when the read began (up to `max`), without waiting for more.
@@ -174,21 +169,10 @@ impl Readers {
     ) -> Result<Page, ReadError> {
         let deadline = Instant::now() + budget;
         let topic = topic.to_string();
-        match self
-            .read_once(credentials, &topic, position, take, deadline)
-            .await
-        {
-            Err(e) if e.is_credentials() => {
-                tracing::info!(
-                    role = credentials.role,
-                    "broker rejected the tenant token; refreshing it and retrying once"
-                );
-                self.brokers.forget(credentials).await;
-                self.read_once(credentials, &topic, position, take, deadline)
-                    .await
-            }
-            other => other,
-        }
+        self.with_fresh_token(credentials, || {
+            self.read_once(credentials, &topic, position, take, deadline)
+        })
+        .await
     }
 
     /// Up to `max` messages from durable Shared `subscription` (created at
@@ -205,7 +189,7 @@ impl Readers {
         budget: Duration,
     ) -> Result<Vec<Delivered>, ReadError> {
         let deadline = Instant::now() + budget;
-        let receive = || {
+        self.with_fresh_token(credentials, || {
             self.subscriptions.receive(
                 &self.brokers,
                 credentials,
@@ -214,14 +198,8 @@ impl Readers {
                 take,
                 deadline,
             )
-        };
-        match receive().await {
-            Err(e) if e.is_credentials() => {
-                self.brokers.forget(credentials).await;
-                receive().await
-            }
-            other => other,
-        }
+        })
+        .await
     }
 
     /// Acknowledges `ids` on `subscription`: they are not delivered again,
@@ -236,7 +214,7 @@ impl Readers {
         budget: Duration,
     ) -> Result<(), ReadError> {
         let deadline = Instant::now() + budget;
-        let acknowledge = || {
+        self.with_fresh_token(credentials, || {
             self.subscriptions.acknowledge(
                 &self.brokers,
                 credentials,
@@ -245,11 +223,25 @@ impl Readers {
                 ids,
                 deadline,
             )
-        };
-        match acknowledge().await {
+        })
+        .await
+    }
+
+    /// Runs `attempt`, and once more with the role's token read again when
+    /// the broker rejected it (rotated or expired), as sends do.
+    async fn with_fresh_token<T, F: std::future::Future<Output = Result<T, ReadError>>>(
+        &self,
+        credentials: TenantCredentials<'_>,
+        attempt: impl Fn() -> F,
+    ) -> Result<T, ReadError> {
+        match attempt().await {
             Err(e) if e.is_credentials() => {
+                tracing::info!(
+                    role = credentials.role,
+                    "broker rejected the tenant token; refreshing it and retrying once"
+                );
                 self.brokers.forget(credentials).await;
-                acknowledge().await
+                attempt().await
             }
             other => other,
         }
@@ -313,16 +305,8 @@ impl Readers {
                 None if messages.is_empty() => wait_until,
                 None => deadline.min(Instant::now() + LINGER),
             };
-            let message = match timeout_at(until, futures::StreamExt::next(&mut reader)).await {
-                Err(_) => break,
-                Ok(None) => {
-                    return Err(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
-                        "the reader stopped".into(),
-                    )))
-                    .into());
-                }
-                Ok(Some(Err(e))) => return Err(BrokerError::classify(e).into()),
-                Ok(Some(Ok(message))) => Delivered::from_message(message),
+            let Some(message) = next_until(until, &mut reader).await? else {
+                break;
             };
             // A reader may start at the position itself (or, for a batch,
             // at its entry): everything up to it was read already.
@@ -337,6 +321,22 @@ impl Readers {
             .last()
             .map_or(next_if_empty, |m| Position::After(m.id));
         Ok(Page { messages, next })
+    }
+}
+
+/// The next message of a reader or consumer, or `None` once `until` passed.
+async fn next_until<S>(until: Instant, stream: &mut S) -> Result<Option<Delivered>, ReadError>
+where
+    S: futures::Stream<Item = Result<pulsar::consumer::Message<Vec<u8>>, pulsar::Error>> + Unpin,
+{
+    match timeout_at(until, futures::StreamExt::next(stream)).await {
+        Err(_) => Ok(None),
+        Ok(None) => Err(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
+            "the reader or consumer stopped".into(),
+        )))
+        .into()),
+        Ok(Some(Err(e))) => Err(BrokerError::classify(e).into()),
+        Ok(Some(Ok(message))) => Ok(Some(Delivered::from_message(message))),
     }
 }
 

@@ -36,6 +36,9 @@ use crate::pulsar::read::Delivered;
 
 use super::accept::media_type;
 use super::{Verdict, escaped_len, rfc3339};
+use crate::edge::cloudevents_spec::{
+    ATTRIBUTES, GATEWAY_PREFIX, PROPERTY_PREFIX, is_attribute_name, is_json_media,
+};
 
 /// The only specversion there is, and the one every event of a batch must
 /// share.
@@ -46,23 +49,11 @@ pub const SPECVERSION: &str = "1.0";
 /// this gateway's envelope, not an occurrence in anyone's domain.
 pub const SYNTHESIZED_TYPE: &str = "kong-pulsar.event";
 
-/// The property prefix CloudEvents attributes are published under.
-const CE_PREFIX: &str = "ce_";
-
-/// Attributes the CloudEvents spec defines; read from their own
-/// properties, never taken as extensions.
-const CORE: &[&str] = &[
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "dataschema",
-    "datacontenttype",
-    // Reserved by the spec for event formats.
-    "data",
-];
+/// The spec's attributes, and `data`, which it reserves for event
+/// formats: read from their own properties, never taken as extensions.
+fn is_core(name: &str) -> bool {
+    ATTRIBUTES.contains(&name) || name == "data"
+}
 
 /// The gateway's `kp-*` properties shown as extension attributes.
 const IDENTITY: &[(&str, &str)] = &[
@@ -178,7 +169,7 @@ pub(super) fn render(
     // (`region`); the others (`X-Event-Property-Order-Id`) cannot be
     // attributes and are on the page only.
     for (&name, &value) in &properties {
-        if !name.starts_with(CE_PREFIX)
+        if !name.starts_with(PROPERTY_PREFIX)
             && !name.starts_with("kp-")
             && name != "traceparent"
             && extension_name(name)
@@ -221,7 +212,8 @@ pub(super) fn render(
     // Too large for any page: keep what identifies it, drop the rest.
     event.data = Data::None;
     event.attributes.retain(|name, _| {
-        matches!(*name, "specversion" | "id" | "source" | "type" | "time") || name.starts_with("kp")
+        matches!(*name, "specversion" | "id" | "source" | "type" | "time")
+            || name.starts_with(GATEWAY_PREFIX)
     });
     event
         .attributes
@@ -274,7 +266,7 @@ fn rebuilt<'a>(
 ) -> Result<(Event<'a>, Option<&'a str>), String> {
     let get = |name: &str| {
         properties
-            .get(format!("{CE_PREFIX}{name}").as_str())
+            .get(format!("{PROPERTY_PREFIX}{name}").as_str())
             .copied()
     };
     if get("specversion") != Some(SPECVERSION) {
@@ -305,12 +297,12 @@ fn rebuilt<'a>(
         }
     }
     for (&property, &value) in properties {
-        let Some(name) = property.strip_prefix(CE_PREFIX) else {
+        let Some(name) = property.strip_prefix(PROPERTY_PREFIX) else {
             continue;
         };
         // Skipped, not fatal: the event is still what its producer sent,
         // less an attribute no consumer could have been meant to trust.
-        if !CORE.contains(&name) && extension_name(name) && valid_string(value) {
+        if !is_core(name) && extension_name(name) && valid_string(value) {
             attributes.insert(name, Value::Text(value));
         }
     }
@@ -330,9 +322,7 @@ fn data<'a>(payload: &'a [u8], content_type: Option<&str>) -> Data<'a> {
     if payload.is_empty() {
         return Data::None;
     }
-    let json_type = content_type.is_none_or(|ct| {
-        media_type(ct).is_some_and(|(_, subtype)| subtype == "json" || subtype.ends_with("+json"))
-    });
+    let json_type = content_type.is_none_or(is_json_media);
     match serde_json::from_slice::<&RawValue>(payload) {
         Ok(raw) if json_type => Data::Json(raw),
         _ => Data::Base64(STANDARD.encode(payload)),
@@ -343,12 +333,7 @@ fn data<'a>(payload: &'a [u8], content_type: Option<&str>) -> Data<'a> {
 /// syntax (lower-case ASCII letters and digits), not a core attribute, and
 /// never one of the gateway's (`kp…`).
 fn extension_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && !CORE.contains(&name)
-        && !name.starts_with("kp")
+    is_attribute_name(name) && !is_core(name) && !name.starts_with(GATEWAY_PREFIX)
 }
 
 /// A CloudEvents `String`: no control characters (C0, DEL, C1) and no

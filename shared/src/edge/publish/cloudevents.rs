@@ -24,6 +24,10 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::config::MetadataLimits;
+pub use crate::edge::cloudevents_spec::is_json_media;
+use crate::edge::cloudevents_spec::{
+    ATTRIBUTES, GATEWAY_PREFIX, PROPERTY_PREFIX, is_attribute_name,
+};
 use crate::edge::kong::HttpRequest;
 use crate::edge::problem::{ApiError, MetadataError};
 use crate::http::Headers;
@@ -40,21 +44,6 @@ pub enum Mode {
 pub const STRUCTURED: &str = "application/cloudevents+json";
 pub const BATCH: &str = "application/cloudevents-batch+json";
 
-/// The attributes the spec defines (besides `data`), in property order.
-const CONTEXT: [&str; 8] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "dataschema",
-    "datacontenttype",
-];
-
-/// Extension attribute names the gateway gives out on the way out
-/// (`kpsourceid`, `kpprovenance`, …): a producer may not send them.
-const RESERVED_PREFIX: &str = "kp";
 /// The spec's advice for extension names, taken as a rule.
 const MAX_NAME: usize = 20;
 
@@ -118,21 +107,10 @@ impl CloudEvent {
             }
         }
         for (name, value) in &self.extensions {
-            out.push((format!("ce_{name}"), value.clone()));
+            out.push((format!("{PROPERTY_PREFIX}{name}"), value.clone()));
         }
         out
     }
-}
-
-/// `application/json`, `text/json` or any `…+json`, parameters aside.
-pub fn is_json_media(media: &str) -> bool {
-    let media = media
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || media == "text/json" || media.ends_with("+json")
 }
 
 /// Which mode the request is in, if it carries CloudEvents at all.
@@ -320,10 +298,10 @@ fn build(
     data: Vec<u8>,
     index: Option<usize>,
 ) -> Result<CloudEvent, ApiError> {
-    let mut context: [Option<String>; CONTEXT.len()] = Default::default();
+    let mut context: [Option<String>; ATTRIBUTES.len()] = Default::default();
     let mut extensions = Vec::new();
     for (name, value) in attributes {
-        let slot = CONTEXT.iter().position(|c| *c == name);
+        let slot = ATTRIBUTES.iter().position(|c| *c == name);
         let text = match value {
             Value::String(s) => s,
             // Context attributes are strings; extensions may be booleans
@@ -415,19 +393,14 @@ fn build(
 }
 
 fn check_extension_name(name: &str, index: Option<usize>) -> Result<(), ApiError> {
-    if name.is_empty()
-        || name.len() > MAX_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
+    if !is_attribute_name(name) || name.len() > MAX_NAME {
         return Err(invalid(
             index,
             &crate::telemetry::echo(name, 32),
             format!("is not an attribute name: lower-case letters and digits, at most {MAX_NAME}"),
         ));
     }
-    if name.starts_with(RESERVED_PREFIX) {
+    if name.starts_with(GATEWAY_PREFIX) {
         return Err(invalid(
             index,
             name,

@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use pulsar::SubType;
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
-use super::{Delivered, LINGER, PulsarConsumer, ReadError, Take, last_message, within};
+use super::{Delivered, LINGER, PulsarConsumer, ReadError, Take, last_message, next_until, within};
 use crate::pulsar::broker::{
     Broker, BrokerError, MessageId, SendError, TenantBrokers, TenantCredentials,
 };
@@ -69,19 +69,6 @@ impl Subscriptions {
         }
     }
 
-    /// The visibility timeout.
-    pub fn visibility(&self) -> Duration {
-        self.visibility
-    }
-
-    /// How many consumers are parked now.
-    pub fn parked(&self) -> usize {
-        self.parked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
     pub(super) async fn receive(
         &self,
         brokers: &TenantBrokers,
@@ -104,17 +91,10 @@ impl Subscriptions {
             } else {
                 deadline.min(Instant::now() + LINGER)
             };
-            match timeout_at(until, futures::StreamExt::next(&mut consumer)).await {
-                Err(_) => break,
-                Ok(None) => {
-                    return Err(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
-                        "the consumer stopped".into(),
-                    )))
-                    .into());
-                }
-                // Dropped with the consumer: what it held goes back now.
-                Ok(Some(Err(e))) => return Err(BrokerError::classify(e).into()),
-                Ok(Some(Ok(message))) => messages.push(Delivered::from_message(message)),
+            // On an error the consumer is dropped: what it held goes back now.
+            match next_until(until, &mut consumer).await? {
+                Some(message) => messages.push(message),
+                None => break,
             }
         }
         if !messages.is_empty() {

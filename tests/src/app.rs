@@ -476,6 +476,28 @@ rules:
         format!("persistent://{tenant}/{namespace}/{topic}")
     }
 
+    /// `/events/{tenant A}/orders/{topic}`: the path of tenant A's topic.
+    pub fn orders_path(&self, topic: &str) -> String {
+        format!("/events/{}/orders/{topic}", self.tenant_a)
+    }
+
+    /// Posts `body` with `headers` to tenant A's `orders/{topic}` through the
+    /// publish function, as `subject` in `group`.
+    pub async fn post_as(
+        &self,
+        subject: &str,
+        group: &str,
+        topic: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let bearer = format!("Bearer {}", self.token(subject, &[group]));
+        let mut all = vec![("authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.call(&kong_event("POST", &self.orders_path(topic), &all, body))
+            .await
+    }
+
     /// Invokes the publish function and returns the proxy response.
     pub async fn call(&self, event: &Value) -> Response {
         self.function.call(event).await

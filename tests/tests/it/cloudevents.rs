@@ -29,16 +29,7 @@ async fn post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let bearer = format!("Bearer {}", app.token("svc", &[group]));
-    let mut all = vec![("authorization", bearer.as_str())];
-    all.extend_from_slice(headers);
-    app.call(&kong_event(
-        "POST",
-        &format!("/events/{}/orders/{topic}", app.tenant_a),
-        &all,
-        body,
-    ))
-    .await
+    app.post_as("svc", group, topic, headers, body).await
 }
 
 fn structured(id: &str, extra: Value) -> Value {

@@ -19,29 +19,22 @@ use serde_json::{Value, json};
 /// Publishes `n` events `{"n": i}` (i from `from`) to tenant A's `orders/{topic}`
 /// through the publish function, in NDJSON batches.
 async fn publish_numbers(app: &PublishApp, topic: &str, from: usize, n: usize) {
-    let token = app.token("alice", &["checkout"]);
-    let bearer = format!("Bearer {token}");
     let mut i = from;
     while i < from + n {
         let end = (i + 50).min(from + n);
         let body: String = (i..end).map(|k| format!("{{\"n\":{k}}}\n")).collect();
-        let event = kong_event(
-            "POST",
-            &format!("/events/{}/orders/{topic}", app.tenant_a),
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/x-ndjson"),
-            ],
-            body.as_bytes(),
-        );
-        let r = app.call(&event).await;
+        let r = app
+            .post_as("alice", "checkout", topic, &[NDJSON], body.as_bytes())
+            .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
         i = end;
     }
 }
 
+const NDJSON: (&str, &str) = ("content-type", "application/x-ndjson");
+
 fn path(app: &PublishApp, topic: &str) -> String {
-    format!("/events/{}/orders/{topic}", app.tenant_a)
+    app.orders_path(topic)
 }
 
 async fn read(f: &Function, path: &str, query: &[(&str, &str)], token: &str) -> Response {
@@ -687,7 +680,6 @@ async fn pages_stop_below_the_byte_cap_and_the_cursor_picks_up_the_rest() {
         .await;
     let topic = unique("capped");
     let token = app.token("alice", &["checkout"]);
-    let bearer = format!("Bearer {token}");
     let p = path(&app, &topic);
     // 20 events of ~1 KiB, then one of 20 KiB (larger than any page).
     let mut body = String::new();
@@ -698,15 +690,7 @@ async fn pages_stop_below_the_byte_cap_and_the_cursor_picks_up_the_rest() {
     body.push_str(&json!({ "n": 20, "pad": "y".repeat(20_000) }).to_string());
     body.push('\n');
     let r = app
-        .call(&kong_event(
-            "POST",
-            &p,
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/x-ndjson"),
-            ],
-            body.as_bytes(),
-        ))
+        .post_as("alice", "checkout", &topic, &[NDJSON], body.as_bytes())
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 

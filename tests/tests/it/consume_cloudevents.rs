@@ -66,7 +66,7 @@ async fn read(
 }
 
 fn path(app: &PublishApp, topic: &str) -> String {
-    format!("/events/{}/orders/{topic}", app.tenant_a)
+    app.orders_path(topic)
 }
 
 /// Produces `payload` with `properties` straight to the broker, as the
@@ -457,7 +457,6 @@ async fn batches_stop_below_the_byte_cap_and_the_cursor_header_picks_up_the_rest
         .await;
     let topic = unique("ce-capped");
     let token = app.token("alice", &["checkout"]);
-    let bearer = format!("Bearer {token}");
     let p = path(&app, &topic);
     // 20 events of ~1 KiB, then one of 20 KiB (larger than any page).
     let mut body = String::new();
@@ -468,15 +467,13 @@ async fn batches_stop_below_the_byte_cap_and_the_cursor_header_picks_up_the_rest
     body.push_str(&json!({ "n": 20, "pad": "y".repeat(20_000) }).to_string());
     body.push('\n');
     let r = app
-        .call(&kong_event(
-            "POST",
-            &p,
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/x-ndjson"),
-            ],
+        .post_as(
+            "alice",
+            "checkout",
+            &topic,
+            &[("content-type", "application/x-ndjson")],
             body.as_bytes(),
-        ))
+        )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 

@@ -11,6 +11,8 @@ pub struct Admin {
     base: Url,
     token: String,
     http: reqwest::Client,
+    /// The cluster tenants it creates may use.
+    cluster: String,
 }
 
 /// A tenant and namespace made for one test, removed when dropped is not
@@ -34,7 +36,14 @@ impl Admin {
             base,
             token,
             http: reqwest::Client::new(),
+            cluster: "standalone".into(),
         }
+    }
+
+    /// The same client, creating tenants allowed on `cluster`.
+    pub fn for_cluster(mut self, cluster: &str) -> Self {
+        self.cluster = cluster.to_owned();
+        self
     }
 
     async fn call(
@@ -43,6 +52,21 @@ impl Admin {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        let text = self.call_text(method, path, body).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A GET whose answer is plain text (e.g. a topic's bundle range).
+    pub async fn get_text(&self, path: &str) -> Result<String, String> {
+        self.call_text(reqwest::Method::GET, path, None).await
+    }
+
+    async fn call_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<String, String> {
         let url = self.base.join(path).map_err(|e| e.to_string())?;
         let mut req = self
             .http
@@ -60,7 +84,7 @@ impl Admin {
         if !status.is_success() {
             return Err(format!("{method} {path}: {status} {text}"));
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok(text)
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, String> {
@@ -75,11 +99,11 @@ impl Admin {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
-    /// Creates a tenant (allowed on the `standalone` cluster).
+    /// Creates a tenant (allowed on this client's cluster).
     pub async fn create_tenant(&self, tenant: &str, admin_roles: &[&str]) -> Result<(), String> {
         self.put(
             &format!("/admin/v2/tenants/{tenant}"),
-            json!({ "adminRoles": admin_roles, "allowedClusters": ["standalone"] }),
+            json!({ "adminRoles": admin_roles, "allowedClusters": [self.cluster] }),
         )
         .await
         .map(drop)

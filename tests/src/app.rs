@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::lambda::{Function, temp_file};
 use crate::oidc::{Provider, TestIssuer};
-use crate::{stack, unique, unix_now};
+use crate::{Stack, stack, unique, unix_now};
 
 /// The audience the test policy accepts.
 pub const AUDIENCE: &str = "kong-pulsar";
@@ -50,6 +50,9 @@ pub struct AppOptions {
     pub provenance: Option<ProvenanceOptions>,
     /// `AWS_LAMBDA_MAX_CONCURRENCY` of the function (unset: one at a time).
     pub max_concurrency: Option<u32>,
+    /// The Pulsar the app's tenants live on and its functions connect to: the
+    /// standalone broker, or one way into the test cluster.
+    pub pulsar: &'static Stack,
 }
 
 /// How [`PublishApp`] signs events.
@@ -83,12 +86,15 @@ impl Default for AppOptions {
             oidc_leeway_seconds: None,
             provenance: None,
             max_concurrency: None,
+            pulsar: stack(),
         }
     }
 }
 
 pub struct PublishApp {
     pub function: Function,
+    /// Where its tenants live (see [`AppOptions::pulsar`]).
+    pub pulsar: &'static Stack,
     /// The function's environment.
     env: Vec<(&'static str, String)>,
     pub issuer: TestIssuer,
@@ -131,7 +137,7 @@ impl PublishApp {
     }
 
     pub async fn spawn_with(options: AppOptions) -> Self {
-        let stack = stack();
+        let stack = options.pulsar;
         let admin = stack.admin();
         let issuer = TestIssuer::start().await;
         let (tenant_a, tenant_b) = (unique("ta"), unique("tb"));
@@ -195,7 +201,7 @@ impl PublishApp {
         let sts_endpoint = format!("{}/", stack.aws_endpoint.trim_end_matches('/'));
         let policy = format!(
             r#"version: 1
-pulsar: {{ cluster: standalone, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
+pulsar: {{ cluster: {cluster}, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
 identity:
   oidc:
     - issuer: "{issuer}"
@@ -244,6 +250,7 @@ rules:
     allow: {{ tenant: {tenant_a}, namespaces: [orders], topics: ["*"], actions: [produce] }}
 {provenance}"#,
             issuer = issuer.issuer(),
+            cluster = stack.cluster_name,
             kong_trusted = options.kong_trusted,
             token_types = options
                 .oidc_token_types
@@ -273,6 +280,7 @@ rules:
         let function = Function::start("publish", &env);
         Self {
             function,
+            pulsar: stack,
             env,
             issuer,
             tenant_a,
@@ -362,7 +370,7 @@ rules:
     /// A `rotate` function with the app's policy, its own admin-token secret
     /// (the stack's super-user) and the stack's broker and admin API.
     pub async fn rotate_function(&self) -> Function {
-        let stack = stack();
+        let stack = self.pulsar;
         let admin = unique("kong-pulsar/admin");
         put_secret(
             &admin,
@@ -460,7 +468,7 @@ rules:
 
     /// Replaces tenant A's token secret with a fresh token valid for `ttl`.
     pub async fn rotate_token_a(&self, ttl: Duration) -> String {
-        let token = stack().mint_token_expiring(&self.role_a, ttl, true);
+        let token = self.pulsar.mint_token_expiring(&self.role_a, ttl, true);
         self.replace_token_a(&token, ttl).await;
         token
     }
@@ -506,7 +514,11 @@ rules:
     /// A consumer (as the super-user) that sees everything published to
     /// `topic` from now on.
     pub async fn consumer(&self, topic: &str) -> Consumer<Vec<u8>, TokioExecutor> {
-        let broker = stack().broker_as(stack().superuser_token()).await.unwrap();
+        let broker = self
+            .pulsar
+            .broker_as(self.pulsar.superuser_token())
+            .await
+            .unwrap();
         broker
             .client()
             .consumer()
@@ -525,7 +537,7 @@ rules:
     /// the proof that a rejected request published nothing.
     pub async fn stored(&self, topic: &str) -> u64 {
         let path = topic.replace("persistent://", "/admin/v2/persistent/") + "/internalStats";
-        match stack().admin().get(&path).await {
+        match self.pulsar.admin().get(&path).await {
             Ok(stats) => stats["entriesAddedCounter"].as_u64().unwrap_or(0),
             Err(e) if e.contains("404") => 0,
             Err(e) => panic!("{e}"),

@@ -21,6 +21,7 @@ use url::Url;
 pub mod admin;
 pub mod app;
 pub mod bench;
+pub mod cluster;
 pub mod lambda;
 pub mod logs;
 pub mod oidc;
@@ -28,11 +29,14 @@ pub mod secrets;
 pub mod witness;
 
 pub use admin::Admin;
+pub use cluster::{Cluster, cluster};
 
 /// Where the running stack is and how to act on it.
 pub struct Stack {
     pub service_url: Url,
     pub admin_url: Url,
+    /// The Pulsar cluster's name (`standalone`, or the test cluster's).
+    pub cluster_name: String,
     pub superuser_role: String,
     superuser_token: String,
     token_secret: Vec<u8>,
@@ -46,6 +50,15 @@ pub struct Stack {
     pub tls_ca_cert_file: Option<PathBuf>,
     /// That CA's private key, PEM (PKCS#8), to issue client certificates.
     pub tls_ca_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("service_url", &self.service_url.as_str())
+            .field("cluster_name", &self.cluster_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The stack, loaded once per test binary. Panics with instructions when no
@@ -103,6 +116,7 @@ impl Stack {
         Ok(Self {
             service_url: url("PULSAR_SERVICE_URL")?,
             admin_url: url("PULSAR_ADMIN_URL")?,
+            cluster_name: "standalone".into(),
             superuser_role: get("KP_STACK_SUPERUSER_ROLE")?,
             superuser_token: String::from_utf8(read("KP_STACK_SUPERUSER_TOKEN_FILE")?)
                 .map_err(|_| "the super-user token is not UTF-8".to_owned())?
@@ -167,6 +181,7 @@ impl Stack {
     /// The broker's admin REST API as the super-user.
     pub fn admin(&self) -> Admin {
         Admin::new(self.admin_url.clone(), self.superuser_token.clone())
+            .for_cluster(&self.cluster_name)
     }
 
     /// AWS SDK configuration pointed at moto through `AWS_ENDPOINT_URL`

@@ -14,6 +14,7 @@
 #                            (reused when running; env in cluster/cluster.env)
 #   stack.sh cluster-down    stop it; no process is left behind
 #   stack.sh cluster-status  what of it is running
+#   stack.sh cluster-restart broker1|broker2   bring back a killed or paused broker
 #   stack.sh cluster-token   a token of the cluster's key: cluster-token <role> [ttl]
 #
 # Everything the stack writes lives under $KP_STACK_DIR (default target/stack);
@@ -431,6 +432,15 @@ cmd_test() {
   cargo clippy --workspace --all-targets --quiet -- -D warnings
   say "cargo build (the function binaries the end-to-end tests run)"
   cargo build --workspace --bins --quiet
+  # The cluster tests share one multi-broker cluster; started after the
+  # builds so its five JVMs do not compete with them for the two cores.
+  local cluster_started=0
+  cluster_running || cluster_started=1
+  if [ "$cluster_started" = 1 ]; then
+    if [ "$started" = 1 ]; then trap 'cmd_cluster_down; cmd_down' EXIT; else trap 'cmd_cluster_down' EXIT; fi
+  fi
+  setup_proxy
+  cmd_cluster_up
   say "cargo test"
   cargo test --workspace --no-fail-fast
   say "all tests passed in $((SECONDS - t0))s"
@@ -519,6 +529,11 @@ cluster_java() {
     -cp "$(cat "$cp_file")" "$main" "$@" \
     >"$d/logs/stdout.log" 2>&1) &
   echo $! >"$CLUSTER_DIR/$name.pid"
+}
+
+cluster_start_broker() { # cluster_start_broker <broker1|broker2>: with the config cluster-up rendered
+  cluster_java "$1" 384m 256m "$(pulsar_classpath_file)" org.apache.pulsar.PulsarBrokerStarter \
+    --broker-conf "$CLUSTER_DIR/$1/broker.conf"
 }
 
 cluster_render() { # cluster_render <template> <output> [sed args]: fills in this cluster's @NAME@s
@@ -706,8 +721,8 @@ cmd_cluster_up() {
   # The rest only needs the metadata store: start it all at once.
   say "starting the bookie (:$CLUSTER_BOOKIE_PORT), brokers (:$CLUSTER_BROKER1_PORT admin :$CLUSTER_BROKER1_WEB_PORT, :$CLUSTER_BROKER2_PORT admin :$CLUSTER_BROKER2_WEB_PORT) and proxy (:$CLUSTER_PROXY_PORT admin :$CLUSTER_PROXY_WEB_PORT)"
   cluster_java bookie 192m 192m "$cp" org.apache.bookkeeper.server.Main --conf "$CLUSTER_DIR/bookie/bookie.conf"
-  cluster_java broker1 384m 256m "$cp" org.apache.pulsar.PulsarBrokerStarter --broker-conf "$CLUSTER_DIR/broker1/broker.conf"
-  cluster_java broker2 384m 256m "$cp" org.apache.pulsar.PulsarBrokerStarter --broker-conf "$CLUSTER_DIR/broker2/broker.conf"
+  cluster_start_broker broker1
+  cluster_start_broker broker2
   cluster_java proxy 192m 128m "$(proxy_classpath_file)" org.apache.pulsar.proxy.server.ProxyServiceStarter \
     --config "$CLUSTER_DIR/proxy/proxy.conf"
   until cluster_ready; do
@@ -731,6 +746,34 @@ $logs}
 Logs in $CLUSTER_DIR/*/logs"
 }
 
+# A broker killed or stopped by a fault test comes back with its own data
+# and ports (its topics were taken over by the other broker meanwhile).
+cmd_cluster_restart() {
+  local name=$1 t0=$SECONDS
+  case $name in broker1 | broker2) ;; *) die "usage: stack.sh cluster-restart <broker1|broker2>" ;; esac
+  [ -f "$CLUSTER_DIR/cluster.env" ] || die "no cluster in $CLUSTER_DIR; run '$0 cluster-up' first"
+  if pid_alive "$CLUSTER_DIR/$name.pid"; then
+    # A paused (SIGSTOP) broker is alive but deaf: continue it, then wait.
+    kill -CONT -- "-$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null || true
+  else
+    cluster_start_broker "$name"
+  fi
+  until cluster_ready; do
+    pid_alive "$CLUSTER_DIR/$name.pid" || cluster_failed "$name" "the cluster's $name exited during restart"
+    [ $((SECONDS - t0)) -lt "$CLUSTER_START_TIMEOUT" ] ||
+      die "the cluster was not ready within ${CLUSTER_START_TIMEOUT}s of restarting $name"
+    sleep 0.5
+  done
+  cluster_write_env
+  say "cluster $name back in $((SECONDS - t0))s"
+}
+
+cluster_running() { # any process of the cluster alive
+  local name
+  for name in $CLUSTER_PROCS; do pid_alive "$CLUSTER_DIR/$name.pid" && return 0; done
+  return 1
+}
+
 cmd_cluster_status() {
   local name
   for name in $CLUSTER_PROCS; do
@@ -749,6 +792,7 @@ case "${1:-}" in
   cluster-up) cmd_setup; setup_proxy; cmd_cluster_up ;;
   cluster-down) cmd_cluster_down ;;
   cluster-status) cmd_cluster_status ;;
+  cluster-restart) cmd_cluster_restart "${2:-}" ;;
   cluster-token)
     [ -f "$CLUSTER_DIR/token-secret.key" ] || die "no cluster key in $CLUSTER_DIR; run '$0 cluster-up' first"
     STACK_DIR=$CLUSTER_DIR mint_token "${2:?usage: stack.sh cluster-token <role> [ttl-seconds]}" "${3:-}"; echo ;;

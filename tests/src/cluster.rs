@@ -46,7 +46,7 @@ pub fn cluster() -> &'static Cluster {
 }
 
 /// One of the two brokers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BrokerId {
     One,
     Two,

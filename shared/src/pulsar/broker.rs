@@ -17,9 +17,12 @@ use url::Url;
 use crate::secrets::SecretValue;
 
 mod ledger;
+mod partitions;
 mod pool;
 
 pub use ledger::{Delivery, SendFailure};
+use partitions::Router;
+pub use partitions::partition_for_key;
 pub use pool::{SendError, TenantBrokers, TenantCredentials};
 
 /// Hands out the Pulsar token a client should present *now*. Asked on every
@@ -364,28 +367,45 @@ impl Broker {
         Ok(Self { client, timeouts })
     }
 
-    /// Creates a producer on `topic` (a full `persistent://t/ns/name` name).
-    /// This is where the broker checks the role's `produce` permission.
+    /// Creates a producer on `topic` (a full `persistent://t/ns/name` name):
+    /// on a partitioned topic, one per partition, each connected to the
+    /// broker that owns it. This is where the broker checks the role's
+    /// `produce` permission.
     pub async fn producer(&self, topic: &str) -> Result<Producer, BrokerError> {
         // Boxed: pulsar-rs's lookup and creation futures nest deep, and in
         // debug builds polling them inline overflows a 2 MiB thread stack.
         // Producers are opened rarely, so the allocation costs nothing.
-        let producer = Box::pin(within(
+        let partitions = Box::pin(within(
             self.timeouts.operation,
-            self.client
-                .producer()
-                .with_topic(topic)
-                // Wait for room rather than fail with `SlowDown` once 100
-                // messages (pulsar-rs's outbound channel) wait to be written:
-                // a batch enqueues all its messages before the first receipt.
-                .with_options(ProducerOptions {
-                    block_queue_if_full: true,
-                    ..ProducerOptions::default()
-                })
-                .build(),
+            self.client.lookup_partitioned_topic_number(topic),
         ))
         .await?;
-        Ok(Producer { inner: producer })
+        let names: Vec<String> = match partitions {
+            0 => vec![topic.to_owned()],
+            n => (0..n).map(|i| format!("{topic}-partition-{i}")).collect(),
+        };
+        let opened = futures::future::join_all(names.iter().map(|name| {
+            Box::pin(within(
+                self.timeouts.operation,
+                self.client
+                    .producer()
+                    .with_topic(name)
+                    // Wait for room rather than fail with `SlowDown` once 100
+                    // messages (pulsar-rs's outbound channel) wait to be
+                    // written: a batch enqueues all its messages before the
+                    // first receipt.
+                    .with_options(ProducerOptions {
+                        block_queue_if_full: true,
+                        ..ProducerOptions::default()
+                    })
+                    .build(),
+            ))
+        }))
+        .await;
+        Ok(Producer {
+            partitions: opened.into_iter().collect::<Result<_, _>>()?,
+            router: (partitions > 0).then(|| Router::new(partitions)),
+        })
     }
 
     /// The underlying pulsar-rs client (consumers, in tests and tools).
@@ -394,9 +414,11 @@ impl Broker {
     }
 }
 
-/// A producer on one topic.
+/// A producer on one topic (one pulsar-rs producer per partition).
 pub struct Producer {
-    inner: pulsar::Producer<TokioExecutor>,
+    partitions: Vec<pulsar::Producer<TokioExecutor>>,
+    /// `None` for a topic that is not partitioned.
+    router: Option<Router>,
 }
 
 impl Producer {
@@ -420,6 +442,7 @@ impl Producer {
             event_time_ms,
             properties,
         } = message;
+        let partition = self.router.as_mut().map(|r| r.route(key.as_deref()));
         let message = Message {
             payload,
             properties,
@@ -427,16 +450,22 @@ impl Producer {
             event_time: event_time_ms,
             ..Message::default()
         };
-        self.inner
+        // `partitions` has one producer per partition the router can name.
+        let producer = &mut self.partitions[partition.unwrap_or(0) as usize];
+        producer
             .send_non_blocking(message)
             .await
-            .map(Receipt)
+            .map(|future| Receipt { future, partition })
             .map_err(BrokerError::classify)
     }
 }
 
 /// The broker's answer to one enqueued message, still to come.
-pub struct Receipt(SendFuture);
+pub struct Receipt {
+    future: SendFuture,
+    /// The partition it was sent to, which the receipt does not say.
+    partition: Option<u32>,
+}
 
 impl std::future::Future for Receipt {
     type Output = Result<MessageId, ReceiptError>;
@@ -445,18 +474,24 @@ impl std::future::Future for Receipt {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|receipt| {
-            let receipt = receipt.map_err(ReceiptError::classify)?;
-            receipt
-                .message_id
-                .as_ref()
-                .map(MessageId::from)
-                .ok_or_else(|| {
-                    ReceiptError::Lost(BrokerError::Unavailable(Arc::new(pulsar::Error::Custom(
-                        "send receipt without a message id".into(),
-                    ))))
-                })
-        })
+        let partition = self.partition;
+        std::pin::Pin::new(&mut self.future)
+            .poll(cx)
+            .map(|receipt| {
+                let receipt = receipt.map_err(ReceiptError::classify)?;
+                receipt
+                    .message_id
+                    .as_ref()
+                    .map(|id| MessageId {
+                        partition: partition.map_or(-1, |p| p as i32),
+                        ..MessageId::from(id)
+                    })
+                    .ok_or_else(|| {
+                        ReceiptError::Lost(BrokerError::Unavailable(Arc::new(
+                            pulsar::Error::Custom("send receipt without a message id".into()),
+                        )))
+                    })
+            })
     }
 }
 

@@ -6,6 +6,7 @@
 mod broker_auth;
 mod certificates;
 mod cloudevents;
+mod cluster;
 mod consume;
 mod consume_cloudevents;
 mod demo_seed;

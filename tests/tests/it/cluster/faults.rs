@@ -1,0 +1,1 @@
+//! Brokers failing under a warm function.

@@ -11,7 +11,7 @@
 mod faults;
 mod publish;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
@@ -163,4 +163,25 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// The established TCP connections process `pid` holds, by remote port.
+fn connections(pid: u32) -> BTreeMap<u16, usize> {
+    let out = Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .output()
+        .expect("ss runs");
+    let marker = format!("pid={pid},");
+    let mut by_port = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.contains(&marker) {
+            continue;
+        }
+        // Recv-Q Send-Q Local:Port Peer:Port Process
+        let peer = line.split_whitespace().nth(3).unwrap_or_default();
+        if let Some(port) = peer.rsplit(':').next().and_then(|p| p.parse().ok()) {
+            *by_port.entry(port).or_insert(0) += 1;
+        }
+    }
+    by_port
 }

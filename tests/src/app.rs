@@ -506,6 +506,19 @@ rules:
             .await
     }
 
+    /// Posts one JSON event with message key `key` to tenant A's
+    /// `orders/{topic}`, as `alice` in `checkout`.
+    pub async fn publish_keyed(&self, topic: &str, key: &str, body: &str) -> Response {
+        self.post_as(
+            "alice",
+            "checkout",
+            topic,
+            &[("content-type", "application/json"), ("x-event-key", key)],
+            body.as_bytes(),
+        )
+        .await
+    }
+
     /// Invokes the publish function and returns the proxy response.
     pub async fn call(&self, event: &Value) -> Response {
         self.function.call(event).await

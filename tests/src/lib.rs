@@ -23,6 +23,7 @@ pub mod app;
 pub mod bench;
 pub mod cluster;
 pub mod lambda;
+pub mod load;
 pub mod logs;
 pub mod oidc;
 pub mod secrets;

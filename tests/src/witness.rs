@@ -1,7 +1,9 @@
-//! The two independent judges of provenance: the `kong-pulsar-verify` CLI
-//! (pulsar-rs and our verifier) and the Python witness
-//! (`tests/stack/provenance_witness.py`: the C++ client, PyJWT, digests of
-//! its own), run side by side on the same topic.
+//! Independent witnesses of what Pulsar holds. The two judges of
+//! provenance: the `kong-pulsar-verify` CLI (pulsar-rs and our verifier) and
+//! the Python witness (`tests/stack/provenance_witness.py`: the C++ client,
+//! PyJWT, digests of its own), run side by side on the same topic; and
+//! [`partitions`], what a (partitioned) topic holds as the official client
+//! finds it (`tests/stack/partition_witness.py`).
 
 use std::process::{Command, Output};
 
@@ -80,4 +82,54 @@ pub async fn both_verdicts(
         );
         (who, out.status.code(), lines)
     })
+}
+
+/// What the official client finds on `topic` through `via` (read as its
+/// super-user), expecting `count`: one JSON object per message
+/// (`partition`, `key`, `data`, `properties`, `messageId`). With `keys`,
+/// the witness first produces one `witness:<key>` message per key itself,
+/// routed as the official clients' Murmur3_32Hash scheme routes them
+/// (`count` includes them). Panics, showing what it found, when fewer came.
+pub async fn partitions(
+    via: &crate::Stack,
+    topic: &str,
+    count: usize,
+    keys: &[String],
+) -> Vec<Value> {
+    let (found, out) = run_partition_witness(via, topic, count, keys, 10).await;
+    assert!(
+        out.status.success(),
+        "the witness read {} of {count} messages of {topic}: {}",
+        found.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    found
+}
+
+/// Everything `topic` holds (up to `at_most`), as the official client finds
+/// it through `via`: read until nothing came for 5 s.
+pub async fn everything_on(via: &crate::Stack, topic: &str, at_most: usize) -> Vec<Value> {
+    run_partition_witness(via, topic, at_most, &[], 5).await.0
+}
+
+async fn run_partition_witness(
+    via: &crate::Stack,
+    topic: &str,
+    count: usize,
+    keys: &[String],
+    quiet_seconds: u32,
+) -> (Vec<Value>, Output) {
+    let root = crate::workspace_root();
+    let mut python = Command::new(root.join(".venv/bin/python"));
+    python
+        .arg(root.join("tests/stack/partition_witness.py"))
+        .args([via.service_url.as_str(), "KP_READER", topic])
+        .args([count.to_string(), quiet_seconds.to_string()])
+        .env("KP_READER", via.superuser_token())
+        .env("KP_WITNESS_KEYS", keys.join(","));
+    let out =
+        tokio::task::spawn_blocking(move || python.output().expect("run partition_witness.py"))
+            .await
+            .unwrap();
+    (verdicts("partition witness", &out), out)
 }

@@ -752,14 +752,11 @@ cmd_cluster_restart() {
   local name=$1 t0=$SECONDS
   case $name in broker1 | broker2) ;; *) die "usage: stack.sh cluster-restart <broker1|broker2>" ;; esac
   [ -f "$CLUSTER_DIR/cluster.env" ] || die "no cluster in $CLUSTER_DIR; run '$0 cluster-up' first"
-  if pid_alive "$CLUSTER_DIR/$name.pid"; then
-    # A paused (SIGSTOP) broker is alive but deaf: continue it, then wait.
-    kill -CONT -- "-$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null || true
-  else
-    cluster_start_broker "$name"
-  fi
+  # A paused (SIGSTOP) broker is alive but deaf: continue it. It may then
+  # find its metadata session expired and stop itself; start it again then.
+  pid_alive "$CLUSTER_DIR/$name.pid" && kill -CONT -- "-$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null || true
   until cluster_ready; do
-    pid_alive "$CLUSTER_DIR/$name.pid" || cluster_failed "$name" "the cluster's $name exited during restart"
+    pid_alive "$CLUSTER_DIR/$name.pid" || cluster_start_broker "$name"
     [ $((SECONDS - t0)) -lt "$CLUSTER_START_TIMEOUT" ] ||
       die "the cluster was not ready within ${CLUSTER_START_TIMEOUT}s of restarting $name"
     sleep 0.5

@@ -1,1 +1,191 @@
-//! Brokers failing under a warm function.
+//! Brokers failing under a warm function, through the proxy (the production
+//! topology): killed (SIGKILL) under steady load, and paused (SIGSTOP) for
+//! longer than the function's deadline. Each test holds the cluster
+//! exclusively and brings the broker back before it lets go.
+//!
+//! What is stated and checked: every answer is a 202 or a 503/504 problem
+//! (never a 500, never a hang past the deadline); no event answered 202 is
+//! lost (the official client reads them all back); publishing resumes on
+//! every partition, and how long that took is printed.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kp_tests::app::AppOptions;
+use kp_tests::load::{Outcome, by_status, outage_per_partition, steady_load};
+use kp_tests::{cluster, unique};
+
+use super::{Via, app_via, owners, spread_topic};
+
+const PARTITIONS: u32 = 4;
+/// The publish function's own budget when the caller gives no deadline (as
+/// `cargo lambda watch` does not): Lambda's timeout in the template.
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asserts what holds under every broker fault: 202 or 503/504 only, each
+/// answered within the function's timeout, and every 202 in Pulsar.
+async fn assert_no_acknowledged_event_lost(topic: &str, outcomes: &[Outcome]) -> usize {
+    for o in outcomes {
+        assert!(
+            matches!(o.status, 202 | 503 | 504),
+            "a fault answered {} {:?} at {:?}",
+            o.status,
+            o.code,
+            o.at
+        );
+        assert!(
+            o.took < FUNCTION_TIMEOUT,
+            "an answer took {:?}, past the function's timeout",
+            o.took
+        );
+    }
+    eprintln!("answers by status and code: {:?}", by_status(outcomes));
+    let accepted: BTreeSet<&str> = outcomes
+        .iter()
+        .filter(|o| o.status == 202)
+        .map(|o| o.body.as_str())
+        .collect();
+    // Unanswered sends (504 `timeout`) may have landed too: read all there
+    // is, then check that everything acknowledged is in it.
+    let found = kp_tests::witness::everything_on(&cluster().proxy, topic, outcomes.len()).await;
+    let found: BTreeSet<String> = found
+        .iter()
+        .map(|m| m["data"].as_str().unwrap().to_owned())
+        .collect();
+    let lost: Vec<&&str> = accepted.iter().filter(|b| !found.contains(**b)).collect();
+    assert!(lost.is_empty(), "acknowledged but not in Pulsar: {lost:?}");
+    accepted.len()
+}
+
+#[tokio::test]
+async fn a_broker_killed_under_steady_load_fails_over_with_no_acknowledged_event_lost() {
+    let _lease = cluster().exclusive().await;
+    let app = app_via(Via::Proxy, AppOptions::default()).await;
+    let name = unique("kill");
+    let topic = spread_topic(&app, &name, PARTITIONS).await;
+    let owner = owners(&topic, PARTITIONS).await;
+    let victim = owner[0];
+    let kill_at = Duration::from_secs(3);
+    let outcomes = steady_load(&app, &name, PARTITIONS, 4, Duration::from_secs(30), async {
+        tokio::time::sleep(kill_at).await;
+        cluster().signal(victim, "KILL");
+    })
+    .await;
+    let restarted = cluster().restart(victim).await;
+    eprintln!("{victim:?} restarted in {restarted:?}");
+
+    let accepted = assert_no_acknowledged_event_lost(&topic, &outcomes).await;
+    let outage = outage_per_partition(&outcomes, PARTITIONS, kill_at);
+    eprintln!(
+        "{} requests, {accepted} acknowledged; {victim:?} owned partitions {:?}; \
+         back after the kill, by partition: {outage:?}",
+        outcomes.len(),
+        (0..PARTITIONS)
+            .filter(|p| owner[*p as usize] == victim)
+            .collect::<Vec<_>>()
+    );
+    for (partition, back) in &outage {
+        assert!(
+            back.is_some(),
+            "partition {partition} (on {:?}) never took an event again after the kill",
+            owner[*partition as usize]
+        );
+    }
+    // Everything is back well before the end of the run.
+    let last_second: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.at > Duration::from_secs(25))
+        .collect();
+    assert!(
+        last_second.iter().all(|o| o.status == 202),
+        "not all publishing resumed: {last_second:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_paused_past_the_deadline_answers_504_before_the_timeout_then_recovers() {
+    let _lease = cluster().exclusive().await;
+    let app = app_via(Via::Proxy, AppOptions::default()).await;
+    let name = unique("pause");
+    let topic = app.topic(&app.tenant_a, "orders", &name);
+    // Warm: the producer is open and connected through the proxy.
+    let resp = app.publish_keyed(&name, "k", r#"{"n":0}"#).await;
+    assert_eq!(resp.status, 202, "{:?}", resp.body);
+    let victim = cluster().owner(&topic).await;
+    cluster().signal(victim, "STOP");
+    let paused = Instant::now();
+
+    let mut outcomes = Vec::new();
+    let mut n = 1;
+    // Paused for longer than the deadline (and than the broker's metadata
+    // session, so its topic may move meanwhile).
+    while paused.elapsed() < FUNCTION_TIMEOUT + Duration::from_secs(5) {
+        let body = format!(r#"{{"n":{n}}}"#);
+        let sent = Instant::now();
+        let resp = app.publish_keyed(&name, "k", &body).await;
+        outcomes.push(Outcome {
+            at: paused.elapsed(),
+            took: sent.elapsed(),
+            partition: 0,
+            body,
+            status: resp.status,
+            code: resp.body["code"].as_str().map(str::to_owned),
+        });
+        n += 1;
+    }
+    let first = outcomes[0].clone();
+    assert_eq!(
+        (first.status, first.code.as_deref()),
+        (504, Some("timeout")),
+        "the first publish into the paused broker: {first:?}"
+    );
+    let resumed = cluster().restart(victim).await;
+    eprintln!("{victim:?} continued and the cluster whole again in {resumed:?}");
+
+    // Recovery: publishing works again, within a bound.
+    let back = Instant::now();
+    loop {
+        let body = format!(r#"{{"n":{n}}}"#);
+        let sent = Instant::now();
+        let resp = app.publish_keyed(&name, "k", &body).await;
+        let ok = resp.status == 202;
+        outcomes.push(Outcome {
+            at: paused.elapsed(),
+            took: sent.elapsed(),
+            partition: 0,
+            body,
+            status: resp.status,
+            code: resp.body["code"].as_str().map(str::to_owned),
+        });
+        n += 1;
+        if ok {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "no recovery within 30 s of the broker continuing: {:?}",
+            outcomes.last()
+        );
+    }
+    eprintln!(
+        "paused: {} answers while paused (first: {:?} after {:?}); recovered {:?} after continuing",
+        outcomes
+            .iter()
+            .filter(|o| o.at < FUNCTION_TIMEOUT + Duration::from_secs(5))
+            .count(),
+        first.code,
+        first.took,
+        back.elapsed()
+    );
+    // The warm-up event plus every acknowledged one.
+    let mut all = outcomes.clone();
+    all.push(Outcome {
+        at: Duration::ZERO,
+        took: Duration::ZERO,
+        partition: 0,
+        body: r#"{"n":0}"#.into(),
+        status: 202,
+        code: None,
+    });
+    assert_no_acknowledged_event_lost(&topic, &all).await;
+}

@@ -13,11 +13,10 @@ mod publish;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::time::Duration;
 
-use kp_tests::app::{AppOptions, PublishApp, kong_event};
+use kp_tests::app::{AppOptions, PublishApp};
 use kp_tests::cluster::BrokerId;
-use kp_tests::{Stack, cluster, workspace_root};
+use kp_tests::{Stack, cluster};
 use serde_json::{Value, json};
 
 /// A way into the cluster.
@@ -28,12 +27,6 @@ enum Via {
 }
 
 impl Via {
-    const ALL: [Via; 3] = [
-        Via::Proxy,
-        Via::Broker(BrokerId::One),
-        Via::Broker(BrokerId::Two),
-    ];
-
     fn stack(self) -> &'static Stack {
         match self {
             Via::Proxy => &cluster().proxy,
@@ -88,81 +81,15 @@ async fn owners(topic: &str, partitions: u32) -> Vec<BrokerId> {
     owners
 }
 
-/// Posts one JSON event with `key` to tenant A's `orders/{topic}`.
-async fn publish(app: &PublishApp, topic: &str, key: &str, body: &str) -> kp_tests::app::Response {
-    let bearer = format!("Bearer {}", app.token("alice", &["checkout"]));
-    app.call(&kong_event(
-        "POST",
-        &app.orders_path(topic),
-        &[
-            ("authorization", &bearer),
-            ("content-type", "application/json"),
-            ("x-event-key", key),
-        ],
-        body.as_bytes(),
-    ))
-    .await
-}
-
-/// What the official client finds on `topic` through the proxy: one JSON
-/// object per message (`partition`, `key`, `data`, `properties`,
-/// `messageId`), expecting `count`.
+/// What the official client finds on `topic` through the proxy (see
+/// [`kp_tests::witness::partitions`]).
 async fn witness(topic: &str, count: usize) -> Vec<Value> {
-    witness_with_keys(topic, count, &[]).await
-}
-
-/// [`witness`], after the witness produced one `witness:<key>` message per
-/// key of `keys` itself, routed as the official clients' Murmur3_32Hash
-/// scheme routes them (`count` includes them).
-async fn witness_with_keys(topic: &str, count: usize, keys: &[String]) -> Vec<Value> {
-    let root = workspace_root();
-    let mut python = Command::new(root.join(".venv/bin/python"));
-    python
-        .arg(root.join("tests/stack/partition_witness.py"))
-        .args([
-            cluster().proxy.service_url.as_str(),
-            "KP_READER",
-            topic,
-            &count.to_string(),
-            "10",
-        ])
-        .env("KP_READER", cluster().proxy.superuser_token())
-        .env("KP_WITNESS_KEYS", keys.join(","));
-    let out = tokio::task::spawn_blocking(move || python.output().expect("run the witness"))
-        .await
-        .unwrap();
-    let found: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("witness: {e}: {l}")))
-        .collect();
-    assert!(
-        out.status.success(),
-        "the witness read {} of {count} messages of {topic}: {}",
-        found.len(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    found
+    kp_tests::witness::partitions(&cluster().proxy, topic, count, &[]).await
 }
 
 /// The distinct values of `field` in `found`.
 fn distinct(found: &[Value], field: &str) -> BTreeSet<String> {
     found.iter().map(|m| m[field].to_string()).collect()
-}
-
-/// Waits up to `limit` for `check` to hold, polling every 200 ms.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < until {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
 }
 
 /// The established TCP connections process `pid` holds, by remote port.

@@ -12,9 +12,7 @@ use kp_tests::{cluster, unique};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    Via, app_via, connections, distinct, owners, publish, spread_topic, witness, witness_with_keys,
-};
+use super::{Via, app_via, connections, distinct, owners, spread_topic, witness};
 
 #[tokio::test]
 async fn each_way_in_publishes_to_partitions_on_both_brokers_routing_keys_as_the_official_clients()
@@ -36,13 +34,15 @@ async fn each_way_in_publishes_to_partitions_on_both_brokers_routing_keys_as_the
         for n in 0..events {
             let key = format!("customer-{}", n % keys);
             let body = format!(r#"{{"n":{n}}}"#);
-            let resp = publish(&app, &name, &key, &body).await;
+            let resp = app.publish_keyed(&name, &key, &body).await;
             assert_eq!(resp.status, 202, "{via:?} event {n}: {:?}", resp.body);
             ids.insert(body, resp.body["messageId"].as_str().unwrap().to_owned());
         }
 
         let key_names: Vec<String> = (0..keys).map(|k| format!("customer-{k}")).collect();
-        let found = witness_with_keys(&topic, events + keys, &key_names).await;
+        let found =
+            kp_tests::witness::partitions(&cluster().proxy, &topic, events + keys, &key_names)
+                .await;
         let (theirs, ours): (Vec<&Value>, Vec<&Value>) = found
             .iter()
             .partition(|m| m["data"].as_str().unwrap().starts_with("witness:"));
@@ -166,7 +166,7 @@ async fn publish_through_a_rotation(
             rotated = true;
         }
         let body = format!(r#"{{"n":{ok}}}"#);
-        let resp = publish(&app, &name, &format!("k{ok}"), &body).await;
+        let resp = app.publish_keyed(&name, &format!("k{ok}"), &body).await;
         if resp.status == 202 {
             ok += 1;
         } else {

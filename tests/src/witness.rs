@@ -96,7 +96,7 @@ pub async fn partitions(
     count: usize,
     keys: &[String],
 ) -> Vec<Value> {
-    let (found, out) = run_partition_witness(via, topic, count, keys, 10).await;
+    let (found, out) = run_partition_witness(via, topic, count, keys, 10, None).await;
     assert!(
         out.status.success(),
         "the witness read {} of {count} messages of {topic}: {}",
@@ -107,9 +107,18 @@ pub async fn partitions(
 }
 
 /// Everything `topic` holds (up to `at_most`), as the official client finds
-/// it through `via`: read until nothing came for 5 s.
-pub async fn everything_on(via: &crate::Stack, topic: &str, at_most: usize) -> Vec<Value> {
-    run_partition_witness(via, topic, at_most, &[], 5).await.0
+/// it through `via`: patiently until it has `at_least` (the acknowledged
+/// ones), then until nothing came for 3 s (sends answered `timeout` that
+/// landed anyway).
+pub async fn everything_on(
+    via: &crate::Stack,
+    topic: &str,
+    at_least: usize,
+    at_most: usize,
+) -> Vec<Value> {
+    run_partition_witness(via, topic, at_most, &[], 3, Some(at_least))
+        .await
+        .0
 }
 
 async fn run_partition_witness(
@@ -118,6 +127,7 @@ async fn run_partition_witness(
     count: usize,
     keys: &[String],
     quiet_seconds: u32,
+    at_least: Option<usize>,
 ) -> (Vec<Value>, Output) {
     let root = crate::workspace_root();
     let mut python = Command::new(root.join(".venv/bin/python"));
@@ -125,6 +135,7 @@ async fn run_partition_witness(
         .arg(root.join("tests/stack/partition_witness.py"))
         .args([via.service_url.as_str(), "KP_READER", topic])
         .args([count.to_string(), quiet_seconds.to_string()])
+        .args(at_least.map(|n| n.to_string()))
         .env("KP_READER", via.superuser_token())
         .env("KP_WITNESS_KEYS", keys.join(","));
     let out =

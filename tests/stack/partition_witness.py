@@ -19,10 +19,14 @@ Prints one JSON line per message, in the order received:
    "data": <payload as text>, "properties": {...},
    "messageId": "<ledger>:<entry>:<partition>:<batch index>"}
 
-Exit status: 0 when `count` messages were read within `timeout` seconds,
-1 when fewer were (the lines printed are what was found), 2 on bad usage.
+Exit status: 0 when `count` messages were read, none more than `timeout`
+seconds after the one before, 1 when fewer were (the lines printed are what
+was found), 2 on bad usage. With `at-least`, it reads up to `count` but
+stops at the first `timeout` of quiet only once it has `at-least`; until
+then it waits 60 s for each (right after a failover, partition lookups may
+take a while to settle).
 
-usage: partition_witness.py <service-url> <token-env-var> <topic> <count> <timeout-seconds>
+usage: partition_witness.py <service-url> <token-env-var> <topic> <count> <timeout-seconds> [at-least]
 """
 
 import json
@@ -63,11 +67,12 @@ def murmur3_route(message, partitions):
 
 
 def main(argv):
-    if len(argv) != 6:
+    if len(argv) not in (6, 7):
         print(__doc__, file=sys.stderr)
         return 2
-    url, token_var, topic, count, timeout = argv[1:]
+    url, token_var, topic, count, timeout = argv[1:6]
     count, timeout = int(count), float(timeout)
+    at_least = int(argv[6]) if len(argv) == 7 else 0
     quiet = logging.getLogger("pulsar-client")
     quiet.setLevel(logging.ERROR)
     client = pulsar.Client(
@@ -97,7 +102,8 @@ def main(argv):
         found = 0
         while found < count:
             try:
-                msg = consumer.receive(timeout_millis=int(timeout * 1000))
+                patience = 60 if found < at_least else timeout
+                msg = consumer.receive(timeout_millis=int(patience * 1000))
             except pulsar.Timeout:
                 break
             match = PARTITION.search(msg.topic_name())
@@ -118,7 +124,7 @@ def main(argv):
             consumer.acknowledge(msg)
             found += 1
         consumer.close()
-        return 0 if found >= count else 1
+        return 0 if found >= (at_least or count) else 1
     finally:
         client.close()
 

@@ -112,6 +112,11 @@ pub enum ApiError {
     BrokerForbidden(#[source] BrokerError),
     #[error("no such route")]
     NotFound,
+    #[error(
+        "the topic has {0} partitions, and consume reads non-partitioned topics only \
+         (its cursors are one message id)"
+    )]
+    PartitionedTopic(u32),
     #[error("the topic does not exist")]
     TopicNotFound(#[source] BrokerError),
     /// The route exists; the value is the `Allow` header (`POST`, `GET`).
@@ -216,6 +221,7 @@ impl From<ReadError> for ApiError {
             ReadError::UnknownMessage(id) => Self::InvalidMessageId(format!(
                 "message {id} is not in the topic (it is past the topic's last message)"
             )),
+            ReadError::Partitioned(partitions) => Self::PartitionedTopic(partitions),
         }
     }
 }
@@ -320,6 +326,11 @@ impl ApiError {
             }
             Self::InvalidMessageId(_) => (400, "invalid_message_id", "Invalid message id"),
             Self::NotFound | Self::TopicNotFound(_) => (404, "not_found", "Not found"),
+            Self::PartitionedTopic(_) => (
+                501,
+                "partitioned_topic_unsupported",
+                "Partitioned topics are not readable here",
+            ),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::UnsupportedMediaType(_) => {
                 (415, "unsupported_media_type", "Unsupported media type")

@@ -119,6 +119,11 @@ pub enum ReadError {
     /// acknowledging it would silently skip a message published later.
     #[error("message {0} is not in the topic")]
     UnknownMessage(MessageId),
+    /// The topic is partitioned: a cursor here is one message id, and a
+    /// pulsar-rs reader reads one partition, so reading it would be
+    /// reading a quarter of it while looking like all of it.
+    #[error("the topic has {0} partitions")]
+    Partitioned(u32),
 }
 
 impl From<BrokerError> for ReadError {
@@ -169,8 +174,11 @@ impl Readers {
     ) -> Result<Page, ReadError> {
         let deadline = Instant::now() + budget;
         let topic = topic.to_string();
-        self.with_fresh_token(credentials, || {
+        self.with_fresh_token(credentials, || async {
+            self.refuse_partitioned(credentials, &topic, deadline)
+                .await?;
             self.read_once(credentials, &topic, position, take, deadline)
+                .await
         })
         .await
     }
@@ -189,15 +197,19 @@ impl Readers {
         budget: Duration,
     ) -> Result<Vec<Delivered>, ReadError> {
         let deadline = Instant::now() + budget;
-        self.with_fresh_token(credentials, || {
-            self.subscriptions.receive(
-                &self.brokers,
-                credentials,
-                topic,
-                subscription,
-                take,
-                deadline,
-            )
+        self.with_fresh_token(credentials, || async {
+            self.refuse_partitioned(credentials, &topic.to_string(), deadline)
+                .await?;
+            self.subscriptions
+                .receive(
+                    &self.brokers,
+                    credentials,
+                    topic,
+                    subscription,
+                    take,
+                    deadline,
+                )
+                .await
         })
         .await
     }
@@ -214,17 +226,43 @@ impl Readers {
         budget: Duration,
     ) -> Result<(), ReadError> {
         let deadline = Instant::now() + budget;
-        self.with_fresh_token(credentials, || {
-            self.subscriptions.acknowledge(
-                &self.brokers,
-                credentials,
-                topic,
-                subscription,
-                ids,
-                deadline,
-            )
+        self.with_fresh_token(credentials, || async {
+            self.refuse_partitioned(credentials, &topic.to_string(), deadline)
+                .await?;
+            self.subscriptions
+                .acknowledge(
+                    &self.brokers,
+                    credentials,
+                    topic,
+                    subscription,
+                    ids,
+                    deadline,
+                )
+                .await
         })
         .await
+    }
+
+    /// [`ReadError::Partitioned`] for a partitioned topic (one lookup, which
+    /// the reads would make anyway).
+    async fn refuse_partitioned(
+        &self,
+        credentials: TenantCredentials<'_>,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<(), ReadError> {
+        let broker = within(deadline, self.brokers.broker(credentials)).await?;
+        let partitions = within(deadline, async {
+            // Boxed: pulsar-rs's lookup futures nest deep (see Broker::producer).
+            Box::pin(broker.client().lookup_partitioned_topic_number(topic))
+                .await
+                .map_err(|e| SendError::Broker(BrokerError::classify(e)))
+        })
+        .await?;
+        match partitions {
+            0 => Ok(()),
+            n => Err(ReadError::Partitioned(n)),
+        }
     }
 
     /// Runs `attempt`, and once more with the role's token read again when

@@ -81,7 +81,9 @@ async fn main() {
         .filter(|o| o.status == 202)
         .map(|o| o.body.as_str())
         .collect();
-    let found = kp_tests::witness::everything_on(&cluster().proxy, &topic, outcomes.len()).await;
+    let found =
+        kp_tests::witness::everything_on(&cluster().proxy, &topic, accepted.len(), outcomes.len())
+            .await;
     let found: BTreeSet<&str> = found.iter().filter_map(|m| m["data"].as_str()).collect();
     let lost = accepted.iter().filter(|b| !found.contains(**b)).count();
     for (at, victim) in &kills {

@@ -47,7 +47,9 @@ async fn assert_no_acknowledged_event_lost(topic: &str, outcomes: &[Outcome]) ->
         .collect();
     // Unanswered sends (504 `timeout`) may have landed too: read all there
     // is, then check that everything acknowledged is in it.
-    let found = kp_tests::witness::everything_on(&cluster().proxy, topic, outcomes.len()).await;
+    let found =
+        kp_tests::witness::everything_on(&cluster().proxy, topic, accepted.len(), outcomes.len())
+            .await;
     let found: BTreeSet<String> = found
         .iter()
         .map(|m| m["data"].as_str().unwrap().to_owned())

@@ -278,9 +278,9 @@ impl Reader {
             Mode::Cursor(position) => {
                 let page = self
                     .readers
-                    .read(credentials, topic, *position, take, budget)
+                    .read(credentials, topic, position, take, budget)
                     .await?;
-                (page.messages, Some(page.next))
+                (page.messages, Some(page.start))
             }
             Mode::Subscription(subscription) => {
                 let messages = self
@@ -292,7 +292,13 @@ impl Reader {
         };
         let full_topic = topic.to_string();
         let shaped = self
-            .shape(&full_topic, delivered, query.require_provenance, format)
+            .shape(
+                &full_topic,
+                delivered,
+                query.require_provenance,
+                format,
+                cursor,
+            )
             .await?;
         audit.events = shaped.messages.len();
         audit.message_id = shaped.first_id.map(|id| {
@@ -302,9 +308,7 @@ impl Reader {
                 id.to_string()
             }
         });
-        // A cursor continues after the last message taken, returned or
-        // dropped; what did not fit is read again by the next call.
-        let cursor = cursor.map(|next| shaped.last_taken.map_or(next, Position::After).to_string());
+        let cursor = shaped.cursor.as_ref().map(Position::to_string);
         let subscription = match &query.mode {
             Mode::Subscription(s) => Some(s.as_str()),
             Mode::Cursor(_) => None,
@@ -340,15 +344,21 @@ impl Reader {
     }
 
     /// Verifies each message and renders it, stopping before the response
-    /// would pass `max_response_bytes`.
+    /// would pass `max_response_bytes`. A read's `cursor` moves past each
+    /// message taken, returned or dropped; what did not fit is read again
+    /// by the next call.
     async fn shape(
         &self,
         topic: &str,
         delivered: Vec<Delivered>,
         require_provenance: bool,
         format: Format,
+        cursor: Option<Position>,
     ) -> Result<Shaped, ApiError> {
-        let mut shaped = Shaped::default();
+        let mut shaped = Shaped {
+            cursor,
+            ..Shaped::default()
+        };
         let mut used = PAGE_OVERHEAD + 2 * topic.len();
         // A message is rendered whole unless it could not fit an empty page.
         let room = self.max_response_bytes.saturating_sub(used);
@@ -374,7 +384,7 @@ impl Reader {
                     message_id: message.id.to_string(),
                     reason: verdict.reason.unwrap_or("unverified"),
                 });
-                shaped.last_taken = Some(message.id);
+                shaped.taken(message.id);
                 continue;
             }
             let rendered = match format {
@@ -387,7 +397,7 @@ impl Reader {
             }
             used += cost + 1;
             shaped.first_id.get_or_insert(message.id);
-            shaped.last_taken = Some(message.id);
+            shaped.taken(message.id);
             shaped.messages.push(rendered);
         }
         Ok(shaped)
@@ -404,7 +414,16 @@ struct Shaped {
     messages: Vec<Box<RawValue>>,
     dropped: Vec<Dropped>,
     first_id: Option<MessageId>,
-    last_taken: Option<MessageId>,
+    /// A cursor read's next position.
+    cursor: Option<Position>,
+}
+
+impl Shaped {
+    fn taken(&mut self, id: MessageId) {
+        if let Some(cursor) = &mut self.cursor {
+            cursor.advance(id);
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -12,7 +12,7 @@ use crate::identity::iam::IamError;
 use crate::identity::oidc::OidcError;
 use crate::provenance::ProvenanceError;
 use crate::pulsar::broker::{BrokerError, Delivery, SendError, SendFailure, TokenError};
-use crate::pulsar::read::ReadError;
+use crate::pulsar::read::{CursorMismatch, ReadError};
 use crate::pulsar::topic::NameError;
 
 /// One schema violation: where in the event, and what is wrong.
@@ -95,7 +95,7 @@ pub enum ApiError {
         reason: String,
     },
     #[error(
-        "`after` must be earliest, latest or a message id (ledger:entry:partition:batch), as a page's `cursor` gives"
+        "`after` must be earliest, latest, a message id (ledger:entry:partition:batch) or, on a partitioned topic, one per partition comma-separated, as a page's `cursor` gives"
     )]
     InvalidCursor,
     #[error("invalid subscription name: {0}")]
@@ -113,10 +113,12 @@ pub enum ApiError {
     #[error("no such route")]
     NotFound,
     #[error(
-        "the topic has {0} partitions, and consume reads non-partitioned topics only \
-         (its cursors are one message id)"
+        "the topic has {0} partitions: read it with a cursor (`after`); subscriptions and \
+         acknowledgements take non-partitioned topics only"
     )]
     PartitionedTopic(u32),
+    #[error("{0}; use the `cursor` a page of this topic gave")]
+    CursorMismatch(#[source] CursorMismatch),
     #[error("the topic does not exist")]
     TopicNotFound(#[source] BrokerError),
     /// The route exists; the value is the `Allow` header (`POST`, `GET`).
@@ -222,6 +224,7 @@ impl From<ReadError> for ApiError {
                 "message {id} is not in the topic (it is past the topic's last message)"
             )),
             ReadError::Partitioned(partitions) => Self::PartitionedTopic(partitions),
+            ReadError::Cursor(mismatch) => Self::CursorMismatch(mismatch),
         }
     }
 }
@@ -320,7 +323,9 @@ impl ApiError {
             }
             Self::InvalidQuery(_) => (400, "invalid_query", "Invalid query"),
             Self::InvalidCloudEvent { .. } => (400, "invalid_cloudevent", "Invalid CloudEvent"),
-            Self::InvalidCursor => (400, "invalid_cursor", "Invalid cursor"),
+            Self::InvalidCursor | Self::CursorMismatch(_) => {
+                (400, "invalid_cursor", "Invalid cursor")
+            }
             Self::InvalidSubscription(_) => {
                 (400, "invalid_subscription", "Invalid subscription name")
             }

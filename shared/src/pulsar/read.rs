@@ -22,41 +22,12 @@ use tokio::time::{Instant, timeout_at};
 use super::broker::{Broker, BrokerError, MessageId, SendError, TenantBrokers, TenantCredentials};
 use super::topic::{SubscriptionName, TopicName};
 
+mod partitioned;
+pub mod position;
 pub mod subscriptions;
 
+pub use position::{CursorMismatch, Position};
 pub use subscriptions::Subscriptions;
-
-/// Where a cursor read starts: after this position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// Before the first message the topic still holds.
-    Earliest,
-    /// After the last message the topic holds now.
-    Latest,
-    /// After this message.
-    After(MessageId),
-}
-
-impl Position {
-    /// `earliest`, `latest`, or a message id (`ledger:entry:partition:batch`).
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "earliest" => Some(Self::Earliest),
-            "latest" => Some(Self::Latest),
-            id => MessageId::parse(id).map(Self::After),
-        }
-    }
-}
-
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Earliest => f.write_str("earliest"),
-            Self::Latest => f.write_str("latest"),
-            Self::After(id) => id.fmt(f),
-        }
-    }
-}
 
 /// One message as the broker delivered it.
 #[derive(Debug, Clone)]
@@ -103,10 +74,12 @@ pub struct Take {
 #[derive(Debug)]
 pub struct Page {
     pub messages: Vec<Delivered>,
-    /// Where the next read continues: after the last message of this page,
-    /// or where this one started when it is empty (`latest` resolved to the
-    /// topic's last message, or `earliest` while the topic is empty).
-    pub next: Position,
+    /// Where this read started, `latest` resolved (to the topic's, or each
+    /// partition's, last message; `earliest` where there was none). The next
+    /// read continues there, advanced past each message the caller was
+    /// given ([`Position::advance`]): what a page leaves out (the byte cap)
+    /// is read again.
+    pub start: Position,
 }
 
 /// Why a read did not complete.
@@ -124,6 +97,9 @@ pub enum ReadError {
     /// reading a quarter of it while looking like all of it.
     #[error("the topic has {0} partitions")]
     Partitioned(u32),
+    /// The cursor is of another kind of topic (partitioned or not).
+    #[error(transparent)]
+    Cursor(#[from] CursorMismatch),
 }
 
 impl From<BrokerError> for ReadError {
@@ -163,22 +139,36 @@ impl Readers {
     /// Up to `max` messages after `position`. When the topic holds nothing
     /// past it, waits up to `wait` for one; otherwise reads what the topic
     /// held when the read began (up to `max`), without waiting for more.
-    /// Never past `budget`: what arrived by then is the page.
+    /// Never past `budget`: what arrived by then is the page. A partitioned
+    /// topic is read on every partition at once (see [`partitioned`]).
     pub async fn read(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &TopicName,
-        position: Position,
+        position: &Position,
         take: Take,
         budget: Duration,
     ) -> Result<Page, ReadError> {
         let deadline = Instant::now() + budget;
         let topic = topic.to_string();
         self.with_fresh_token(credentials, || async {
-            self.refuse_partitioned(credentials, &topic, deadline)
-                .await?;
-            self.read_once(credentials, &topic, position, take, deadline)
+            let partitions = self.partitions(credentials, &topic, deadline).await?;
+            position.fits(partitions)?;
+            if partitions == 0 {
+                self.read_once(credentials, &topic, -1, position, take, deadline)
+                    .await
+            } else {
+                partitioned::read(
+                    self,
+                    credentials,
+                    &topic,
+                    partitions,
+                    position,
+                    take,
+                    deadline,
+                )
                 .await
+            }
         })
         .await
     }
@@ -243,26 +233,35 @@ impl Readers {
         .await
     }
 
-    /// [`ReadError::Partitioned`] for a partitioned topic (one lookup, which
-    /// the reads would make anyway).
+    /// [`ReadError::Partitioned`] for a partitioned topic: a subscription's
+    /// consumer here takes one partition.
     async fn refuse_partitioned(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &str,
         deadline: Instant,
     ) -> Result<(), ReadError> {
+        match self.partitions(credentials, topic, deadline).await? {
+            0 => Ok(()),
+            n => Err(ReadError::Partitioned(n)),
+        }
+    }
+
+    /// How many partitions `topic` has (0: not partitioned); one lookup.
+    async fn partitions(
+        &self,
+        credentials: TenantCredentials<'_>,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<u32, ReadError> {
         let broker = within(deadline, self.brokers.broker(credentials)).await?;
-        let partitions = within(deadline, async {
+        within(deadline, async {
             // Boxed: pulsar-rs's lookup futures nest deep (see Broker::producer).
             Box::pin(broker.client().lookup_partitioned_topic_number(topic))
                 .await
                 .map_err(|e| SendError::Broker(BrokerError::classify(e)))
         })
-        .await?;
-        match partitions {
-            0 => Ok(()),
-            n => Err(ReadError::Partitioned(n)),
-        }
+        .await
     }
 
     /// Runs `attempt`, and once more with the role's token read again when
@@ -285,18 +284,26 @@ impl Readers {
         }
     }
 
+    /// One non-partitioned topic (`partition` -1), or partition `partition`
+    /// read as a topic of its own (`position` is then
+    /// [`Position::of_partition`]'s). Every id it handles is stamped with
+    /// `partition`, whatever the broker numbers it, so positions compare
+    /// within the one partition.
     async fn read_once(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &str,
-        position: Position,
+        partition: i32,
+        position: &Position,
         Take { max, wait }: Take,
         deadline: Instant,
     ) -> Result<Page, ReadError> {
         let broker = within(deadline, self.brokers.broker(credentials)).await?;
         let start = match position {
-            Position::After(id) => Some(id),
-            Position::Earliest | Position::Latest => None,
+            Position::After(id) => Some(*id),
+            // Checked by the caller: a cursor of several partitions is split
+            // into one position per partition before it gets here.
+            Position::Earliest | Position::Latest | Position::AfterEach(_) => None,
         };
         let mut reader = within(deadline, open_reader(&broker, topic, start, max)).await?;
         let last = within(deadline, async {
@@ -306,23 +313,24 @@ impl Readers {
                 .map_err(|e| SendError::Broker(BrokerError::classify(e)))
         })
         .await
-        .map(|id| last_message(&id))?;
+        .map(|id| last_message(&id))?
+        .map(|id| MessageId { partition, ..id });
         // The position messages must come after: for `latest`, the last one
         // now (a reader opened at "latest" would miss one published while it
         // subscribes).
         let after = match position {
-            Position::After(id) => Some(id),
-            Position::Earliest => None,
+            Position::After(id) => Some(*id),
+            Position::Earliest | Position::AfterEach(_) => None,
             Position::Latest => last,
         };
-        if position == Position::Latest && after.is_some() {
+        if *position == Position::Latest && after.is_some() {
             drop(reader);
             reader = within(deadline, open_reader(&broker, topic, after, max)).await?;
         }
-        let next_if_empty = match (position, after) {
+        let resolved = match (position, after) {
             (Position::Latest, None) => Position::Earliest,
             (Position::Latest, Some(id)) => Position::After(id),
-            (p, _) => p,
+            (p, _) => p.clone(),
         };
         // What the read must reach before it answers, when known.
         let target = match (last, after) {
@@ -343,9 +351,10 @@ impl Readers {
                 None if messages.is_empty() => wait_until,
                 None => deadline.min(Instant::now() + LINGER),
             };
-            let Some(message) = next_until(until, &mut reader).await? else {
+            let Some(mut message) = next_until(until, &mut reader).await? else {
                 break;
             };
+            message.id.partition = partition;
             // A reader may start at the position itself (or, for a batch,
             // at its entry): everything up to it was read already.
             if after.is_some_and(|a| message.id <= a) {
@@ -355,10 +364,10 @@ impl Readers {
         }
         // Whatever was not taken goes back with the reader (non-durable:
         // nothing to acknowledge).
-        let next = messages
-            .last()
-            .map_or(next_if_empty, |m| Position::After(m.id));
-        Ok(Page { messages, next })
+        Ok(Page {
+            messages,
+            start: resolved,
+        })
     }
 }
 

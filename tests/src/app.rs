@@ -506,6 +506,23 @@ rules:
             .await
     }
 
+    /// Creates tenant A's `orders/{topic}` with `partitions` partitions and
+    /// returns its full name.
+    pub async fn create_partitioned(&self, topic: &str, partitions: u32) -> String {
+        self.pulsar
+            .admin()
+            .put(
+                &format!(
+                    "/admin/v2/persistent/{}/orders/{topic}/partitions",
+                    self.tenant_a
+                ),
+                json!(partitions),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create {topic} with {partitions} partitions: {e}"));
+        self.topic(&self.tenant_a, "orders", topic)
+    }
+
     /// Posts one JSON event with message key `key` to tenant A's
     /// `orders/{topic}`, as `alice` in `checkout`.
     pub async fn publish_keyed(&self, topic: &str, key: &str, body: &str) -> Response {

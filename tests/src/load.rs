@@ -2,7 +2,7 @@
 //! what the cluster fault tests and the soak run (`src/bin/soak.rs`) measure
 //! a broker failure with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,63 @@ pub struct Outcome {
     pub status: u16,
     /// The problem's `code`, for a refusal.
     pub code: Option<String>,
+}
+
+impl Outcome {
+    /// Publishes `body` with `key` to tenant A's `orders/{topic}` and
+    /// records the answer, `at` counted from `since`.
+    pub async fn publish(
+        app: &PublishApp,
+        topic: &str,
+        key: &str,
+        body: String,
+        partition: u32,
+        since: Instant,
+    ) -> Self {
+        let at = since.elapsed();
+        let resp = app.publish_keyed(topic, key, &body).await;
+        Self {
+            at,
+            took: since.elapsed() - at,
+            partition,
+            body,
+            status: resp.status,
+            code: resp.body["code"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// What the official client found of a load, against its answers.
+#[derive(Debug)]
+pub struct Tally {
+    /// Events answered 202.
+    pub accepted: usize,
+    /// Of those, the ones not in the topic.
+    pub lost: Vec<String>,
+    /// Events in the topic that were not answered 202 (sent, answered
+    /// `timeout`, persisted anyway).
+    pub unanswered_landed: usize,
+}
+
+/// Reads everything `topic` holds through `via` with the official client
+/// and compares it with `outcomes`.
+pub async fn tally(via: &crate::Stack, topic: &str, outcomes: &[Outcome]) -> Tally {
+    let accepted: BTreeSet<&str> = outcomes
+        .iter()
+        .filter(|o| o.status == 202)
+        .map(|o| o.body.as_str())
+        .collect();
+    let found = crate::witness::everything_on(via, topic, accepted.len(), outcomes.len()).await;
+    let found: BTreeSet<&str> = found.iter().filter_map(|m| m["data"].as_str()).collect();
+    Tally {
+        accepted: accepted.len(),
+        lost: accepted
+            .iter()
+            .filter(|b| !found.contains(**b))
+            .map(|b| (*b).to_owned())
+            .collect(),
+        unanswered_landed: found.difference(&accepted).count(),
+    }
 }
 
 /// `workers` loops publishing keyed events (`{"worker":w,"n":n}`, key
@@ -45,16 +102,9 @@ pub async fn steady_load<F: std::future::Future<Output = ()>>(
             while started.elapsed() < length {
                 let key = format!("w{w}-{n}");
                 let body = format!(r#"{{"worker":{w},"n":{n}}}"#);
-                let at = started.elapsed();
-                let resp = app.publish_keyed(topic, &key, &body).await;
-                outcomes.lock().unwrap().push(Outcome {
-                    at,
-                    took: started.elapsed() - at,
-                    partition: partition_for_key(&key, partitions),
-                    body,
-                    status: resp.status,
-                    code: resp.body["code"].as_str().map(str::to_owned),
-                });
+                let partition = partition_for_key(&key, partitions);
+                let outcome = Outcome::publish(app, topic, &key, body, partition, started).await;
+                outcomes.lock().unwrap().push(outcome);
                 n += 1;
             }
         }

@@ -12,14 +12,12 @@
 //! Defaults: 300 s, a kill every 60 s (the first 30 s in). It holds the
 //! cluster exclusively, so cluster tests wait for it.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kp_tests::app::{AppOptions, PublishApp};
 use kp_tests::cluster::BrokerId;
-use kp_tests::load::{by_status, outage_per_partition, steady_load};
+use kp_tests::load::{by_status, outage_per_partition, steady_load, tally};
 use kp_tests::{cluster, unique};
-use serde_json::json;
 
 const PARTITIONS: u32 = 4;
 const WORKERS: usize = 4;
@@ -39,18 +37,7 @@ async fn main() {
     })
     .await;
     let name = unique("soak");
-    let topic = app.topic(&app.tenant_a, "orders", &name);
-    app.pulsar
-        .admin()
-        .put(
-            &format!(
-                "/admin/v2/persistent/{}/orders/{name}/partitions",
-                app.tenant_a
-            ),
-            json!(PARTITIONS),
-        )
-        .await
-        .expect("create the partitioned topic");
+    let topic = app.create_partitioned(&name, PARTITIONS).await;
     eprintln!(
         "soak: {length:?} of load ({WORKERS} workers) into {topic} ({PARTITIONS} partitions) \
          through the proxy, a broker killed and restarted every {interval:?}"
@@ -76,16 +63,7 @@ async fn main() {
     };
     let outcomes = steady_load(&app, &name, PARTITIONS, WORKERS, length, faults).await;
 
-    let accepted: BTreeSet<&str> = outcomes
-        .iter()
-        .filter(|o| o.status == 202)
-        .map(|o| o.body.as_str())
-        .collect();
-    let found =
-        kp_tests::witness::everything_on(&cluster().proxy, &topic, accepted.len(), outcomes.len())
-            .await;
-    let found: BTreeSet<&str> = found.iter().filter_map(|m| m["data"].as_str()).collect();
-    let lost = accepted.iter().filter(|b| !found.contains(**b)).count();
+    let tally = tally(&cluster().proxy, &topic, &outcomes).await;
     for (at, victim) in &kills {
         let outage = outage_per_partition(&outcomes, PARTITIONS, *at);
         let longest = outage.values().flatten().max();
@@ -94,14 +72,15 @@ async fn main() {
         );
     }
     println!(
-        "{} requests: {} acknowledged, {lost} of them lost, {} more found than acknowledged \
+        "{} requests: {} acknowledged, {} of them lost, {} more found than acknowledged \
          (sent, answered 504, landed); answers by status and code: {:?}",
         outcomes.len(),
-        accepted.len(),
-        found.len().saturating_sub(accepted.len() - lost),
+        tally.accepted,
+        tally.lost.len(),
+        tally.unanswered_landed,
         by_status(&outcomes)
     );
-    if lost > 0 {
+    if !tally.lost.is_empty() {
         std::process::exit(1);
     }
 }

@@ -8,11 +8,10 @@
 //! lost (the official client reads them all back); publishing resumes on
 //! every partition, and how long that took is printed.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kp_tests::app::AppOptions;
-use kp_tests::load::{Outcome, by_status, outage_per_partition, steady_load};
+use kp_tests::load::{Outcome, by_status, outage_per_partition, steady_load, tally};
 use kp_tests::{cluster, unique};
 
 use super::{Via, app_via, owners, spread_topic};
@@ -40,23 +39,9 @@ async fn assert_no_acknowledged_event_lost(topic: &str, outcomes: &[Outcome]) ->
         );
     }
     eprintln!("answers by status and code: {:?}", by_status(outcomes));
-    let accepted: BTreeSet<&str> = outcomes
-        .iter()
-        .filter(|o| o.status == 202)
-        .map(|o| o.body.as_str())
-        .collect();
-    // Unanswered sends (504 `timeout`) may have landed too: read all there
-    // is, then check that everything acknowledged is in it.
-    let found =
-        kp_tests::witness::everything_on(&cluster().proxy, topic, accepted.len(), outcomes.len())
-            .await;
-    let found: BTreeSet<String> = found
-        .iter()
-        .map(|m| m["data"].as_str().unwrap().to_owned())
-        .collect();
-    let lost: Vec<&&str> = accepted.iter().filter(|b| !found.contains(**b)).collect();
-    assert!(lost.is_empty(), "acknowledged but not in Pulsar: {lost:?}");
-    accepted.len()
+    let tally = tally(&cluster().proxy, topic, outcomes).await;
+    assert!(tally.lost.is_empty(), "acknowledged but not in Pulsar: {tally:?}");
+    tally.accepted
 }
 
 #[tokio::test]
@@ -123,16 +108,7 @@ async fn a_broker_paused_past_the_deadline_answers_504_before_the_timeout_then_r
     // session, so its topic may move meanwhile).
     while paused.elapsed() < FUNCTION_TIMEOUT + Duration::from_secs(5) {
         let body = format!(r#"{{"n":{n}}}"#);
-        let sent = Instant::now();
-        let resp = app.publish_keyed(&name, "k", &body).await;
-        outcomes.push(Outcome {
-            at: paused.elapsed(),
-            took: sent.elapsed(),
-            partition: 0,
-            body,
-            status: resp.status,
-            code: resp.body["code"].as_str().map(str::to_owned),
-        });
+        outcomes.push(Outcome::publish(&app, &name, "k", body, 0, paused).await);
         n += 1;
     }
     let first = outcomes[0].clone();
@@ -148,17 +124,9 @@ async fn a_broker_paused_past_the_deadline_answers_504_before_the_timeout_then_r
     let back = Instant::now();
     loop {
         let body = format!(r#"{{"n":{n}}}"#);
-        let sent = Instant::now();
-        let resp = app.publish_keyed(&name, "k", &body).await;
-        let ok = resp.status == 202;
-        outcomes.push(Outcome {
-            at: paused.elapsed(),
-            took: sent.elapsed(),
-            partition: 0,
-            body,
-            status: resp.status,
-            code: resp.body["code"].as_str().map(str::to_owned),
-        });
+        let outcome = Outcome::publish(&app, &name, "k", body, 0, paused).await;
+        let ok = outcome.status == 202;
+        outcomes.push(outcome);
         n += 1;
         if ok {
             break;

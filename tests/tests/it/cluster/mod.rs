@@ -18,7 +18,7 @@ use std::process::Command;
 use kp_tests::app::{AppOptions, PublishApp};
 use kp_tests::cluster::BrokerId;
 use kp_tests::{Stack, cluster};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A way into the cluster.
 #[derive(Debug, Clone, Copy)]
@@ -50,22 +50,8 @@ async fn app_via(via: Via, options: AppOptions) -> PublishApp {
 /// partitions and makes sure both brokers own some of them (moving one
 /// partition's bundle when the load balancer put them all on one).
 async fn spread_topic(app: &PublishApp, name: &str, partitions: u32) -> String {
-    let topic = app.topic(&app.tenant_a, "orders", name);
-    app.pulsar
-        .admin()
-        .put(
-            &format!(
-                "/admin/v2/persistent/{}/orders/{name}/partitions",
-                app.tenant_a
-            ),
-            json!(partitions),
-        )
-        .await
-        .unwrap();
-    let mut owners = Vec::new();
-    for p in 0..partitions {
-        owners.push(cluster().owner(&format!("{topic}-partition-{p}")).await);
-    }
+    let topic = app.create_partitioned(name, partitions).await;
+    let owners = owners(&topic, partitions).await;
     if owners.iter().all(|o| *o == owners[0]) {
         let last = format!("{topic}-partition-{}", partitions - 1);
         cluster().place(&last, owners[0].other()).await;

@@ -6,6 +6,14 @@
 //! Secrets Manager); the token is only ever handed to `reqwest` and never
 //! appears in errors or logs.
 //!
+//! Redirects: a broker of a multi-broker cluster answers a call about a topic
+//! it does not own (the schema registry's) with `307` to the owner. The
+//! client follows such a redirect itself, and only to a broker of the
+//! cluster it was given ([`AdminClient::within_cluster`]), as the configured
+//! admin URL lists them: the token goes to the cluster's own brokers and
+//! nowhere else. `reqwest` follows nothing. The rules, and why, are in
+//! [`redirect`]; without a cluster every redirect is refused.
+//!
 //! Errors are one typed enum ([`AdminError`]) that keeps the broker's own
 //! `reason` (e.g. "Clusters do not exist"), because that is what an operator
 //! reading a reconcile report needs.
@@ -23,6 +31,10 @@
 //! percent-encoded as single path segments, so a role containing `/` or `%`
 //! can never address a different resource.
 
+pub mod redirect;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
@@ -33,6 +45,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secrets::SecretValue;
+
+pub use redirect::{MAX_HOPS, Refusal};
 
 /// A failed admin call. `request` is `METHOD /path` (never the token);
 /// `reason` is the broker's explanation when it gave one.
@@ -80,6 +94,28 @@ pub enum AdminError {
         #[source]
         source: reqwest::Error,
     },
+    /// A redirect the client would not follow (see [`redirect`]); it was
+    /// sent nowhere. `location` is shown without its query.
+    #[error("{request}: redirect ({status}) to {location} not followed: {refused}")]
+    Redirect {
+        request: String,
+        status: u16,
+        location: String,
+        refused: Refusal,
+    },
+    /// A broker redirected the call, and the cluster's broker list, needed
+    /// to judge where to, could not be read from the admin URL.
+    #[error(
+        "{request}: redirect ({status}) to {location} not followed: the cluster's brokers \
+         could not be listed"
+    )]
+    BrokersUnknown {
+        request: String,
+        status: u16,
+        location: String,
+        #[source]
+        source: Box<AdminError>,
+    },
     /// The answer was not the JSON the API documents.
     #[error("{request}: unexpected answer from the admin API")]
     Decode {
@@ -112,7 +148,10 @@ impl AdminError {
             Self::NotFound { .. } => Some(404),
             Self::Conflict { .. } => Some(409),
             Self::PreconditionFailed { .. } => Some(412),
-            Self::Rejected { status, .. } | Self::Server { status, .. } => Some(*status),
+            Self::Rejected { status, .. }
+            | Self::Server { status, .. }
+            | Self::Redirect { status, .. }
+            | Self::BrokersUnknown { status, .. } => Some(*status),
             Self::Transport { .. }
             | Self::Decode { .. }
             | Self::BadBaseUrl(_)
@@ -120,6 +159,8 @@ impl AdminError {
         }
     }
 
+    /// Worth repeating the call for. A refused redirect is not: the broker
+    /// would send us to the same place again.
     fn is_transient(&self) -> bool {
         matches!(self, Self::Server { .. } | Self::Transport { .. })
     }
@@ -222,6 +263,14 @@ enum Repeat {
     Once,
 }
 
+/// Whether a call may follow a broker's redirect (see [`redirect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirects {
+    Follow,
+    /// For the broker list, which decides what may be followed.
+    Refuse,
+}
+
 /// Pulsar's admin REST API (v2), as the holder of one token.
 #[derive(Clone)]
 pub struct AdminClient {
@@ -229,6 +278,9 @@ pub struct AdminClient {
     token: SecretValue,
     http: reqwest::Client,
     retry: RetryPolicy,
+    /// The cluster whose brokers redirects may lead to; `None`: none.
+    cluster: Option<String>,
+    brokers: redirect::Brokers,
 }
 
 impl fmt::Debug for AdminClient {
@@ -236,6 +288,7 @@ impl fmt::Debug for AdminClient {
         f.debug_struct("AdminClient")
             .field("base", &self.base.as_str())
             .field("token", &self.token)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -274,7 +327,18 @@ impl AdminClient {
             token,
             http,
             retry: RetryPolicy::default(),
+            cluster: None,
+            brokers: redirect::Brokers::default(),
         })
+    }
+
+    /// The same client, following a broker's `307`/`308` to another broker
+    /// of `cluster` (the policy's `pulsar.cluster`), and to nothing else.
+    /// Needed when the base URL is one broker of a multi-broker cluster.
+    pub fn within_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = Some(cluster.into());
+        self.brokers = redirect::Brokers::default();
+        self
     }
 
     /// Tenant names.
@@ -512,8 +576,24 @@ impl AdminClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, AdminError> {
+        self.get_json_via(segments, Redirects::Follow).await
+    }
+
+    /// A GET that follows no redirect, whatever the cluster.
+    async fn get_json_unredirected<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+    ) -> Result<T, AdminError> {
+        self.get_json_via(segments, Redirects::Refuse).await
+    }
+
+    async fn get_json_via<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        redirects: Redirects,
+    ) -> Result<T, AdminError> {
         let body = self
-            .send::<()>(Method::GET, segments, None, Repeat::Safe)
+            .send_via::<()>(Method::GET, segments, None, Repeat::Safe, redirects)
             .await?;
         // Pulsar answers "not set" with an empty 200 (e.g. deduplication).
         let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -547,6 +627,18 @@ impl AdminClient {
         body: Option<&B>,
         repeat: Repeat,
     ) -> Result<Vec<u8>, AdminError> {
+        self.send_via(method, segments, body, repeat, Redirects::Follow)
+            .await
+    }
+
+    async fn send_via<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+        repeat: Repeat,
+        redirects: Redirects,
+    ) -> Result<Vec<u8>, AdminError> {
         let url = self.url(segments);
         let request = format!("{method} {}", url.path());
         let attempts = match repeat {
@@ -556,7 +648,7 @@ impl AdminClient {
         let mut backoff = self.retry.backoff;
         let mut attempt = 1;
         loop {
-            let result = self.attempt(&method, &url, &request, body).await;
+            let result = self.attempt(&method, &url, &request, body, redirects).await;
             match result {
                 Err(err) if err.is_transient() && attempt < attempts => {
                     tracing::debug!(
@@ -575,13 +667,57 @@ impl AdminClient {
         }
     }
 
+    /// One call: a request, and the same request again (method, body and
+    /// token) wherever an allowed redirect sends it.
     async fn attempt<B: Serialize + ?Sized>(
         &self,
         method: &Method,
         url: &Url,
         request: &str,
         body: Option<&B>,
+        redirects: Redirects,
     ) -> Result<Vec<u8>, AdminError> {
+        let mut url = url.clone();
+        let mut hops = 0;
+        loop {
+            let (status, location, bytes) = self.exchange(method, &url, request, body).await?;
+            if status.is_success() {
+                return Ok(bytes);
+            }
+            if !status.is_redirection() {
+                return Err(AdminError::from_status(
+                    request.to_owned(),
+                    status,
+                    reason(&bytes),
+                ));
+            }
+            url = match redirects {
+                Redirects::Follow => {
+                    self.next_hop(request, &url, status, location.as_deref(), hops)
+                        .await?
+                }
+                Redirects::Refuse => {
+                    return Err(AdminError::Redirect {
+                        request: request.to_owned(),
+                        status: status.as_u16(),
+                        location: redirect::shown(&url, location.as_deref()),
+                        refused: Refusal::ListRedirected,
+                    });
+                }
+            };
+            hops += 1;
+        }
+    }
+
+    /// One HTTP request: the status, the `Location` (when it is text) and
+    /// the body.
+    async fn exchange<B: Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        url: &Url,
+        request: &str,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), AdminError> {
         let mut builder = self
             .http
             .request(method.clone(), url.clone())
@@ -599,15 +735,13 @@ impl AdminClient {
         };
         let response = builder.send().await.map_err(transport)?;
         let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(AdminError::from_status(
-            request.to_owned(),
-            status,
-            reason(&bytes),
-        ))
+        Ok((status, location, bytes.to_vec()))
     }
 }
 
@@ -650,79 +784,5 @@ fn reason(body: &[u8]) -> String {
     match found.char_indices().nth(MAX_REASON) {
         Some((cut, _)) => format!("{}…", &found[..cut]),
         None => found.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(base: &str) -> AdminClient {
-        AdminClient::new(Url::parse(base).unwrap(), SecretValue::new("t0ken")).unwrap()
-    }
-
-    #[test]
-    fn names_are_encoded_as_single_segments() {
-        let c = client("http://broker:8080");
-        assert_eq!(
-            c.url(&["namespaces", "t", "ns", "permissions", "a/b%c d"])
-                .as_str(),
-            "http://broker:8080/admin/v2/namespaces/t/ns/permissions/a%2Fb%25c%20d"
-        );
-        let behind_proxy = client("https://gw.example/pulsar/");
-        assert_eq!(
-            behind_proxy.url(&["tenants"]).as_str(),
-            "https://gw.example/pulsar/admin/v2/tenants"
-        );
-    }
-
-    #[test]
-    fn reasons_come_from_json_or_jetty_pages() {
-        assert_eq!(
-            reason(br#"{"reason":"Clusters do not exist"}"#),
-            "Clusters do not exist"
-        );
-        assert_eq!(
-            reason(b"<html><head><title>Error 422 Invalid schema definition data for JSON schema</title></head></html>"),
-            "Invalid schema definition data for JSON schema"
-        );
-        assert_eq!(
-            reason(br#"{"reason":"\n --- An unexpected error occurred in the server ---\n\nMessage: Type not supported: object\n\nStacktrace:\n\norg.apache..."}"#),
-            "Type not supported: object"
-        );
-        assert_eq!(
-            reason(br#"{"servlet":"x","message":"Incompatible schema: exists schema type AVRO, new schema type NONE","status":"409"}"#),
-            "Incompatible schema: exists schema type AVRO, new schema type NONE"
-        );
-        assert_eq!(reason(b""), "");
-        assert_eq!(reason("x".repeat(1000).as_bytes()), "");
-        let long = format!(r#"{{"reason":"{}"}}"#, "y".repeat(1000));
-        assert_eq!(reason(long.as_bytes()).chars().count(), MAX_REASON + 1);
-    }
-
-    #[test]
-    fn statuses_map_to_variants() {
-        let e = |s: u16| {
-            AdminError::from_status(
-                "GET /x".into(),
-                StatusCode::from_u16(s).unwrap(),
-                String::new(),
-            )
-        };
-        assert!(matches!(e(401), AdminError::Unauthorized { .. }));
-        assert!(matches!(e(403), AdminError::Forbidden { .. }));
-        assert!(matches!(e(404), AdminError::NotFound { .. }));
-        assert!(matches!(e(409), AdminError::Conflict { .. }));
-        assert!(matches!(e(412), AdminError::PreconditionFailed { .. }));
-        assert!(matches!(e(422), AdminError::Rejected { status: 422, .. }));
-        assert!(matches!(e(503), AdminError::Server { status: 503, .. }));
-        assert!(e(503).is_transient() && !e(404).is_transient());
-        assert_eq!(e(412).status(), Some(412));
-    }
-
-    #[test]
-    fn debug_hides_the_token() {
-        let shown = format!("{:?}", client("http://broker:8080"));
-        assert!(!shown.contains("t0ken"), "{shown}");
     }
 }

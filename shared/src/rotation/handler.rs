@@ -403,7 +403,10 @@ impl Rotator {
             Ok(parsed) => parsed.token,
             Err(_) => value,
         };
-        Ok(AdminClient::new(self.admin_url.clone(), token)?)
+        // Redirects are followed to the policy's cluster's brokers only, so
+        // PULSAR_ADMIN_URL may be any one broker of a multi-broker cluster.
+        Ok(AdminClient::new(self.admin_url.clone(), token)?
+            .within_cluster(self.policy.pulsar().cluster.as_str()))
     }
 }
 

@@ -7,7 +7,6 @@ mod broker_auth;
 mod certificates;
 mod cloudevents;
 mod cluster;
-mod cluster_admin;
 mod consume;
 mod consume_cloudevents;
 mod demo_seed;

@@ -8,6 +8,7 @@
 //! What really landed is read back with the official Python client
 //! (`tests/stack/partition_witness.py`), never with the crates under test.
 
+mod admin;
 mod consume;
 mod faults;
 mod publish;

@@ -20,7 +20,7 @@ mod ledger;
 mod pool;
 
 pub use ledger::{Delivery, SendFailure};
-pub use pool::{SendError, TenantBrokers, TenantCredentials};
+pub use pool::{EXPIRY_MARGIN, SendError, TenantBrokers, TenantCredentials};
 
 /// Hands out the Pulsar token a client should present *now*. Asked on every
 /// connect and on every broker auth challenge, so a rotated token is picked up

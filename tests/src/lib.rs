@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod lambda;
 pub mod logs;
 pub mod oidc;
+pub mod outage;
 pub mod secrets;
 pub mod witness;
 

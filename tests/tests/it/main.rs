@@ -10,6 +10,7 @@ mod consume;
 mod consume_cloudevents;
 mod demo_seed;
 mod deploy_artifacts;
+mod faults_dependencies;
 mod iam;
 mod oidc;
 mod producer_pool;

@@ -240,6 +240,14 @@ pub struct OidcIssuer {
     pub claims: ClaimSettings,
     /// Clock leeway for `exp` / `nbf` / `iat`, in seconds (default 30, at most 300).
     pub leeway_seconds: u64,
+    /// How long a fetched JWKS is used before it is fetched again, in
+    /// seconds (default 3600, 1..=86400). While the issuer cannot be
+    /// reached, its keys stay trusted for one more such period.
+    pub jwks_cache_seconds: u64,
+    /// Least time between two key fetches, in seconds, however many unknown
+    /// `kid`s arrive (default 30 or `jwks_cache_seconds` if shorter, 1..=300,
+    /// at most `jwks_cache_seconds`).
+    pub jwks_refetch_seconds: u64,
     /// Accepted token types (`typ` header, `token_use` claim), lower case;
     /// empty: any type.
     pub token_types: Vec<String>,

@@ -1,5 +1,7 @@
 //! Secrets: reading them from AWS Secrets Manager, caching them per warm
-//! instance, and keeping their values out of `Debug` output and logs.
+//! instance (and, for readers that can tell an old value is still good,
+//! standing in with it while Secrets Manager cannot be reached), and keeping
+//! their values out of `Debug` output and logs.
 
 pub mod store;
 
@@ -59,11 +61,29 @@ pub enum SecretsError {
     },
 }
 
+/// Whether a value read earlier may stand in for the current one (see
+/// [`SecretSource::get_or_stale`]).
+pub type StaleCheck<'a> = dyn Fn(&SecretValue) -> bool + Send + Sync + 'a;
+
 /// Where secrets come from: the seam between the functions and AWS.
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     /// The current (`AWSCURRENT`) value of the secret called `name`.
     async fn get(&self, name: &str) -> Result<SecretValue, SecretsError>;
+
+    /// As [`get`](Self::get), except when the source cannot be reached
+    /// ([`SecretsError::Unavailable`]): then a value read earlier and kept
+    /// past its freshness is returned instead, if `usable` accepts it. For
+    /// values that carry their own expiry (tokens), whose reader can tell
+    /// whether an old copy is still good; every other error still fails.
+    /// A source that keeps nothing has nothing older to offer and just reads.
+    async fn get_or_stale(
+        &self,
+        name: &str,
+        _usable: &StaleCheck<'_>,
+    ) -> Result<SecretValue, SecretsError> {
+        self.get(name).await
+    }
 
     /// Forgets anything cached about `name` (a no-op for uncached sources).
     async fn invalidate(&self, _name: &str) {}
@@ -120,6 +140,11 @@ fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
     }
 }
 
+/// How long an unreachable Secrets Manager is taken at its word before it is
+/// asked again, by callers that have no stale value to fall back on; as long
+/// as the `Retry-After` of the 503 they answer.
+pub const FAILED_READ_MEMORY: Duration = Duration::from_secs(1);
+
 /// A per-instance cache in front of a [`SecretSource`]: a warm function reads
 /// each secret at most once per `ttl`, never once per invocation.
 ///
@@ -127,6 +152,15 @@ fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
 /// own slot: concurrent misses of one secret wait for one read, while a slow
 /// read of one secret never holds up reads of another (a cold instance
 /// serving many tenants at once fetches their tokens in parallel).
+///
+/// Past its `ttl` a value is read again. While Secrets Manager cannot be
+/// reached, [`SecretSource::get_or_stale`] hands out the last value read
+/// (when its reader accepts it) and asks again only one `ttl` later, so an
+/// outage costs one failed read per secret per `ttl`, not one per request;
+/// [`SecretSource::get`] never serves a stale value. A read that failed so
+/// is remembered for [`FAILED_READ_MEMORY`]: callers with nothing to stand
+/// in are refused at once meanwhile, instead of each waiting out the SDK's
+/// retries against an endpoint that just refused.
 pub struct CachedSecrets<S> {
     source: S,
     ttl: Duration,
@@ -134,8 +168,51 @@ pub struct CachedSecrets<S> {
     slots: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
 }
 
-/// One secret's cached value; its lock is held across the read of a miss.
-type Slot = Mutex<Option<(Instant, SecretValue)>>;
+/// One secret's cache.
+#[derive(Default)]
+struct Slot {
+    /// Held across a read from the source, so concurrent misses of this
+    /// secret make one read.
+    reading: Mutex<()>,
+    /// Only ever held to look or to store, never across an await.
+    entry: std::sync::Mutex<Entry>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// The last value read: kept after it goes stale, as the stand-in
+    /// while the source is unreachable.
+    value: Option<Cached>,
+    /// Bumped by `invalidate`: a value read before (or by a read that was
+    /// already under way) is no longer fresh.
+    generation: u64,
+    /// The last read, if it failed because the source could not be
+    /// reached: when, and why (kept as text: the SDK's error is not `Clone`).
+    failed: Option<(Instant, String)>,
+}
+
+struct Cached {
+    value: SecretValue,
+    read_at: Instant,
+    generation: u64,
+}
+
+impl Slot {
+    fn entry(&self) -> std::sync::MutexGuard<'_, Entry> {
+        // Only ever updated by whole-field stores: a panic cannot leave the
+        // entry half-written, so a poisoned lock is still sound to use.
+        self.entry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, ttl: Duration) -> Option<SecretValue> {
+        let entry = self.entry();
+        entry
+            .value
+            .as_ref()
+            .filter(|c| c.generation == entry.generation && c.read_at.elapsed() < ttl)
+            .map(|c| c.value.clone())
+    }
+}
 
 impl<S: SecretSource> CachedSecrets<S> {
     /// A cache whose entries live for `ttl`.
@@ -147,36 +224,110 @@ impl<S: SecretSource> CachedSecrets<S> {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+    fn slot(&self, name: &str) -> Arc<Slot> {
         // Only ever updated by single map operations: a panic cannot leave
         // the map half-written, so a poisoned lock is still sound to use.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(name.to_owned()).or_default().clone()
+    }
+
+    async fn read(
+        &self,
+        name: &str,
+        usable: Option<&StaleCheck<'_>>,
+    ) -> Result<SecretValue, SecretsError> {
+        let slot = self.slot(name);
+        if let Some(value) = slot.fresh(self.ttl) {
+            return Ok(value);
+        }
+        // Misses are rare (once per TTL), so waiting here for another
+        // caller's read of this secret costs little; other secrets have
+        // slots of their own.
+        let _reading = slot.reading.lock().await;
+        if let Some(value) = slot.fresh(self.ttl) {
+            return Ok(value);
+        }
+        let (stand_in, failed, generation) = {
+            let entry = slot.entry();
+            let stand_in = usable.and_then(|usable| {
+                entry
+                    .value
+                    .as_ref()
+                    .filter(|c| usable(&c.value))
+                    .map(|c| (c.value.clone(), c.read_at))
+            });
+            (stand_in, entry.failed.clone(), entry.generation)
+        };
+        if let Some((at, why)) = failed {
+            match &stand_in {
+                Some((value, _)) if at.elapsed() < self.ttl => return Ok(value.clone()),
+                None if at.elapsed() < FAILED_READ_MEMORY => {
+                    return Err(SecretsError::Unavailable {
+                        name: name.to_owned(),
+                        source: format!("{why} (a moment ago; not asked again yet)").into(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        match self.source.get(name).await {
+            Ok(value) => {
+                let mut entry = slot.entry();
+                entry.value = Some(Cached {
+                    value: value.clone(),
+                    read_at: Instant::now(),
+                    generation,
+                });
+                entry.failed = None;
+                Ok(value)
+            }
+            Err(error @ SecretsError::Unavailable { .. }) => {
+                let why = crate::telemetry::error_chain(&error);
+                slot.entry().failed = Some((Instant::now(), why.clone()));
+                let Some((value, read_at)) = stand_in else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    secret = name,
+                    value = %value.fingerprint(),
+                    age_seconds = read_at.elapsed().as_secs(),
+                    retry_in_seconds = self.ttl.as_secs(),
+                    error = %why,
+                    "secret_served_stale"
+                );
+                Ok(value)
+            }
+            Err(error) => {
+                slot.entry().failed = None;
+                Err(error)
+            }
+        }
     }
 }
 
 #[async_trait]
 impl<S: SecretSource> SecretSource for CachedSecrets<S> {
     async fn get(&self, name: &str) -> Result<SecretValue, SecretsError> {
-        let slot = self.slots().entry(name.to_owned()).or_default().clone();
-        // Holding the slot across the fetch coalesces concurrent misses of
-        // this secret into one Secrets Manager call (misses are rare: once
-        // per TTL); other secrets have slots of their own.
-        let mut entry = slot.lock().await;
-        if let Some((at, value)) = &*entry
-            && at.elapsed() < self.ttl
-        {
-            return Ok(value.clone());
-        }
-        let value = self.source.get(name).await?;
-        *entry = Some((Instant::now(), value.clone()));
-        Ok(value)
+        self.read(name, None).await
     }
 
-    /// Drops the cached value, so the next read goes to the source (used when
-    /// the broker rejects a token that may have been rotated). A read already
-    /// under way finishes into the dropped slot: only its waiters see it.
+    async fn get_or_stale(
+        &self,
+        name: &str,
+        usable: &StaleCheck<'_>,
+    ) -> Result<SecretValue, SecretsError> {
+        self.read(name, Some(usable)).await
+    }
+
+    /// Makes the next read go to the source (used when the broker rejects a
+    /// token that may have been rotated). The value stays only as a stand-in
+    /// for [`SecretSource::get_or_stale`] while the source is unreachable; a
+    /// read already under way does not make it fresh again.
     async fn invalidate(&self, name: &str) {
-        self.slots().remove(name);
+        let slot = self.slot(name);
+        // The failure memory stays: invalidating does not make an
+        // unreachable Secrets Manager reachable.
+        slot.entry().generation += 1;
     }
 }
 
@@ -356,6 +507,114 @@ mod tests {
         cache.get("a").await.unwrap();
         cache.get("a").await.unwrap();
         assert_eq!(cache.source.0.load(Ordering::SeqCst), 2);
+    }
+
+    type Failure = fn(&str) -> SecretsError;
+
+    /// Answers `value-{n}` for the n-th read, or fails as an unreachable
+    /// Secrets Manager (or with another error) when told to.
+    #[derive(Default)]
+    struct Flaky {
+        reads: AtomicUsize,
+        failing: std::sync::Mutex<Option<Failure>>,
+    }
+
+    impl Flaky {
+        fn fail_with(&self, error: Option<Failure>) {
+            *self.failing.lock().unwrap() = error;
+        }
+    }
+
+    fn unreachable(name: &str) -> SecretsError {
+        SecretsError::Unavailable {
+            name: name.into(),
+            source: "connection refused".into(),
+        }
+    }
+
+    fn denied(name: &str) -> SecretsError {
+        SecretsError::AccessDenied { name: name.into() }
+    }
+
+    #[async_trait]
+    impl SecretSource for Flaky {
+        async fn get(&self, name: &str) -> Result<SecretValue, SecretsError> {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst);
+            match *self.failing.lock().unwrap() {
+                Some(error) => Err(error(name)),
+                None => Ok(SecretValue::new(format!("value-{n}"))),
+            }
+        }
+    }
+
+    const ANY: &StaleCheck<'static> = &|_| true;
+    const NONE: &StaleCheck<'static> = &|_| false;
+
+    #[tokio::test]
+    async fn a_stale_value_stands_in_only_when_unreachable_and_only_if_its_reader_accepts_it() {
+        let ttl = Duration::from_millis(50);
+        let cache = CachedSecrets::new(Flaky::default(), ttl);
+        assert_eq!(cache.get("s").await.unwrap().expose(), "value-0");
+        cache.source.fail_with(Some(unreachable));
+        tokio::time::sleep(ttl * 2).await;
+
+        // The strict read never serves it.
+        assert!(matches!(
+            cache.get("s").await,
+            Err(SecretsError::Unavailable { .. })
+        ));
+        let reads = || cache.source.reads.load(Ordering::SeqCst);
+        assert_eq!(reads(), 2);
+        // A reader that cannot use it is refused at once, without a read:
+        // the source just failed.
+        assert!(cache.get_or_stale("s", NONE).await.is_err());
+        assert_eq!(reads(), 2);
+        // One that can gets it, and the source is not asked again for a TTL
+        // after the failure.
+        assert_eq!(
+            cache.get_or_stale("s", ANY).await.unwrap().expose(),
+            "value-0"
+        );
+        assert_eq!(reads(), 2);
+        tokio::time::sleep(ttl * 2).await;
+        assert_eq!(
+            cache.get_or_stale("s", ANY).await.unwrap().expose(),
+            "value-0"
+        );
+        assert_eq!(reads(), 3);
+
+        // Back: the next read past the backoff is fresh again.
+        cache.source.fail_with(None);
+        tokio::time::sleep(ttl * 2).await;
+        let fresh = cache.get_or_stale("s", ANY).await.unwrap();
+        assert_eq!(fresh.expose(), "value-3");
+        assert_eq!(cache.get("s").await.unwrap(), fresh);
+    }
+
+    #[tokio::test]
+    async fn a_deliberate_refusal_is_never_papered_over() {
+        let cache = CachedSecrets::new(Flaky::default(), Duration::ZERO);
+        cache.get("s").await.unwrap();
+        cache.source.fail_with(Some(denied));
+        assert!(matches!(
+            cache.get_or_stale("s", ANY).await,
+            Err(SecretsError::AccessDenied { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn invalidate_forces_a_read_but_keeps_the_stand_in() {
+        let cache = CachedSecrets::new(Flaky::default(), Duration::from_secs(60));
+        cache.get("s").await.unwrap();
+        cache.invalidate("s").await;
+        assert_eq!(cache.get("s").await.unwrap().expose(), "value-1");
+        cache.source.fail_with(Some(unreachable));
+        cache.invalidate("s").await;
+        assert!(cache.get("s").await.is_err());
+        assert_eq!(
+            cache.get_or_stale("s", ANY).await.unwrap().expose(),
+            "value-1"
+        );
     }
 
     #[test]

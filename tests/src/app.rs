@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::lambda::{Function, temp_file};
 use crate::oidc::{Provider, TestIssuer};
+use crate::outage::Switch;
 use crate::{Stack, stack, unique, unix_now};
 
 /// The audience the test policy accepts.
@@ -46,6 +47,10 @@ pub struct AppOptions {
     pub oidc_token_types: Option<&'static str>,
     /// The OIDC issuer's `leeway_seconds` (the policy's default when `None`).
     pub oidc_leeway_seconds: Option<u64>,
+    /// The OIDC issuer's `jwks_cache_seconds` and `jwks_refetch_seconds`
+    /// (the policy's defaults when `None`).
+    pub oidc_jwks_cache_seconds: Option<u64>,
+    pub oidc_jwks_refetch_seconds: Option<u64>,
     /// The policy's `provenance:` section (off when `None`).
     pub provenance: Option<ProvenanceOptions>,
     /// `AWS_LAMBDA_MAX_CONCURRENCY` of the function (unset: one at a time).
@@ -53,6 +58,20 @@ pub struct AppOptions {
     /// The Pulsar the app's tenants live on and its functions connect to: the
     /// standalone broker, or one way into the test cluster.
     pub pulsar: &'static Stack,
+    /// Reach Secrets Manager, STS and the OIDC issuer through a [`Switch`]
+    /// each ([`PublishApp::switches`]), so a test can take them away.
+    pub switched: bool,
+}
+
+/// The switches in front of a [`PublishApp`]'s dependencies
+/// ([`AppOptions::switched`]).
+pub struct Switches {
+    /// moto's Secrets Manager, as the function's `AWS_ENDPOINT_URL`.
+    pub secrets_manager: Switch,
+    /// moto's STS, as the policy's `identity.iam.sts_endpoint`.
+    pub sts: Switch,
+    /// The OIDC issuer: discovery and JWKS.
+    pub idp: Switch,
 }
 
 /// How [`PublishApp`] signs events.
@@ -87,6 +106,9 @@ impl Default for AppOptions {
             provenance: None,
             max_concurrency: None,
             pulsar: stack(),
+            switched: false,
+            oidc_jwks_cache_seconds: None,
+            oidc_jwks_refetch_seconds: None,
         }
     }
 }
@@ -104,6 +126,10 @@ pub struct PublishApp {
     pub tenant_b: String,
     /// The IAM role a rule lets produce to tenant A.
     pub iam_role: String,
+    /// The STS endpoint the policy names (IAM credentials are made for it).
+    pub sts_endpoint: url::Url,
+    /// In front of the dependencies, when [`AppOptions::switched`].
+    pub switches: Option<Switches>,
     /// The provenance key set's secret and the deployment's issuer name
     /// (set even when provenance is off, unused then).
     pub provenance_secret: String,
@@ -139,7 +165,23 @@ impl PublishApp {
     pub async fn spawn_with(options: AppOptions) -> Self {
         let stack = options.pulsar;
         let admin = stack.admin();
-        let issuer = TestIssuer::start().await;
+        let moto = url::Url::parse(&stack.aws_endpoint).expect("AWS_ENDPOINT_URL is a URL");
+        let (issuer, switches) = if options.switched {
+            let (issuer, idp) = TestIssuer::behind_switch().await;
+            let switches = Switches {
+                secrets_manager: Switch::in_front_of(&moto).await,
+                sts: Switch::in_front_of(&moto).await,
+                idp,
+            };
+            (issuer, Some(switches))
+        } else {
+            (TestIssuer::start().await, None)
+        };
+        let (aws_endpoint, sts_endpoint) = match &switches {
+            Some(s) => (s.secrets_manager.url_for(&moto), s.sts.url_for(&moto)),
+            None => (moto.clone(), moto.clone()),
+        };
+        let aws_endpoint = aws_endpoint.as_str().trim_end_matches('/').to_owned();
         let (tenant_a, tenant_b) = (unique("ta"), unique("tb"));
         let (role_a, role_b) = (unique("role-a"), unique("role-b"));
         let iam_role = unique("caller-role");
@@ -198,16 +240,21 @@ impl PublishApp {
                 )
             })
             .unwrap_or_default();
-        let sts_endpoint = format!("{}/", stack.aws_endpoint.trim_end_matches('/'));
+        let signing_secret = format!("kong-pulsar/token-signing-key/{tenant_a}");
+        put_secret(
+            &signing_secret,
+            &json!({ "alg": "HS256", "key": STANDARD.encode(stack.token_secret()) }).to_string(),
+        )
+        .await;
         let policy = format!(
             r#"version: 1
-pulsar: {{ cluster: {cluster}, admin_roles: [], token_signing_secret: kong-pulsar/token-signing-key }}
+pulsar: {{ cluster: {cluster}, admin_roles: [], token_signing_secret: {signing_secret} }}
 identity:
   oidc:
     - issuer: "{issuer}"
       audiences: [{AUDIENCE}]
       algorithms: [RS256, ES256]
-      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}{leeway}
+      claims: {{ subject: sub, groups: groups, service: cid }}{token_types}{leeway}{jwks_cache}
   iam: {{ sts_endpoint: "{sts}", server_id: {IAM_SERVER_ID}, max_age_seconds: 900, allowed_accounts: ["{IAM_ACCOUNT}"] }}
   kong: {{ trusted: {kong_trusted} }}
 tenants:
@@ -260,13 +307,20 @@ rules:
                 .oidc_leeway_seconds
                 .map(|seconds| format!("\n      leeway_seconds: {seconds}"))
                 .unwrap_or_default(),
+            jwks_cache = [
+                ("jwks_cache_seconds", options.oidc_jwks_cache_seconds),
+                ("jwks_refetch_seconds", options.oidc_jwks_refetch_seconds),
+            ]
+            .iter()
+            .filter_map(|(key, value)| value.map(|v| format!("\n      {key}: {v}")))
+            .collect::<String>(),
             sts = sts_endpoint,
         );
         let policy_path = temp_file("kp-policy", "policy.yaml", &policy);
         let mut env = vec![
             ("KP_POLICY_FILE", policy_path.display().to_string()),
             ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
-            ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
+            ("AWS_ENDPOINT_URL", aws_endpoint),
             ("AWS_REGION", stack.aws_region.clone()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
@@ -288,6 +342,8 @@ rules:
             secret_a,
             tenant_b,
             iam_role,
+            sts_endpoint,
+            switches,
             provenance_secret,
             provenance_issuer,
             policy_path,
@@ -357,9 +413,7 @@ rules:
         let request = TokenRequest {
             server_id: IAM_SERVER_ID.to_owned(),
             region: stack().aws_region.clone(),
-            sts_endpoint: format!("{}/", stack().aws_endpoint.trim_end_matches('/'))
-                .parse()
-                .unwrap(),
+            sts_endpoint: self.sts_endpoint.clone(),
         };
         let header = authorization_header(&credentials, &request, std::time::SystemTime::now())
             .expect("signing");
@@ -370,6 +424,13 @@ rules:
     /// A `rotate` function with the app's policy, its own admin-token secret
     /// (the stack's super-user) and the stack's broker and admin API.
     pub async fn rotate_function(&self) -> Function {
+        self.rotate_function_with_admin(&self.pulsar.admin_url)
+            .await
+    }
+
+    /// As [`Self::rotate_function`], reaching the admin API at `admin_url`
+    /// (e.g. through a [`Switch`]).
+    pub async fn rotate_function_with_admin(&self, admin_url: &url::Url) -> Function {
         let stack = self.pulsar;
         let admin = unique("kong-pulsar/admin");
         put_secret(
@@ -382,7 +443,7 @@ rules:
             &[
                 ("KP_POLICY_FILE", self.policy_path.display().to_string()),
                 ("PULSAR_SERVICE_URL", stack.service_url.to_string()),
-                ("PULSAR_ADMIN_URL", stack.admin_url.to_string()),
+                ("PULSAR_ADMIN_URL", admin_url.to_string()),
                 ("KP_ADMIN_TOKEN_SECRET", admin),
                 ("AWS_ENDPOINT_URL", stack.aws_endpoint.clone()),
                 ("AWS_REGION", stack.aws_region.clone()),

@@ -26,6 +26,7 @@ pub mod lambda;
 pub mod load;
 pub mod logs;
 pub mod oidc;
+pub mod outage;
 pub mod secrets;
 pub mod witness;
 

@@ -30,6 +30,7 @@ use kong_pulsar::identity::oidc::IssuerConfig;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::outage::Switch;
 use crate::unix_now;
 
 /// The client id the [`TestIssuer::claims_for`] shapes carry as the calling
@@ -226,12 +227,37 @@ impl TestIssuer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("cannot bind a test issuer on port {port}: {e}"));
-        let port = listener
+        let addr = listener
             .local_addr()
-            .unwrap_or_else(|e| panic!("test issuer has no address: {e}"))
-            .port();
+            .unwrap_or_else(|e| panic!("test issuer has no address: {e}"));
+        Self::serve(listener, addr, path, key_type)
+    }
+
+    /// An issuer (one RS256 key) that is reached only through a [`Switch`]:
+    /// its identifier, discovery document and `jwks_uri` all name the
+    /// switch's address, so turning the switch off is the whole provider
+    /// going away, connection refused, as a verifier sees it.
+    pub async fn behind_switch() -> (Self, Switch) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind a test issuer: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("test issuer has no address: {e}"));
+        let switch = Switch::start(addr).await;
+        let issuer = Self::serve(listener, switch.addr(), "", KeyType::Rs256);
+        (issuer, switch)
+    }
+
+    /// Serves on `listener`, known to its clients as `http://{advertised}{path}`.
+    fn serve(
+        listener: tokio::net::TcpListener,
+        advertised: std::net::SocketAddr,
+        path: &str,
+        key_type: KeyType,
+    ) -> Self {
         let path = path.trim_end_matches('/');
-        let issuer = format!("http://127.0.0.1:{port}{path}");
+        let issuer = format!("http://{advertised}{path}");
         let mut materials = HashSet::new();
         let first = make_key(key_type, &mut materials);
         let shared = Arc::new(Shared {

@@ -31,13 +31,16 @@
 //! A discovered `jwks_uri` on a loopback or link-local host is refused unless
 //! the issuer itself is on loopback.
 //!
-//! Keys are cached per issuer for [`VerifierOptions::jwks_ttl`]. An unknown
-//! `kid` triggers a refetch at most once per
-//! [`VerifierOptions::min_refetch_interval`], so random `kid`s cannot turn the
-//! function into a traffic amplifier against the identity provider, and
-//! concurrent misses share one fetch. When a refresh fails the previous keys
-//! keep working for up to one more TTL, so a short identity-provider outage
-//! does not become an outage here.
+//! Keys are cached per issuer for [`VerifierOptions::jwks_ttl`] (or the
+//! issuer's own [`IssuerConfig::jwks_ttl`]). An unknown `kid` triggers a
+//! refetch at most once per [`VerifierOptions::min_refetch_interval`] (or the
+//! issuer's), so random `kid`s cannot turn the function into a traffic
+//! amplifier against the identity provider, and concurrent misses share one
+//! fetch. When a refresh fails the previous keys keep working for up to one
+//! more TTL, so a short identity-provider outage does not become an outage
+//! here; past twice the TTL after their fetch they are no longer trusted. An
+//! unknown `kid` while the last fetch failed is [`OidcError::KeysUnavailable`]
+//! (a 503: the provider could not be asked), not [`OidcError::UnknownKey`].
 //!
 //! A token that passed all of the above is remembered (by its SHA-256, in
 //! `verified`) and served again without re-checking its signature, but only
@@ -201,7 +204,7 @@ impl OidcVerifier {
                 entry.kid.as_deref(),
                 entry.alg,
                 &entry.key,
-                self.options.jwks_ttl,
+                self.jwks_ttl(issuer),
             )
         });
         if !current {

@@ -64,6 +64,10 @@ pub(super) struct OidcDoc {
     #[serde(default)]
     pub leeway_seconds: Option<u64>,
     #[serde(default)]
+    pub jwks_cache_seconds: Option<u64>,
+    #[serde(default)]
+    pub jwks_refetch_seconds: Option<u64>,
+    #[serde(default)]
     pub token_types: Option<Vec<String>>,
 }
 

@@ -262,6 +262,10 @@ fn the_design_example_parses() {
     assert_eq!(issuer.jwks_uri, None);
     assert_eq!(issuer.leeway_seconds, 30);
     assert_eq!(
+        (issuer.jwks_cache_seconds, issuer.jwks_refetch_seconds),
+        (3600, 30)
+    );
+    assert_eq!(
         issuer.claims.service.as_ref().map(ClaimPath::as_str),
         Some("azp")
     );
@@ -486,7 +490,37 @@ fn oidc_settings_are_checked() {
             "      algorithms: [RS256]\n",
             "      algorithms: [RS256]\n      leeway_seconds: 3600\n",
         ) => "leeway_seconds": ["leeway_seconds 3600 is too large"];
+        base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      jwks_cache_seconds: 0\n",
+        ) => "jwks_cache_seconds": ["jwks_cache_seconds 0 is out of range"];
+        base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      jwks_cache_seconds: 172800\n",
+        ) => "jwks_cache_seconds": ["twice this long"];
+        base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      jwks_refetch_seconds: 0\n",
+        ) => "jwks_refetch_seconds": ["jwks_refetch_seconds 0 is out of range"];
+        base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      jwks_cache_seconds: 10\n      jwks_refetch_seconds: 20\n",
+        ) => "jwks_refetch_seconds": ["at most jwks_cache_seconds"];
     }
+    // A short cache brings the default refetch interval down with it.
+    let short = Policy::from_str(
+        &base_with(
+            "      algorithms: [RS256]\n",
+            "      algorithms: [RS256]\n      jwks_cache_seconds: 5\n",
+        ),
+        None,
+    )
+    .unwrap();
+    let issuer = &short.oidc_issuers()[0];
+    assert_eq!(
+        (issuer.jwks_cache_seconds, issuer.jwks_refetch_seconds),
+        (5, 5)
+    );
     let text = base_with(
         "      algorithms: [RS256]\n",
         "      algorithms: [RS256]\n    - issuer: https://idp.example.com\n      audiences: [x]\n      algorithms: [ES256]\n",

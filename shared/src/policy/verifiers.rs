@@ -30,6 +30,8 @@ impl From<&OidcIssuer> for IssuerConfig {
             },
             audience_claim: p.audience_claim.clone(),
             leeway: Some(Duration::from_secs(p.leeway_seconds)),
+            jwks_ttl: Some(Duration::from_secs(p.jwks_cache_seconds)),
+            min_refetch_interval: Some(Duration::from_secs(p.jwks_refetch_seconds)),
             token_types: p.token_types.clone(),
         }
     }

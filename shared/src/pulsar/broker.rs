@@ -23,7 +23,7 @@ mod pool;
 pub use ledger::{Delivery, SendFailure};
 use partitions::Router;
 pub use partitions::partition_for_key;
-pub use pool::{SendError, TenantBrokers, TenantCredentials};
+pub use pool::{EXPIRY_MARGIN, SendError, TenantBrokers, TenantCredentials};
 
 /// Hands out the Pulsar token a client should present *now*. Asked on every
 /// connect and on every broker auth challenge, so a rotated token is picked up

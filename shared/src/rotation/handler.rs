@@ -285,7 +285,9 @@ impl Rotator {
                         .map(|r| r.name.clone())
                         .collect::<Vec<_>>()
                 };
-                let failed_tenants: Vec<String> = reconcile
+                // Once each, in name order: a tenant whose reconcile and
+                // token both failed is one failed tenant.
+                let failed_tenants: std::collections::BTreeSet<String> = reconcile
                     .failed_tenants()
                     .into_iter()
                     .map(str::to_owned)

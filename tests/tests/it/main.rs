@@ -11,6 +11,7 @@ mod consume;
 mod consume_cloudevents;
 mod demo_seed;
 mod deploy_artifacts;
+mod faults_dependencies;
 mod iam;
 mod oidc;
 mod producer_pool;

@@ -38,6 +38,13 @@ pub struct IssuerConfig {
     pub audience_claim: String,
     /// Clock leeway for this issuer; `None` uses [`VerifierOptions::leeway`].
     pub leeway: Option<Duration>,
+    /// How long this issuer's JWKS is used before it is fetched again (and,
+    /// while a refetch fails, how much longer it is still trusted); `None`
+    /// uses [`VerifierOptions::jwks_ttl`].
+    pub jwks_ttl: Option<Duration>,
+    /// Least time between two key fetches for this issuer; `None` uses
+    /// [`VerifierOptions::min_refetch_interval`].
+    pub min_refetch_interval: Option<Duration>,
     /// Accepted token types, as [`normalise_token_type`] writes them (the
     /// JWS `typ` header, e.g. RFC 9068's `at+jwt`; Cognito's `token_use`
     /// claim, e.g. `access`). Empty: any type. Otherwise a token must declare
@@ -71,6 +78,8 @@ impl IssuerConfig {
             claims: ClaimMapping::default(),
             audience_claim: "aud".to_owned(),
             leeway: None,
+            jwks_ttl: None,
+            min_refetch_interval: None,
             token_types: Vec::new(),
         }
     }

@@ -32,14 +32,14 @@ impl OidcVerifier {
         let cached = issuer.snapshot();
         if let Some(set) = &cached {
             let now = Instant::now();
-            if set.age(now) < self.options.jwks_ttl {
+            if set.age(now) < self.jwks_ttl(issuer) {
                 match set.select(kid, alg) {
                     Selected::Missing => {}
                     other => return issuer.resolve(other, kid, alg),
                 }
             } else if let Ok(refresh) = issuer.refresh.try_lock() {
                 return self.refresh_and_select(issuer, refresh, kid, alg).await;
-            } else if set.age(now) < self.stale_limit() {
+            } else if set.age(now) < self.stale_limit(issuer) {
                 // Someone is refreshing the expired set right now; the old
                 // keys are still good enough not to make this caller wait.
                 if let Selected::Key(key) = set.select(kid, alg) {
@@ -63,7 +63,7 @@ impl OidcVerifier {
         let now = Instant::now();
         let cached = issuer.snapshot();
         if let Some(set) = &cached
-            && set.age(now) < self.options.jwks_ttl
+            && set.age(now) < self.jwks_ttl(issuer)
         {
             match set.select(kid, alg) {
                 Selected::Missing => {}
@@ -72,11 +72,11 @@ impl OidcVerifier {
         }
         let stale = cached
             .as_ref()
-            .filter(|set| set.age(now) < self.stale_limit());
+            .filter(|set| set.age(now) < self.stale_limit(issuer));
 
         let rate_limited = refresh
             .last_attempt
-            .is_some_and(|at| now.duration_since(at) < self.options.min_refetch_interval);
+            .is_some_and(|at| now.duration_since(at) < self.min_refetch_interval(issuer));
         if rate_limited {
             if let Some(set) = stale {
                 match set.select(kid, alg) {
@@ -124,10 +124,23 @@ impl OidcVerifier {
         }
     }
 
+    /// How long `issuer`'s fetched keys are used before they are fetched again.
+    pub(super) fn jwks_ttl(&self, issuer: &IssuerState) -> Duration {
+        issuer.config.jwks_ttl.unwrap_or(self.options.jwks_ttl)
+    }
+
+    fn min_refetch_interval(&self, issuer: &IssuerState) -> Duration {
+        issuer
+            .config
+            .min_refetch_interval
+            .unwrap_or(self.options.min_refetch_interval)
+    }
+
     /// Expired keys stay usable this long after their fetch when refreshing
-    /// them fails.
-    fn stale_limit(&self) -> Duration {
-        self.options.jwks_ttl.saturating_mul(2)
+    /// them fails: one more TTL. The bound on how long a key the issuer has
+    /// withdrawn, or that an outage hides the withdrawal of, is trusted.
+    fn stale_limit(&self, issuer: &IssuerState) -> Duration {
+        self.jwks_ttl(issuer).saturating_mul(2)
     }
 
     async fn fetch_keys(

@@ -22,6 +22,17 @@ const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 /// "Small" leeway (DESIGN §3): beyond five minutes an expired token is
 /// simply accepted.
 const MAX_LEEWAY_SECONDS: u64 = 300;
+/// A fetched JWKS is used this long by default: keys rotate on a scale of
+/// weeks, and a key the issuer withdraws is trusted until the next fetch.
+const DEFAULT_JWKS_CACHE_SECONDS: u64 = 3600;
+/// Bounds of `jwks_cache_seconds`: above a day a withdrawn key (and, through
+/// an outage, twice that) stays trusted too long.
+const JWKS_CACHE_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
+const DEFAULT_JWKS_REFETCH_SECONDS: u64 = 30;
+/// Bounds of `jwks_refetch_seconds`: at least a second, so random `kid`s
+/// cannot make every request a fetch; at most five minutes, so a key the
+/// issuer just added is not refused for long.
+const JWKS_REFETCH_SECONDS: std::ops::RangeInclusive<u64> = 1..=300;
 /// A signed GetCallerIdentity request older than this is a replay risk, not
 /// clock skew; STS itself refuses SigV4 signatures older than 15 minutes, so
 /// a longer window would only stretch how long a cached identity outlives
@@ -73,6 +84,35 @@ pub(super) fn oidc_issuer(doc: OidcDoc, path: &NodePath) -> Checked<OidcIssuer> 
             ),
         );
     }
+    let jwks_cache_seconds = doc.jwks_cache_seconds.unwrap_or(DEFAULT_JWKS_CACHE_SECONDS);
+    if !JWKS_CACHE_SECONDS.contains(&jwks_cache_seconds) {
+        return problem(
+            path.key("jwks_cache_seconds"),
+            format!(
+                "jwks_cache_seconds {jwks_cache_seconds} is out of range ({}..={}); while the \
+                 issuer is unreachable its keys stay trusted for twice this long",
+                JWKS_CACHE_SECONDS.start(),
+                JWKS_CACHE_SECONDS.end()
+            ),
+        );
+    }
+    let jwks_refetch_seconds = doc
+        .jwks_refetch_seconds
+        .unwrap_or(DEFAULT_JWKS_REFETCH_SECONDS.min(jwks_cache_seconds));
+    if !JWKS_REFETCH_SECONDS.contains(&jwks_refetch_seconds)
+        || jwks_refetch_seconds > jwks_cache_seconds
+    {
+        return problem(
+            path.key("jwks_refetch_seconds"),
+            format!(
+                "jwks_refetch_seconds {jwks_refetch_seconds} is out of range ({}..={}, and at \
+                 most jwks_cache_seconds); it bounds how often unknown key ids make us ask the \
+                 issuer",
+                JWKS_REFETCH_SECONDS.start(),
+                JWKS_REFETCH_SECONDS.end()
+            ),
+        );
+    }
     let token_types = match doc.token_types {
         None => Vec::new(),
         Some(types) if types.is_empty() => {
@@ -113,6 +153,8 @@ pub(super) fn oidc_issuer(doc: OidcDoc, path: &NodePath) -> Checked<OidcIssuer> 
         jwks_uri,
         claims,
         leeway_seconds,
+        jwks_cache_seconds,
+        jwks_refetch_seconds,
         token_types,
     })
 }

@@ -65,17 +65,27 @@ impl SendError {
     }
 }
 
-/// How close to its expiry a cached token is looked up again.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// How close to its expiry a cached token is looked up again; and, while
+/// Secrets Manager cannot be reached, how close to its expiry a warm client
+/// stops using its token (the broker would drop the connection at `exp`).
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 /// Reads a role's token through the (cached) secret source on every connect.
 struct SecretToken {
     secrets: Arc<dyn SecretSource>,
     secret: String,
     role: String,
+    /// The latest token given out (to a connect, a broker challenge or a
+    /// [`Self::check`]): the one the role's connections hold, or will be
+    /// handed at their next challenge.
+    latest: std::sync::Mutex<Option<TenantToken>>,
 }
 
 impl SecretToken {
+    /// The token to present now: the cached one, or one read again when it
+    /// is within [`EXPIRY_MARGIN`] of its expiry. While Secrets Manager
+    /// cannot be reached, the last token read stands in past the cache's TTL
+    /// until it too is within the margin; then this fails.
     async fn current(&self) -> Result<TenantToken, TokenError> {
         let mut token = self.read().await?;
         // A cached token about to expire was probably rotated already:
@@ -84,12 +94,50 @@ impl SecretToken {
             self.secrets.invalidate(&self.secret).await;
             token = self.read().await?;
         }
+        *self.latest() = Some(token.clone());
         Ok(token)
     }
 
+    /// Before each use of a warm client, whose connections keep the token
+    /// they authenticated with until the broker challenges it after its
+    /// `exp` (and only this source can answer that challenge): nothing to do
+    /// (no Secrets Manager call) while the latest token given out is not
+    /// within [`EXPIRY_MARGIN`] of its expiry; then the token is looked up
+    /// again, and when no token that outlives the margin can be had
+    /// (Secrets Manager unreachable), this fails, so the request is refused
+    /// as `credentials_unavailable` rather than sent on a connection the
+    /// broker is about to drop.
+    async fn check(&self) -> Result<(), TokenError> {
+        let near_expiry = self
+            .latest()
+            .as_ref()
+            .is_some_and(|token| token.expires_within(EXPIRY_MARGIN));
+        if near_expiry {
+            self.current().await?;
+        }
+        Ok(())
+    }
+
+    fn latest(&self) -> std::sync::MutexGuard<'_, Option<TenantToken>> {
+        // Only ever holds a whole value: a panic elsewhere cannot leave it
+        // half-written, so a poisoned lock is still sound to use.
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn read(&self) -> Result<TenantToken, TokenError> {
-        let value = self.secrets.get(&self.secret).await?;
-        let token = TenantToken::parse(&self.secret, &value)?;
+        // The token is as good from an old read as from a new one (the
+        // broker checks its signature and `exp`, nothing else), so an
+        // unreachable Secrets Manager need not stop a tenant until then.
+        let usable = |value: &SecretValue| {
+            self.parse(value)
+                .is_ok_and(|token| !token.expires_within(EXPIRY_MARGIN))
+        };
+        let value = self.secrets.get_or_stale(&self.secret, &usable).await?;
+        self.parse(&value)
+    }
+
+    fn parse(&self, value: &SecretValue) -> Result<TenantToken, TokenError> {
+        let token = TenantToken::parse(&self.secret, value)?;
         match &token.role {
             Some(found) if *found != self.role => Err(TokenError::RoleMismatch {
                 secret: self.secret.clone(),
@@ -110,6 +158,7 @@ impl TokenSource for SecretToken {
 
 struct RoleClient {
     broker: Broker,
+    tokens: Arc<SecretToken>,
 }
 
 /// A pooled producer and the client it was opened on: after a role's client
@@ -403,16 +452,20 @@ impl TenantBrokers {
                     secrets: self.secrets.clone(),
                     secret: credentials.token_secret.to_owned(),
                     role: credentials.role.to_owned(),
+                    latest: std::sync::Mutex::new(None),
                 });
                 // Surface a missing or malformed secret as what it is, not
                 // as a broker authentication failure.
                 tokens.current().await?;
-                let broker = Broker::connect(&self.service_url, tokens, self.timeouts)
+                let broker = Broker::connect(&self.service_url, tokens.clone(), self.timeouts)
                     .await
                     .map_err(SendError::Broker)?;
-                Ok::<_, SendError>(Arc::new(RoleClient { broker }))
+                Ok::<_, SendError>(Arc::new(RoleClient { broker, tokens }))
             })
             .await?;
+        // Costs nothing until the token nears its expiry; then it decides
+        // whether this request may still use the connections (see `check`).
+        client.tokens.check().await?;
         Ok(client.clone())
     }
 

@@ -4,7 +4,8 @@
 //! partition in the cursor), and its subscriptions are refused with a clear
 //! 501 rather than served from one partition as if it were the topic.
 
-use kp_tests::app::{AppOptions, ConsumeOptions, kong_event, kong_get};
+use kp_tests::app::{AppOptions, ConsumeOptions, PublishApp, kong_event, kong_get};
+use kp_tests::lambda::Function;
 use kp_tests::{cluster, unique};
 use std::collections::BTreeMap;
 
@@ -12,12 +13,19 @@ use serde_json::{Value, json};
 
 use super::{Via, app_via, spread_topic};
 
-#[tokio::test]
-async fn consume_reads_a_topic_on_either_broker_through_the_proxy() {
-    let _lease = cluster().shared().await;
+/// A publish app on the cluster (through the proxy), its consume function,
+/// and a token of a caller who may publish and read tenant A's orders.
+async fn reading_app() -> (PublishApp, Function, String) {
     let app = app_via(Via::Proxy, AppOptions::default()).await;
     let reader = app.consume_function(ConsumeOptions::default()).await;
     let token = app.token("alice", &["checkout"]);
+    (app, reader, token)
+}
+
+#[tokio::test]
+async fn consume_reads_a_topic_on_either_broker_through_the_proxy() {
+    let _lease = cluster().shared().await;
+    let (app, reader, token) = reading_app().await;
     for owner in [
         kp_tests::cluster::BrokerId::One,
         kp_tests::cluster::BrokerId::Two,
@@ -67,7 +75,7 @@ async fn consume_reads_a_topic_on_either_broker_through_the_proxy() {
 /// Reads `path` from `after` to the end, `max` at a time, following each
 /// page's cursor: every message, and the cursor the last (empty) page gave.
 async fn read_to_the_end(
-    reader: &kp_tests::lambda::Function,
+    reader: &Function,
     path: &str,
     token: &str,
     after: &str,
@@ -92,9 +100,7 @@ async fn read_to_the_end(
 #[tokio::test]
 async fn consume_reads_a_partitioned_topic_on_both_brokers_with_a_position_per_partition() {
     let _lease = cluster().shared().await;
-    let app = app_via(Via::Proxy, AppOptions::default()).await;
-    let reader = app.consume_function(ConsumeOptions::default()).await;
-    let token = app.token("alice", &["checkout"]);
+    let (app, reader, token) = reading_app().await;
     let name = unique("parted");
     spread_topic(&app, &name, 4).await;
     let path = app.orders_path(&name);
@@ -187,9 +193,7 @@ async fn consume_reads_a_partitioned_topic_on_both_brokers_with_a_position_per_p
 #[tokio::test]
 async fn a_partition_cursor_on_a_topic_that_is_not_partitioned_is_refused() {
     let _lease = cluster().shared().await;
-    let app = app_via(Via::Proxy, AppOptions::default()).await;
-    let reader = app.consume_function(ConsumeOptions::default()).await;
-    let token = app.token("alice", &["checkout"]);
+    let (app, reader, token) = reading_app().await;
     let name = unique("plain");
     let resp = app.publish_keyed(&name, "k", r#"{"n":0}"#).await;
     assert_eq!(resp.status, 202, "{:?}", resp.body);
@@ -211,9 +215,7 @@ async fn a_partition_cursor_on_a_topic_that_is_not_partitioned_is_refused() {
 #[tokio::test]
 async fn subscriptions_and_acks_on_a_partitioned_topic_are_501() {
     let _lease = cluster().shared().await;
-    let app = app_via(Via::Proxy, AppOptions::default()).await;
-    let reader = app.consume_function(ConsumeOptions::default()).await;
-    let token = app.token("alice", &["checkout"]);
+    let (app, reader, token) = reading_app().await;
     let name = unique("parted");
     spread_topic(&app, &name, 4).await;
     let resp = app.publish_keyed(&name, "k", r#"{"n":0}"#).await;

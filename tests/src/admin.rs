@@ -109,11 +109,18 @@ impl Admin {
         .map(drop)
     }
 
-    /// Creates `tenant/namespace`.
+    /// Creates `tenant/namespace`, with retention: the witnesses read what
+    /// was published afterwards, with non-durable readers, and Pulsar keeps
+    /// nothing of a topic without subscriptions past a ledger roll unless
+    /// its namespace retains it (a failover rolls the ledger: without
+    /// retention the new owner may trim the old one, events acknowledged
+    /// before the failover with it).
     pub async fn create_namespace(&self, tenant: &str, namespace: &str) -> Result<(), String> {
         self.put(
             &format!("/admin/v2/namespaces/{tenant}/{namespace}"),
-            json!({}),
+            json!({
+                "retention_policies": { "retentionTimeInMinutes": 60, "retentionSizeInMB": 64 }
+            }),
         )
         .await
         .map(drop)

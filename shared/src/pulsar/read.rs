@@ -22,6 +22,7 @@ use tokio::time::{Instant, timeout_at};
 use super::broker::{Broker, BrokerError, MessageId, SendError, TenantBrokers, TenantCredentials};
 use super::topic::{SubscriptionName, TopicName};
 
+mod partition_counts;
 mod partitioned;
 pub mod position;
 pub mod subscriptions;
@@ -123,6 +124,7 @@ const LINGER: Duration = Duration::from_millis(20);
 pub struct Readers {
     brokers: Arc<TenantBrokers>,
     subscriptions: Subscriptions,
+    partition_counts: partition_counts::PartitionCounts,
 }
 
 impl Readers {
@@ -133,6 +135,7 @@ impl Readers {
         Self {
             subscriptions: Subscriptions::new(visibility, max_consumers),
             brokers,
+            partition_counts: Default::default(),
         }
     }
 
@@ -152,8 +155,14 @@ impl Readers {
         let deadline = Instant::now() + budget;
         let topic = topic.to_string();
         self.with_fresh_token(credentials, || async {
-            let partitions = self.partitions(credentials, &topic, deadline).await?;
-            position.fits(partitions)?;
+            let mut partitions = self.partitions(credentials, &topic, deadline).await?;
+            if position.fits(partitions).is_err() {
+                // Partitions may have been added since the count was
+                // remembered: ask again before refusing the cursor.
+                self.partition_counts.forget(&topic);
+                partitions = self.partitions(credentials, &topic, deadline).await?;
+                position.fits(partitions)?;
+            }
             if partitions == 0 {
                 self.read_once(credentials, &topic, -1, position, take, deadline)
                     .await
@@ -247,21 +256,27 @@ impl Readers {
         }
     }
 
-    /// How many partitions `topic` has (0: not partitioned); one lookup.
+    /// How many partitions `topic` has (0: not partitioned): remembered for
+    /// [`partition_counts::TTL`], else one lookup.
     async fn partitions(
         &self,
         credentials: TenantCredentials<'_>,
         topic: &str,
         deadline: Instant,
     ) -> Result<u32, ReadError> {
+        if let Some(count) = self.partition_counts.get(topic) {
+            return Ok(count);
+        }
         let broker = within(deadline, self.brokers.broker(credentials)).await?;
-        within(deadline, async {
+        let count = within(deadline, async {
             // Boxed: pulsar-rs's lookup futures nest deep (see Broker::producer).
             Box::pin(broker.client().lookup_partitioned_topic_number(topic))
                 .await
                 .map_err(|e| SendError::Broker(BrokerError::classify(e)))
         })
-        .await
+        .await?;
+        self.partition_counts.remember(topic, count);
+        Ok(count)
     }
 
     /// Runs `attempt`, and once more with the role's token read again when

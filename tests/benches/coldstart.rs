@@ -13,6 +13,12 @@
 //! `/proc/<pid>/status`, read when the process asks for the event after the
 //! last one (idle), just before it is killed.
 //!
+//! `publish` and `rotate` get the `SSL_CERT_FILE` that `template.yaml` sets
+//! (this machine's bundle standing in for Amazon Linux's); one more row,
+//! `publish` without it, shows what naming the bundle saves: without it, each
+//! TLS client (the AWS SDK's, the JWKS/STS one) also reads `/etc/ssl/certs`
+//! file by file.
+//!
 //! Targets against the baseline measured in the same run: init ≤ 1.3×, peak
 //! RSS ≤ 1.5×. All three binaries come from one `cargo build --release`
 //! (the release profile as shipped: fat LTO, one codegen unit, stripped),
@@ -256,7 +262,10 @@ async fn main() {
         .send()
         .await
         .expect("the admin token secret");
-    let publish_env = fixture.function_env(true);
+    // Without the template's SSL_CERT_FILE, for the row that shows what it saves.
+    let unnamed_bundle_env = fixture.function_env(true);
+    let mut publish_env = unnamed_bundle_env.clone();
+    publish_env.push(("SSL_CERT_FILE", ca_bundle()));
     let mut rotate_env: Vec<(&'static str, String)> = publish_env
         .iter()
         .filter(|(k, _)| *k != "KP_MAX_BATCH")
@@ -265,6 +274,7 @@ async fn main() {
     rotate_env.push(("PULSAR_ADMIN_URL", stack.admin_url.to_string()));
     rotate_env.push(("KP_ADMIN_TOKEN_SECRET", admin_secret));
     let publisher = fixture.clone();
+    let unnamed_publisher = fixture.clone();
     let subjects = [
         Subject {
             name: "hello-lambda",
@@ -278,6 +288,13 @@ async fn main() {
             path: paths[0].clone(),
             env: publish_env,
             event: Box::new(move || publisher.request(&publisher.token(), None)),
+            expect: r#""statusCode":202"#,
+        },
+        Subject {
+            name: "publish, no SSL_CERT_FILE",
+            path: paths[0].clone(),
+            env: unnamed_bundle_env,
+            event: Box::new(move || unnamed_publisher.request(&unnamed_publisher.token(), None)),
             expect: r#""statusCode":202"#,
         },
         Subject {
@@ -311,7 +328,7 @@ async fn main() {
     let base_init = Stats::of(&starts[0].iter().map(|s| s.init).collect::<Vec<_>>());
     let base_rss = Stats::of(&starts[0].iter().map(|s| s.hwm_kb).collect::<Vec<_>>());
     eprintln!(
-        "\n   {:<13} {:>10} {:>28} {:>11} {:>19} {:>11} {:>9}",
+        "\n   {:<26} {:>10} {:>28} {:>11} {:>19} {:>11} {:>9}",
         "", "size", "init median (min, p90)", "1st invoke", "warm p50 (p90)", "peak RSS", "ratios"
     );
     for (subject, starts) in subjects.iter().zip(&starts) {
@@ -325,7 +342,7 @@ async fn main() {
         );
         let rss = Stats::of(&starts.iter().map(|s| s.hwm_kb).collect::<Vec<_>>());
         eprintln!(
-            "   {:<13} {:>10} {:>28} {:>11} {:>19} {:>11} init {:.2}x, RSS {:.2}x",
+            "   {:<26} {:>10} {:>28} {:>11} {:>19} {:>11} init {:.2}x, RSS {:.2}x",
             subject.name,
             size(&subject.path),
             format!(
@@ -350,7 +367,7 @@ async fn main() {
         let rss =
             Stats::of(&starts.iter().map(|s| s.hwm_kb).collect::<Vec<_>>()).p50 / base_rss.p50;
         eprintln!(
-            "   {:<13} init {:.2}x {}   peak RSS {:.2}x {}",
+            "   {:<26} init {:.2}x {}   peak RSS {:.2}x {}",
             subject.name,
             init,
             target(init, INIT_TARGET),
@@ -364,6 +381,19 @@ async fn main() {
         if quick { "quick" } else { "full" },
         build.as_secs_f64()
     );
+}
+
+/// This machine's CA bundle, standing in for the one `template.yaml` names
+/// in `SSL_CERT_FILE` (Amazon Linux's `/etc/pki/tls/certs/ca-bundle.crt`).
+fn ca_bundle() -> String {
+    [
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .expect("a CA bundle on this machine")
+    .to_owned()
 }
 
 /// A file's size, MB (10^6 bytes).

@@ -131,6 +131,7 @@ fn template_sets_exactly_the_configuration_the_functions_read() {
     .expect("config");
     let mut read = asked.into_inner();
     read.insert("RUST_LOG".into()); // the tracing filter (telemetry)
+    read.insert("SSL_CERT_FILE".into()); // the TLS clients' CA bundle (rustls-native-certs)
 
     let unknown: Vec<_> = set.difference(&read).collect();
     assert!(

@@ -1,14 +1,14 @@
 //! How many partitions each topic has, remembered for a short while, so a
 //! warm instance does not ask the broker before every read and every
-//! acknowledgement (a lookup round trip each, the whole extra of a `max=1`
-//! read).
+//! acknowledgement (a lookup round trip each).
 //!
 //! Safe to remember because a count only ever grows (Pulsar cannot remove
 //! partitions) and a stale one is caught or bounded: a cursor that names a
 //! partition past the remembered count makes the reader ask again before it
-//! refuses the cursor, and otherwise partitions added meanwhile are read
-//! from [`TTL`] later at the latest. Nothing is authorized by it: every read
-//! still opens its readers with the tenant's own token.
+//! refuses the cursor, and otherwise partitions added (or a topic deleted
+//! and created again as the other kind) are seen [`TTL`] later at the
+//! latest. Nothing is authorized by it: every read still opens its readers
+//! with the tenant's own token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -6,7 +6,7 @@
 //! `ungranted` (in the policy, but *no* broker grant). Tenant B has `orders`.
 //! Callers in group `checkout` may produce to A, `billing` to B.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -532,6 +532,44 @@ rules:
         let token = self.pulsar.mint_token_expiring(&self.role_a, ttl, true);
         self.replace_token_a(&token, ttl).await;
         token
+    }
+
+    /// Publishes with `send(n)` (`n`: how many were accepted so far) every
+    /// `interval`, from before tenant A's token is replaced (after 3 s) until
+    /// well past the old one's expiry (`old_token_ttl`, plus 10 s for the
+    /// broker's 5 s re-check of expired tokens). Returns how many were
+    /// accepted, and a line per failure.
+    pub async fn publish_through_token_a_rotation<F, Fut>(
+        &self,
+        old_token_ttl: Duration,
+        interval: Duration,
+        mut send: F,
+    ) -> (usize, Vec<String>)
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Response>,
+    {
+        let started = Instant::now();
+        let (mut rotated, mut ok, mut failures) = (false, 0, Vec::new());
+        while started.elapsed() < old_token_ttl + Duration::from_secs(10) {
+            if !rotated && started.elapsed() > Duration::from_secs(3) {
+                self.rotate_token_a(Duration::from_secs(3600)).await;
+                rotated = true;
+            }
+            let resp = send(ok).await;
+            if resp.status == 202 {
+                ok += 1;
+            } else {
+                failures.push(format!(
+                    "{:.1}s: {} {:?}",
+                    started.elapsed().as_secs_f64(),
+                    resp.status,
+                    resp.body
+                ));
+            }
+            tokio::time::sleep(interval).await;
+        }
+        (ok, failures)
     }
 
     /// Stores `token` as tenant A's current token.

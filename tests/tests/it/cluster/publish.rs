@@ -4,7 +4,7 @@
 //! each, and a tenant token rotated under a warm instance's connections to
 //! every broker.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kp_tests::app::{AppOptions, kong_event};
 use kp_tests::cluster::BrokerId;
@@ -158,27 +158,13 @@ async fn publish_through_a_rotation(
     .await;
     let name = unique("rotation");
     let topic = spread_topic(&app, &name, 4).await;
-    let started = Instant::now();
-    let (mut rotated, mut ok, mut failures) = (false, 0, Vec::new());
-    while started.elapsed() < old_token_ttl + Duration::from_secs(10) {
-        if !rotated && started.elapsed() > Duration::from_secs(3) {
-            app.rotate_token_a(Duration::from_secs(3600)).await;
-            rotated = true;
-        }
-        let body = format!(r#"{{"n":{ok}}}"#);
-        let resp = app.publish_keyed(&name, &format!("k{ok}"), &body).await;
-        if resp.status == 202 {
-            ok += 1;
-        } else {
-            failures.push(format!(
-                "{:.1}s: {} {:?}",
-                started.elapsed().as_secs_f64(),
-                resp.status,
-                resp.body
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    let (app, name) = (&app, &name);
+    let (ok, failures) = app
+        .publish_through_token_a_rotation(old_token_ttl, Duration::from_millis(150), |n| {
+            let (key, body) = (format!("k{n}"), format!(r#"{{"n":{n}}}"#));
+            async move { app.publish_keyed(name, &key, &body).await }
+        })
+        .await;
     let held = connections(app.function.pid());
     (failures, ok, topic, held)
 }

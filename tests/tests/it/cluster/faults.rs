@@ -1,12 +1,14 @@
 //! Brokers failing under a warm function, through the proxy (the production
 //! topology): killed (SIGKILL) under steady load, and paused (SIGSTOP) for
-//! longer than the function's deadline. Each test holds the cluster
+//! longer than the function's deadline. Each of those holds the cluster
 //! exclusively and brings the broker back before it lets go.
 //!
 //! What is stated and checked: every answer is a 202 or a 503/504 problem
 //! (never a 500, never a hang past the deadline); no event answered 202 is
 //! lost (the official client reads them all back); publishing resumes on
-//! every partition, and how long that took is printed.
+//! every partition, and how long that took is printed. "Lost" is judged in
+//! namespaces with retention, since a failover lets Pulsar trim what no
+//! subscription or retention keeps, which the last test here shows.
 
 use std::time::{Duration, Instant};
 

@@ -273,8 +273,16 @@ async fn main() {
         .collect();
     rotate_env.push(("PULSAR_ADMIN_URL", stack.admin_url.to_string()));
     rotate_env.push(("KP_ADMIN_TOKEN_SECRET", admin_secret));
-    let publisher = fixture.clone();
-    let unnamed_publisher = fixture.clone();
+    let publish = |name, env| {
+        let fixture = fixture.clone();
+        Subject {
+            name,
+            path: paths[0].clone(),
+            env,
+            event: Box::new(move || fixture.request(&fixture.token(), None)),
+            expect: r#""statusCode":202"#,
+        }
+    };
     let subjects = [
         Subject {
             name: "hello-lambda",
@@ -283,20 +291,8 @@ async fn main() {
             event: Box::new(|| json!({ "hello": "world" })),
             expect: "world",
         },
-        Subject {
-            name: "publish",
-            path: paths[0].clone(),
-            env: publish_env,
-            event: Box::new(move || publisher.request(&publisher.token(), None)),
-            expect: r#""statusCode":202"#,
-        },
-        Subject {
-            name: "publish, no SSL_CERT_FILE",
-            path: paths[0].clone(),
-            env: unnamed_bundle_env,
-            event: Box::new(move || unnamed_publisher.request(&unnamed_publisher.token(), None)),
-            expect: r#""statusCode":202"#,
-        },
+        publish("publish", publish_env),
+        publish("publish, no SSL_CERT_FILE", unnamed_bundle_env),
         Subject {
             name: "rotate",
             path: paths[1].clone(),

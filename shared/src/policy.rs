@@ -34,6 +34,7 @@ mod build;
 mod document;
 mod glob;
 mod locate;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,7 @@ use crate::identity::{AuthMethod, Identity};
 use crate::pulsar::topic::{PulsarName, SubscriptionName, TopicName};
 
 pub use glob::Glob;
+pub use retention::{Limit, Retention};
 pub use schema::{CompiledSchema, MAX_VIOLATIONS, SchemaViolation};
 
 /// The only policy format version this build understands.
@@ -329,6 +331,8 @@ pub struct Namespace {
     pub deduplication: bool,
     /// Topic schemas, by topic name.
     pub schemas: BTreeMap<PulsarName, CompiledSchema>,
+    /// The retention `rotate` keeps set; `None` leaves the broker's alone.
+    pub retention: Option<Retention>,
 }
 
 /// One rule: who (`when`) may do what (`allow`).

@@ -12,13 +12,13 @@ use url::Url;
 
 use super::document::{
     AllowDoc, CertificateDoc, ClaimsDoc, Document, DurationDoc, IamDoc, NamespaceDoc, OidcDoc,
-    ProvenanceDoc, PulsarDoc, RuleDoc, TenantDoc, WhenDoc,
+    ProvenanceDoc, PulsarDoc, RetentionDoc, RuleDoc, TenantDoc, WhenDoc,
 };
 use super::locate::NodePath;
 use super::{
     ActionSet, Allow, Certificate, ClaimPath, ClaimSettings, CompiledSchema, Glob, IamSettings,
     Namespace, NamespaceScope, OidcIssuer, POLICY_VERSION, Policy, ProvenanceSettings,
-    PulsarSettings, Rule, Tenant, When,
+    PulsarSettings, Retention, Rule, Tenant, When, retention,
 };
 use crate::config::parse_duration;
 use crate::pulsar::topic::{NameError, PulsarName, check_publishable, is_partition_name};
@@ -234,11 +234,24 @@ fn build_namespace(
         let compiled = build_schema(schema, &topic_path, base_dir)?;
         schemas.insert(topic, compiled);
     }
+    let retention = match &doc.retention {
+        Some(retention) => Some(build_retention(retention, &path.key("retention"))?),
+        None => None,
+    };
     Ok(Namespace {
         name: ns_name,
         deduplication: doc.deduplication,
         schemas,
+        retention,
     })
+}
+
+fn build_retention(doc: &RetentionDoc, path: &NodePath) -> Checked<Retention> {
+    let minutes = retention::time_limit(&doc.time.0);
+    let minutes = minutes.or_else(|reason| problem(path.key("time"), reason))?;
+    let mebibytes = retention::size_limit(&doc.size.0);
+    let mebibytes = mebibytes.or_else(|reason| problem(path.key("size"), reason))?;
+    Ok(Retention { minutes, mebibytes })
 }
 
 /// An inline schema (an object, or `true`/`false`), or a path to a JSON or

@@ -121,6 +121,20 @@ pub(super) struct NamespaceDoc {
     /// one is decided when the policy is built, so the message can say why.
     #[serde(default)]
     pub schemas: UniqueMap<serde_json::Value>,
+    #[serde(default)]
+    pub retention: Option<RetentionDoc>,
+}
+
+/// Both limits are required: Pulsar refuses a retention with one limit 0
+/// and the other not, and a default for the missing one would be a guess.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping like { time: 7d, size: 10GiB }"
+)]
+pub(super) struct RetentionDoc {
+    pub time: DurationDoc,
+    pub size: SizeDoc,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,20 +214,38 @@ pub(super) struct DurationDoc(pub String);
 
 impl<'de> Deserialize<'de> for DurationDoc {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
-        impl Visitor<'_> for DurationVisitor {
-            type Value = DurationDoc;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration like 90s, 15m, 24h or 7d")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationDoc, E> {
-                Ok(DurationDoc(v.to_owned()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationDoc, E> {
-                Ok(DurationDoc(v.to_string()))
-            }
-        }
-        deserializer.deserialize_any(DurationVisitor)
+        deserializer
+            .deserialize_any(ScalarText("a duration like 90s, 15m, 24h or 7d"))
+            .map(DurationDoc)
+    }
+}
+
+/// A size as written: `512MiB`, `10GiB` or a bare number of MiB.
+#[derive(Debug)]
+pub(super) struct SizeDoc(pub String);
+
+impl<'de> Deserialize<'de> for SizeDoc {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ScalarText("a size like 512MiB, 10GiB or 1TiB"))
+            .map(SizeDoc)
+    }
+}
+
+/// A string, or an integer read as its digits; its meaning is checked when
+/// the policy is built, where the message can name the key.
+struct ScalarText(&'static str);
+
+impl Visitor<'_> for ScalarText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
     }
 }
 

@@ -1116,6 +1116,7 @@ proptest! {
 }
 
 mod anchoring;
+mod retention;
 
 #[test]
 fn provenance_has_defaults_and_is_checked() {

@@ -1,6 +1,6 @@
 //! A client for the part of Pulsar's admin REST API (v2) the reconciler
 //! needs: tenants, namespaces, namespace permissions, deduplication,
-//! `schemaValidationEnforced` and the schema registry.
+//! retention, `schemaValidationEnforced` and the schema registry.
 //!
 //! Every call authenticates with a bearer token (a super-user's, read from
 //! Secrets Manager); the token is only ever handed to `reqwest` and never
@@ -21,7 +21,7 @@
 //! Retries: transport errors and 5xx answers are retried a few times with a
 //! short, bounded backoff, but only for calls that are safe to repeat: GETs,
 //! PUTs and DELETEs, and the POSTs that *set* a value to what the body says
-//! (grant, deduplication, schema validation, tenant update), which Pulsar
+//! (grant, deduplication, retention, schema validation, tenant update), which Pulsar
 //! implements as replacements. Uploading a schema is never retried: a new
 //! version is a side effect worth surfacing rather than repeating blindly.
 //! A retried create (PUT) can answer 409 when the first attempt did land;
@@ -236,6 +236,18 @@ pub struct SchemaUpload {
     pub schema: String,
     /// Free-form properties stored with the schema.
     pub properties: BTreeMap<String, String>,
+}
+
+/// A namespace's retention (`…/namespaces/{t}/{ns}/retention`): `-1` is no
+/// limit on that axis, `0` and `0` no retention. Pulsar's "MB" is a MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicies {
+    /// Age limit in minutes.
+    pub retention_time_in_minutes: i64,
+    /// Size limit in MiB.
+    #[serde(rename = "retentionSizeInMB")]
+    pub retention_size_in_mb: i64,
 }
 
 /// Retry bounds for calls that are safe to repeat.
@@ -471,6 +483,34 @@ impl AdminClient {
             Method::POST,
             &["namespaces", tenant, namespace, "deduplication"],
             Some(&enabled),
+            Repeat::Safe,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The namespace's retention; `None` when the namespace does not set one
+    /// and the broker default applies.
+    pub async fn retention(
+        &self,
+        tenant: &str,
+        namespace: &str,
+    ) -> Result<Option<RetentionPolicies>, AdminError> {
+        self.get_json(&["namespaces", tenant, namespace, "retention"])
+            .await
+    }
+
+    /// Sets the namespace's retention.
+    pub async fn set_retention(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        retention: RetentionPolicies,
+    ) -> Result<(), AdminError> {
+        self.send(
+            Method::POST,
+            &["namespaces", tenant, namespace, "retention"],
+            Some(&retention),
             Repeat::Safe,
         )
         .await

@@ -15,6 +15,9 @@
 //!   [`Options::protected_roles`] (kept, and reported as [`Drift::KeptGrant`]);
 //! * deduplication set explicitly (on or off) as the namespace says, so the
 //!   outcome never depends on the broker's `brokerDeduplicationEnabled`;
+//! * retention as the namespace declares it (`retention:`); a namespace that
+//!   declares none keeps whatever the broker has, so an operator's setting
+//!   is not undone by a policy that never mentioned it;
 //! * `schemaValidationEnforced` **off** (see below);
 //! * each topic schema stored in the schema registry.
 //!
@@ -73,7 +76,8 @@
 //! * `dry_run`: whether this was a dry run;
 //! * `changes`: what was changed (in a dry run: what would be), each with a
 //!   `kind` (`create_tenant`, `update_tenant`, `create_namespace`, `grant`,
-//!   `revoke`, `set_deduplication`, `set_schema_validation`, `upload_schema`)
+//!   `revoke`, `set_deduplication`, `set_retention`, `set_schema_validation`,
+//!   `upload_schema`)
 //!   and its fields (see [`Change`]);
 //! * `drift`: differences the reconciler reports but deliberately does not
 //!   fix (`kind` = `unmanaged_namespace`, `kept_grant`; see [`Drift`]);
@@ -93,7 +97,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::policy::{ActionSet, CompiledSchema, Namespace, Policy, Tenant};
-use crate::pulsar::admin::{AdminClient, AdminError, SchemaInfo, SchemaUpload, TenantInfo};
+use crate::pulsar::admin::{
+    AdminClient, AdminError, RetentionPolicies, SchemaInfo, SchemaUpload, TenantInfo,
+};
 
 /// Tenants the reconciler never manages, whatever the policy says: Pulsar's
 /// own (`pulsar` holds system namespaces; `public` is the shared default).
@@ -158,6 +164,16 @@ pub enum Change {
         enabled: bool,
         previous: Option<bool>,
     },
+    /// The retention was set, in Pulsar's units (minutes, MiB; `-1` = no
+    /// limit). `previous_*`: `null` = not set.
+    SetRetention {
+        tenant: String,
+        namespace: String,
+        time_minutes: i64,
+        size_mib: i64,
+        previous_time_minutes: Option<i64>,
+        previous_size_mib: Option<i64>,
+    },
     /// `schemaValidationEnforced` was set.
     SetSchemaValidation {
         tenant: String,
@@ -188,6 +204,7 @@ impl Change {
             Self::Grant { .. } => "grant",
             Self::Revoke { .. } => "revoke",
             Self::SetDeduplication { .. } => "set_deduplication",
+            Self::SetRetention { .. } => "set_retention",
             Self::SetSchemaValidation { .. } => "set_schema_validation",
             Self::UploadSchema { .. } => "upload_schema",
         }
@@ -202,6 +219,7 @@ impl Change {
             | Self::Grant { tenant, .. }
             | Self::Revoke { tenant, .. }
             | Self::SetDeduplication { tenant, .. }
+            | Self::SetRetention { tenant, .. }
             | Self::SetSchemaValidation { tenant, .. }
             | Self::UploadSchema { tenant, .. } => tenant,
         }
@@ -215,6 +233,7 @@ impl Change {
             | Self::Grant { namespace, .. }
             | Self::Revoke { namespace, .. }
             | Self::SetDeduplication { namespace, .. }
+            | Self::SetRetention { namespace, .. }
             | Self::SetSchemaValidation { namespace, .. }
             | Self::UploadSchema { namespace, .. } => Some(namespace),
         }
@@ -265,9 +284,9 @@ pub struct Failure {
     pub namespace: Option<String>,
     /// A change kind (`create_tenant`, `grant`, …), or a read step
     /// (`read_tenant`, `read_namespaces`, `read_permissions`,
-    /// `read_deduplication`, `read_schema_validation`, `read_schema`,
-    /// `read_superusers`), or `check_tenant` for a tenant the reconciler
-    /// refuses to manage.
+    /// `read_deduplication`, `read_retention`, `read_schema_validation`,
+    /// `read_schema`, `read_superusers`), or `check_tenant` for a tenant the
+    /// reconciler refuses to manage.
     pub step: String,
     /// What went wrong, with the broker's reason when it gave one.
     pub error: String,
@@ -374,6 +393,8 @@ impl Protected {
 struct NamespaceState {
     permissions: BTreeMap<String, BTreeSet<String>>,
     deduplication: Option<bool>,
+    /// Read only for a namespace that declares a retention.
+    retention: Option<RetentionPolicies>,
     validation_enforced: bool,
 }
 
@@ -485,7 +506,7 @@ impl Run<'_> {
     ) {
         let (t, ns) = (tenant.name.as_str(), namespace.name.as_str());
         let state = if exists {
-            match self.read_namespace(t, ns).await {
+            match self.read_namespace(t, namespace).await {
                 Some(state) => state,
                 None => return,
             }
@@ -527,6 +548,28 @@ impl Run<'_> {
             self.apply(change, applied);
         }
 
+        if let Some(retention) = namespace.retention {
+            let wanted = RetentionPolicies {
+                retention_time_in_minutes: retention.minutes.pulsar_value(),
+                retention_size_in_mb: retention.mebibytes.pulsar_value(),
+            };
+            if state.retention != Some(wanted) {
+                let change = Change::SetRetention {
+                    tenant: t.to_owned(),
+                    namespace: ns.to_owned(),
+                    time_minutes: wanted.retention_time_in_minutes,
+                    size_mib: wanted.retention_size_in_mb,
+                    previous_time_minutes: state.retention.map(|r| r.retention_time_in_minutes),
+                    previous_size_mib: state.retention.map(|r| r.retention_size_in_mb),
+                };
+                let applied = match self.live() {
+                    Some(admin) => admin.set_retention(t, ns, wanted).await,
+                    None => Ok(()),
+                };
+                self.apply(change, applied);
+            }
+        }
+
         for (topic, schema) in &namespace.schemas {
             self.schema(t, ns, topic.as_str(), schema).await;
         }
@@ -548,16 +591,25 @@ impl Run<'_> {
         }
     }
 
-    async fn read_namespace(&mut self, t: &str, ns: &str) -> Option<NamespaceState> {
+    async fn read_namespace(&mut self, t: &str, namespace: &Namespace) -> Option<NamespaceState> {
+        let ns = namespace.name.as_str();
         let permissions = self.admin.permissions(t, ns).await;
         let permissions = self.ok(permissions, t, ns, "read_permissions")?;
         let deduplication = self.admin.deduplication(t, ns).await;
         let deduplication = self.ok(deduplication, t, ns, "read_deduplication")?;
         let enforced = self.admin.schema_validation_enforced(t, ns).await;
         let validation_enforced = self.ok(enforced, t, ns, "read_schema_validation")?;
+        let retention = match namespace.retention {
+            Some(_) => {
+                let retention = self.admin.retention(t, ns).await;
+                self.ok(retention, t, ns, "read_retention")?
+            }
+            None => None,
+        };
         Some(NamespaceState {
             permissions,
             deduplication,
+            retention,
             validation_enforced,
         })
     }
@@ -775,122 +827,4 @@ fn list(set: &BTreeSet<String>) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protected_roles_are_kept_and_unknown_super_users_fail_closed() {
-        let mut protected = Protected {
-            admin_roles: ["kp-admin".to_owned()].into(),
-            extra: ["break-glass".to_owned()].into(),
-            super_users: Some(["root".to_owned()].into()),
-        };
-        assert_eq!(protected.reason("root"), Some("super_user"));
-        assert_eq!(protected.reason("kp-admin"), Some("admin_role"));
-        assert_eq!(protected.reason("break-glass"), Some("protected_role"));
-        assert_eq!(protected.reason("by-hand"), None);
-        protected.super_users = None;
-        assert_eq!(protected.reason("by-hand"), Some("super_users_unknown"));
-        assert_eq!(protected.reason("kp-admin"), Some("admin_role"));
-    }
-
-    #[test]
-    fn schemas_compare_as_json_with_type_and_properties() {
-        let policy = Policy::from_str(
-            r#"version: 1
-pulsar: { cluster: standalone, token_signing_secret: s }
-tenants:
-  t:
-    role: r
-    token_secret: ts
-    token_ttl: 24h
-    namespaces:
-      ns:
-        schemas:
-          topic: { type: object, required: [a], properties: { a: { type: string } } }
-"#,
-            None,
-        )
-        .unwrap();
-        let topic = crate::pulsar::topic::TopicName::parse("t", "ns", "topic").unwrap();
-        let schema = policy.schema_for(&topic).unwrap();
-        let upload = schema_upload(schema);
-        assert_eq!(upload.schema_type, "NONE");
-        let stored = |data: &str, ty: &str, props: &[(&str, &str)]| SchemaInfo {
-            version: 3,
-            schema_type: ty.to_owned(),
-            data: data.to_owned(),
-            properties: props
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
-        let props = [(SCHEMA_FORMAT_PROPERTY, SCHEMA_FORMAT_JSON_SCHEMA)];
-        let reordered =
-            r#"{ "required": ["a"], "properties": {"a": {"type": "string"}}, "type": "object" }"#;
-        assert!(same_schema(
-            &stored(reordered, "NONE", &props),
-            &upload,
-            schema.schema()
-        ));
-        assert!(!same_schema(
-            &stored(reordered, "JSON", &props),
-            &upload,
-            schema.schema()
-        ));
-        assert!(!same_schema(
-            &stored(reordered, "NONE", &[]),
-            &upload,
-            schema.schema()
-        ));
-        assert!(!same_schema(
-            &stored(r#"{"type":"object"}"#, "NONE", &props),
-            &upload,
-            schema.schema()
-        ));
-        assert!(!same_schema(
-            &stored("not json", "NONE", &props),
-            &upload,
-            schema.schema()
-        ));
-    }
-
-    #[test]
-    fn changes_serialise_with_a_kind_and_stable_fields() {
-        let change = Change::Grant {
-            tenant: "t".into(),
-            namespace: "ns".into(),
-            role: "r".into(),
-            actions: vec!["produce".into()],
-            previous: vec![],
-        };
-        assert_eq!(
-            serde_json::to_value(&change).unwrap(),
-            serde_json::json!({
-                "kind": "grant", "tenant": "t", "namespace": "ns", "role": "r",
-                "actions": ["produce"], "previous": []
-            })
-        );
-        assert_eq!(change.kind(), "grant");
-        let report = Report {
-            dry_run: true,
-            changes: vec![change],
-            drift: vec![Drift::UnmanagedNamespace {
-                tenant: "t".into(),
-                namespace: "old".into(),
-            }],
-            failures: vec![Failure {
-                tenant: None,
-                namespace: None,
-                step: "read_superusers".into(),
-                error: "x".into(),
-            }],
-        };
-        let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["drift"][0]["kind"], "unmanaged_namespace");
-        assert!(json["failures"][0]["tenant"].is_null());
-        let back: Report = serde_json::from_value(json).unwrap();
-        assert_eq!(back, report);
-        assert!(!back.is_converged());
-    }
-}
+mod tests;

@@ -121,6 +121,8 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+mod retention;
+
 #[tokio::test]
 async fn from_empty_one_run_sets_up_what_the_policy_says_and_the_broker_enforces_it() {
     let _shared = LOG_CAPTURE.read().await;

@@ -310,11 +310,12 @@ impl Publisher {
                 message.key = ce.partition_key().map(str::to_owned);
                 message.event_time_ms = ce.time.as_ref().map(|(_, ms)| *ms);
             }
-            if let Some(keys) = &keys {
-                keys.seal(&full_topic, &mut message, now.timestamp())?;
-            }
             messages.push(message);
             event_ids.push(event_id);
+        }
+
+        if let Some(keys) = &keys {
+            keys.seal_all(&full_topic, &mut messages, now.timestamp())?;
         }
 
         let credentials = TenantCredentials {

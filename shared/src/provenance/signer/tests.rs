@@ -162,3 +162,71 @@ async fn a_message_without_the_gateway_properties_is_not_signed() {
     assert!(matches!(err, ProvenanceError::Incomplete("kp-source-id")));
     assert!(!message.properties.contains_key(PROPERTY));
 }
+
+/// Each of `count` messages with its own event id and payload.
+fn batch(count: usize) -> Vec<OutgoingMessage> {
+    (0..count)
+        .map(|i| {
+            let mut m = message();
+            m.properties.insert("kp-event-id".into(), format!("e-{i}"));
+            m.payload = format!(r#"{{"orderId":"{i}"}}"#).into_bytes();
+            m
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_sealed_across_threads_gives_each_message_its_own_valid_seal() {
+    let set = KeySet::first(Utc::now()).unwrap();
+    let source = Arc::new(OneSecret(
+        Mutex::new(Some(set.to_secret_value())),
+        Default::default(),
+    ));
+    let keys = Signer::new(&settings(), source).keys().await.unwrap();
+    let jwks: Jwks = serde_json::from_str(&keys.jwks_json()).unwrap();
+    let jwk = jwks.find(set.active_kid()).unwrap();
+    // Below, at and well above the size that is split across threads (a
+    // single-core machine signs them all on one; the result is the same).
+    for count in [1, MIN_PER_THREAD * 2, MIN_PER_THREAD * 7 + 3] {
+        let mut messages = batch(count);
+        keys.seal_all(
+            "persistent://payments/orders/order-created",
+            &mut messages,
+            7,
+        )
+        .unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            let parts: Vec<&str> = m.properties[PROPERTY].split('.').collect();
+            let claims: Claims = serde_json::from_value(decode(parts[1])).unwrap();
+            assert_eq!(claims.event_id, format!("e-{i}"), "{count} messages");
+            assert_eq!(claims.payload_sha256, payload_digest(&m.payload));
+            assert!(crate::provenance::verifies_with(
+                jwk,
+                format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+            ));
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_message_of_a_batch_that_cannot_be_sealed_fails_the_whole_batch() {
+    let set = KeySet::first(Utc::now()).unwrap();
+    let source = Arc::new(OneSecret(
+        Mutex::new(Some(set.to_secret_value())),
+        Default::default(),
+    ));
+    let keys = Signer::new(&settings(), source).keys().await.unwrap();
+    // The faulty message in the first, a middle and the last thread's share.
+    for faulty in [0, 100, 199] {
+        let mut messages = batch(200);
+        messages[faulty].properties.remove("kp-request-id");
+        let err = keys
+            .seal_all("persistent://t/n/x", &mut messages, 1)
+            .unwrap_err();
+        assert!(
+            matches!(err, ProvenanceError::Incomplete("kp-request-id")),
+            "message {faulty}: {err}"
+        );
+    }
+}
